@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both create .venv at the repository root when it is missing and reuse it otherwise; the install is
+# redone only when pyproject.toml changes (stamp files), so a second run starts at once.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 1
+export DDE_BACKEND := pytorch
+
+.PHONY: demo test lint bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Plain pip on purpose: it takes the local torch 2.14.1 wheel (uv/poetry would download ~3 GB).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip check
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/sciml solve legendre --out runs/demo/legendre
+	@if $(BIN)/sciml forecast demo --help >/dev/null 2>&1; then \
+		$(BIN)/sciml forecast demo --out runs/demo/forecast; \
+	else echo "(forecasting demo not installed yet)"; fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(VENV)/.installed-test lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean-venv:
+	rm -rf $(VENV)

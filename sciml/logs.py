@@ -1,0 +1,24 @@
+"""Logging set-up for the command line (library code only calls ``logging.getLogger(__name__)``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Configure the ``sciml`` logger: -1 quiet (warnings), 0 info, 1+ debug.
+
+    Only the ``sciml`` logger tree is touched; third-party loggers keep their own levels.
+    """
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logger = logging.getLogger("sciml")
+    logger.setLevel(level)
+    for h in list(logger.handlers):
+        if getattr(h, "_sciml", False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler._sciml = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.propagate = False

@@ -1,0 +1,1 @@
+"""PINN engine for singular ODEs (the only place that imports DeepXDE)."""
