@@ -92,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="solve a problem with a PINN and compare with its reference")
     p.add_argument("problem")
-    p.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE", help="set a parameter (repeatable)"
-    )
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a parameter (repeatable)")
     from sciml.pinn.cli import add_solve_arguments  # argparse only: no deepxde import
 
     add_solve_arguments(p)

@@ -60,9 +60,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(
-                f"{_fmt(path)}: expected a mapping for {tp.__name__}, got {type(value).__name__}"
-            )
+            raise ConfigError(f"{_fmt(path)}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
         return _from_mapping(tp, value, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -71,7 +69,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(args) != len(value):
                 raise ConfigError(f"{_fmt(path)}: expected {len(args)} items, got {len(value)}")
-            items = [_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+            items = [_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))]
         else:
             item_tp = args[0] if args else Any
             items = [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]

@@ -62,9 +62,7 @@ class Parameter:
         above = value > self.high or (value == self.high and not self.high_inclusive)
         if below or above:
             reason = f" ({self.why})" if self.why else ""
-            raise UsageError(
-                f"parameter {self.name}={_num(value)} is out of range: valid {self.range_text()}{reason}"
-            )
+            raise UsageError(f"parameter {self.name}={_num(value)} is out of range: valid {self.range_text()}{reason}")
         if self.integer:
             if not float(value).is_integer():
                 raise UsageError(f"parameter {self.name} must be an integer, got {value}")

@@ -44,21 +44,15 @@ class Registry:
             try:
                 cls = ep.load()
             except Exception as exc:  # a broken plugin must say which one it is
-                raise RegistryError(
-                    f"cannot load problem entry point {ep.name!r} ({ep.value}): {exc}"
-                ) from exc
+                raise RegistryError(f"cannot load problem entry point {ep.name!r} ({ep.value}): {exc}") from exc
             if not (isinstance(cls, type) and issubclass(cls, ProblemSpec)):
                 raise RegistryError(f"entry point {ep.name!r} ({ep.value}) is not a ProblemSpec subclass")
             if cls.name.lower() != ep.name.lower():
-                raise RegistryError(
-                    f"entry point {ep.name!r} loads a problem named {cls.name!r}; they must match"
-                )
+                raise RegistryError(f"entry point {ep.name!r} loads a problem named {cls.name!r}; they must match")
             for key in (cls.name, *cls.aliases):
                 k = key.lower()
                 if k in self._by_name:
-                    raise RegistryError(
-                        f"duplicate problem name {key!r}: registered by {origin[k]} and by {ep.value}"
-                    )
+                    raise RegistryError(f"duplicate problem name {key!r}: registered by {origin[k]} and by {ep.value}")
                 self._by_name[k] = cls
                 origin[k] = ep.value
             self._canonical[cls.name] = cls
