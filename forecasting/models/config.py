@@ -1,0 +1,189 @@
+"""Configuration of the FCN3-style spherical neural operator, with the ``tiny``, ``demo`` and ``fcn3`` presets.
+
+Channel layout of the state tensor ``[B, C, H, W]`` (the FCN3 order): the ``n_surface`` surface channels first,
+then the atmospheric channels variable-major, ``var0@lev0, var0@lev1, ..., var1@lev0, ...``, so that
+``C = n_surface + n_atmo_vars * n_levels``. Auxiliary inputs (static fields and time features, ``n_aux``
+channels) and latent noise (``n_noise`` channels) are separate inputs on the same grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sciml.errors import UsageError
+
+
+@dataclass(frozen=True)
+class FCN3Config:
+    """Hyper-parameters of :class:`~sciml.forecasting.models.FCN3`.
+
+    Attributes
+    ----------
+    nlat, nlon : int
+        I/O grid (equiangular with both poles, latitude 90 -> -90).
+    scale_factor : int
+        Internal grid is ``(nlat // scale_factor, nlon // scale_factor)`` on ``internal_grid``.
+    n_levels, n_atmo_vars, n_surface : int
+        Channel groups of the state (see the module docstring for the order).
+    n_aux, n_noise : int
+        Auxiliary (static + time) channels and latent-noise channels; both feed the aux encoder.
+    atmo_embed_dim, surf_embed_dim, aux_embed_dim : int
+        Embedding width per pressure level, for the surface group and for the aux group. The processor width is
+        ``n_levels * atmo_embed_dim + surf_embed_dim``; each block sees that plus ``aux_embed_dim`` channels.
+    num_layers, global_block_frequency : int
+        Block ``i`` is global (spherical-harmonic convolution) when ``i % global_block_frequency == 0``, otherwise
+        local (DISCO convolution).
+    mlp_ratio : float
+        Hidden width of the block MLP relative to its input width.
+    kernel_shape, basis_type, basis_norm_mode :
+        DISCO filter basis (FCN3: 3x3 Morlet, ``mean`` normalisation -> 9 basis functions).
+    layer_scale_init : float
+        Initial LayerScale value.
+    clamp_channels : tuple of int
+        State channels passed through the soft clamp (non-negative quantities such as humidity).
+    internal_grid : str
+        ``legendre-gauss`` (FCN3) or ``equiangular``.
+    """
+
+    nlat: int = 33
+    nlon: int = 64
+    scale_factor: int = 2
+    n_levels: int = 2
+    n_atmo_vars: int = 2
+    n_surface: int = 2
+    n_aux: int = 1
+    n_noise: int = 2
+    atmo_embed_dim: int = 4
+    surf_embed_dim: int = 4
+    aux_embed_dim: int = 4
+    num_layers: int = 4
+    global_block_frequency: int = 2
+    mlp_ratio: float = 2.0
+    kernel_shape: tuple[int, int] = (3, 3)
+    basis_type: Literal["morlet", "piecewise linear", "zernike"] = "morlet"
+    basis_norm_mode: Literal["mean", "nodal", "none"] = "mean"
+    layer_scale_init: float = 0.1
+    clamp_channels: tuple[int, ...] = ()
+    internal_grid: Literal["legendre-gauss", "equiangular"] = "legendre-gauss"
+
+    def __post_init__(self) -> None:
+        positive = ("nlat", "nlon", "scale_factor", "n_levels", "n_atmo_vars", "atmo_embed_dim", "num_layers")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"FCN3Config.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_surface", "n_aux", "n_noise", "surf_embed_dim", "aux_embed_dim"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"FCN3Config.{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_surface > 0 and self.surf_embed_dim < 1:
+            raise UsageError("FCN3Config.surf_embed_dim must be >= 1 when n_surface > 0")
+        if self.n_aux + self.n_noise > 0 and self.aux_embed_dim < 1:
+            raise UsageError("FCN3Config.aux_embed_dim must be >= 1 when there are aux or noise channels")
+        if self.global_block_frequency < 1:
+            raise UsageError(f"FCN3Config.global_block_frequency must be >= 1, got {self.global_block_frequency}")
+        if self.mlp_ratio <= 0:
+            raise UsageError(f"FCN3Config.mlp_ratio must be > 0, got {self.mlp_ratio}")
+        h, w = self.internal_shape
+        if h < 4 or w < 4:
+            raise UsageError(
+                f"internal grid {h}x{w} is too small: lower scale_factor ({self.scale_factor}) or enlarge the grid"
+            )
+        if self.nlon % w != 0:
+            raise UsageError(
+                f"nlon={self.nlon} must be a multiple of the internal nlon={w} (DISCO needs an integer ratio); "
+                "pick scale_factor dividing nlon"
+            )
+        bad = [c for c in self.clamp_channels if not 0 <= c < self.n_channels]
+        if bad:
+            raise UsageError(f"clamp_channels {bad} are outside the {self.n_channels} state channels")
+
+    @property
+    def n_channels(self) -> int:
+        """Number of state channels ``C``."""
+        return self.n_surface + self.n_atmo_vars * self.n_levels
+
+    @property
+    def internal_shape(self) -> tuple[int, int]:
+        """Internal grid ``(h, w)``."""
+        return self.nlat // self.scale_factor, self.nlon // self.scale_factor
+
+    @property
+    def embed_dim(self) -> int:
+        """Processor width ``n_levels * atmo_embed_dim + surf_embed_dim`` (641 for FCN3)."""
+        return self.n_levels * self.atmo_embed_dim + (self.surf_embed_dim if self.n_surface > 0 else 0)
+
+    @property
+    def block_in_dim(self) -> int:
+        """Block input width: processor width plus the aux embedding (677 for FCN3)."""
+        return self.embed_dim + (self.aux_embed_dim if self.n_aux + self.n_noise > 0 else 0)
+
+    def is_global_block(self, i: int) -> bool:
+        """Whether block ``i`` is a global (spectral) block."""
+        return i % self.global_block_frequency == 0
+
+
+def _tiny() -> FCN3Config:
+    return FCN3Config()
+
+
+def _demo() -> FCN3Config:
+    # One "level" of shallow-water fields (geopotential-like height, u, v) as on the built-in dataset.
+    return FCN3Config(
+        nlat=64,
+        nlon=128,
+        scale_factor=2,
+        n_levels=1,
+        n_atmo_vars=3,
+        n_surface=0,
+        n_aux=2,
+        n_noise=4,
+        atmo_embed_dim=48,
+        surf_embed_dim=0,
+        aux_embed_dim=16,
+        num_layers=4,
+        global_block_frequency=2,
+    )
+
+
+def _fcn3() -> FCN3Config:
+    # makani config/fourcastnet3.yaml: 7 surface + 5 vars x 13 levels = 72 channels; aux = cos zenith, orography,
+    # land-sea mask (2 channels) + 8 diffusion-noise channels; q (last 13 channels) and tcwv (index 6) are clamped.
+    n_surface, n_levels = 7, 13
+    q_start = n_surface + 4 * n_levels
+    return FCN3Config(
+        nlat=721,
+        nlon=1440,
+        scale_factor=2,
+        n_levels=n_levels,
+        n_atmo_vars=5,
+        n_surface=n_surface,
+        n_aux=4,
+        n_noise=8,
+        atmo_embed_dim=45,
+        surf_embed_dim=56,
+        aux_embed_dim=36,
+        num_layers=10,
+        global_block_frequency=5,
+        clamp_channels=(6, *range(q_start, q_start + n_levels)),
+    )
+
+
+PRESETS = {"tiny": _tiny, "demo": _demo, "fcn3": _fcn3}
+
+#: FCN3's published parameter count (NGC model card), reproduced by the ``fcn3`` preset.
+FCN3_PUBLISHED_PARAMETERS = 710_867_670
+
+
+def preset(name: str, **overrides: Any) -> FCN3Config:
+    """Return preset ``name`` (``tiny``, ``demo``, ``fcn3``) with optional field overrides."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[name]()
+    if overrides:
+        fields = {f.name for f in dataclasses.fields(FCN3Config)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise UsageError(f"unknown FCN3Config field(s) {unknown}; valid: {sorted(fields)}")
+        cfg = dataclasses.replace(cfg, **overrides)
+    return cfg

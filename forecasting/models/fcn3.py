@@ -1,0 +1,222 @@
+"""FCN3-style stochastic one-step map on the sphere (Bonev et al. 2025, arXiv 2507.12144).
+
+.. math::
+
+    u_{n+1} = F_\\theta(u_n, a_n, z_n)
+
+``u`` is the state on the equiangular I/O grid, ``a`` auxiliary fields (static fields, time features) and
+``z`` latent noise (see :mod:`sciml.forecasting.noise`); ensemble members differ only in ``z``.
+
+Pipeline: per-level shared DISCO encoder for the atmospheric channels, a surface encoder and an aux encoder,
+all mapping the I/O grid to the internal Legendre-Gauss grid; ``num_layers`` processor blocks, global
+(spherical-harmonic, isotropic) every ``global_block_frequency``-th block and local (DISCO) otherwise, with the aux
+embedding concatenated before every block; bilinear resampling back to the I/O grid followed by DISCO decoders;
+soft clamp on non-negative channels. The network predicts the next state directly (no residual).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from sciml.forecasting.models.config import FCN3Config
+from sciml.forecasting.models.layers import (
+    DiscoDecoder,
+    DiscoEncoder,
+    NeuralOperatorBlock,
+    SerialSphereOps,
+    SpectralConvDH,
+    SphereOps,
+    cutoff_radius,
+    soft_clamp,
+)
+from sciml.forecasting.sphere import exact_lmax
+
+from sciml.errors import UsageError
+
+IO_GRID = "equiangular"
+
+
+class FCN3(nn.Module):
+    """The FCN3-style spherical neural operator.
+
+    Parameters
+    ----------
+    config : FCN3Config
+        Sizes (see :mod:`sciml.forecasting.models.config` for the channel layout).
+    ops : SphereOps, optional
+        Factory of spherical primitives; :class:`SerialSphereOps` (torch-harmonics) by default.
+
+    Examples
+    --------
+    >>> cfg = preset("tiny")
+    >>> model = FCN3(cfg)
+    >>> x = torch.randn(1, cfg.n_channels, cfg.nlat, cfg.nlon)
+    >>> aux = torch.randn(1, cfg.n_aux, cfg.nlat, cfg.nlon)
+    >>> z = torch.randn(1, cfg.n_noise, cfg.nlat, cfg.nlon)
+    >>> model(x, aux, z).shape
+    torch.Size([1, 6, 33, 64])
+    """
+
+    def __init__(self, config: FCN3Config, ops: SphereOps | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config
+        ops = ops if ops is not None else SerialSphereOps()
+        io_shape = (cfg.nlat, cfg.nlon)
+        h, w = cfg.internal_shape
+        grid = cfg.internal_grid
+        common = dict(
+            kernel_shape=tuple(cfg.kernel_shape), basis_type=cfg.basis_type, basis_norm_mode=cfg.basis_norm_mode
+        )
+
+        self.atmo_encoder = DiscoEncoder(
+            ops, cfg.n_atmo_vars, cfg.atmo_embed_dim, io_shape, (h, w), grid_in=IO_GRID, grid_out=grid, **common
+        )
+        self.atmo_decoder = DiscoDecoder(
+            ops, cfg.atmo_embed_dim, cfg.n_atmo_vars, (h, w), io_shape, grid_in=grid, grid_out=IO_GRID, **common
+        )
+        if cfg.n_surface > 0:
+            self.surf_encoder = DiscoEncoder(
+                ops, cfg.n_surface, cfg.surf_embed_dim, io_shape, (h, w), grid_in=IO_GRID, grid_out=grid, **common
+            )
+            self.surf_decoder = DiscoDecoder(
+                ops, cfg.surf_embed_dim, cfg.n_surface, (h, w), io_shape, grid_in=grid, grid_out=IO_GRID, **common
+            )
+        n_aux_in = cfg.n_aux + cfg.n_noise
+        if n_aux_in > 0:
+            self.aux_encoder = DiscoEncoder(
+                ops, n_aux_in, cfg.aux_embed_dim, io_shape, (h, w), grid_in=IO_GRID, grid_out=grid, **common
+            )
+
+        # One SHT pair shared by all global blocks; lmax = mmax - 1 = h on the Gauss grid (FCN3: 360 x 361).
+        lmax = exact_lmax(h, grid)
+        mmax = w // 2 + 1
+        self.sht = ops.sht(h, w, lmax, mmax, grid)
+        self.isht = ops.isht(h, w, lmax, mmax, grid)
+
+        width_in, width_out = cfg.block_in_dim, cfg.embed_dim
+        blocks = []
+        for i in range(cfg.num_layers):
+            if cfg.is_global_block(i):
+                conv = SpectralConvDH(self.sht, self.isht, width_in, width_in)
+            else:
+                conv = ops.disco(
+                    width_in,
+                    width_in,
+                    (h, w),
+                    (h, w),
+                    groups=1,
+                    grid_in=grid,
+                    grid_out=grid,
+                    theta_cutoff=2.0 * cutoff_radius(h, tuple(cfg.kernel_shape)),
+                    **common,
+                )
+            blocks.append(NeuralOperatorBlock(conv, width_in, width_out, cfg.mlp_ratio, cfg.layer_scale_init))
+        self.blocks = nn.ModuleList(blocks)
+
+        clamp = torch.zeros(cfg.n_channels, dtype=torch.bool)
+        clamp[list(cfg.clamp_channels)] = True
+        self.register_buffer("clamp_mask", clamp.reshape(1, -1, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ encoder / decoder
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """State ``[B, C, H, W]`` -> processor features ``[B, embed_dim, h, w]``."""
+        cfg = self.config
+        b = x.shape[0]
+        atmo = x[:, cfg.n_surface :].reshape(b, cfg.n_atmo_vars, cfg.n_levels, *x.shape[-2:])
+        atmo = atmo.transpose(1, 2).reshape(b * cfg.n_levels, cfg.n_atmo_vars, *x.shape[-2:])
+        feats = self.atmo_encoder(atmo)
+        feats = feats.reshape(b, cfg.n_levels * cfg.atmo_embed_dim, *feats.shape[-2:])
+        if cfg.n_surface > 0:
+            feats = torch.cat([feats, self.surf_encoder(x[:, : cfg.n_surface])], dim=1)
+        return feats
+
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        """Processor features ``[B, embed_dim, h, w]`` -> state ``[B, C, H, W]``."""
+        cfg = self.config
+        b = feats.shape[0]
+        atmo = feats[:, : cfg.n_levels * cfg.atmo_embed_dim]
+        atmo = self.atmo_decoder(atmo.reshape(b * cfg.n_levels, cfg.atmo_embed_dim, *feats.shape[-2:]))
+        shape = atmo.shape[-2:]
+        atmo = atmo.reshape(b, cfg.n_levels, cfg.n_atmo_vars, *shape).transpose(1, 2)
+        atmo = atmo.reshape(b, cfg.n_levels * cfg.n_atmo_vars, *shape)
+        if cfg.n_surface > 0:
+            surf = self.surf_decoder(feats[:, cfg.n_levels * cfg.atmo_embed_dim :])
+            return torch.cat([surf, atmo], dim=1)
+        return atmo
+
+    # ------------------------------------------------------------------ forward
+    def _check(self, name: str, t: torch.Tensor | None, channels: int, batch: int | None) -> None:
+        cfg = self.config
+        if channels == 0:
+            if t is not None and t.shape[1] != 0:
+                raise UsageError(f"{name} given but the model was configured with 0 {name} channels")
+            return
+        if t is None:
+            raise UsageError(f"{name} is required: the model expects {channels} {name} channels")
+        expected = (batch if batch is not None else t.shape[0], channels, cfg.nlat, cfg.nlon)
+        if t.ndim != 4 or tuple(t.shape) != expected:
+            raise UsageError(f"{name} has shape {tuple(t.shape)}, expected [B, C, H, W] = {list(expected)}")
+
+    def forward(
+        self, x: torch.Tensor, aux: torch.Tensor | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One step: ``x`` ``[B, C, H, W]``, ``aux`` ``[B, n_aux, H, W]``, ``noise`` ``[B, n_noise, H, W]``."""
+        cfg = self.config
+        self._check("x", x, cfg.n_channels, None)
+        self._check("aux", aux, cfg.n_aux, x.shape[0])
+        self._check("noise", noise, cfg.n_noise, x.shape[0])
+
+        extra = [t for t, n in ((aux, cfg.n_aux), (noise, cfg.n_noise)) if n > 0]
+        aux_feats = self.aux_encoder(torch.cat(extra, dim=1).to(x.dtype)) if extra else None
+
+        feats = self.encode(x)
+        for block in self.blocks:
+            if aux_feats is not None:
+                feats = torch.cat([feats, aux_feats], dim=1)
+            feats = block(feats)
+        out = self.decode(feats)
+        if cfg.clamp_channels:
+            out = torch.where(self.clamp_mask, soft_clamp(out), out)
+        return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of real scalar parameters (a complex parameter counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+
+
+def expected_parameter_count(cfg: FCN3Config) -> int:
+    r"""Closed-form parameter count of :class:`FCN3` for ``cfg`` (independent of the module code).
+
+    With :math:`E` the processor width, :math:`I = E + E_\mathrm{aux}` the block input, :math:`H=\lfloor rI\rfloor`,
+    :math:`K` DISCO basis functions and :math:`L` spectral degrees:
+
+    .. math::
+
+        N = n_g\,2 I^2 L + n_\ell\, I^2 K + n_b\,(I H + H + H E + E + E) + \sum_\mathrm{enc/dec} c_\mathrm{out}
+        \frac{c_\mathrm{in}}{\gcd(c_\mathrm{in}, c_\mathrm{out})} K.
+    """
+    import math
+    import warnings
+
+    from torch_harmonics.filter_basis import get_filter_basis
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*'morlet' basis type is deprecated", category=DeprecationWarning)
+        k = get_filter_basis(tuple(cfg.kernel_shape), cfg.basis_type).kernel_size
+    e, i = cfg.embed_dim, cfg.block_in_dim
+    hid = int(cfg.mlp_ratio * i)
+    n_glob = sum(cfg.is_global_block(j) for j in range(cfg.num_layers))
+    n_loc = cfg.num_layers - n_glob
+    lmax = exact_lmax(cfg.internal_shape[0], cfg.internal_grid)
+
+    def grouped(cin: int, cout: int) -> int:
+        return cout * (cin // math.gcd(cin, cout)) * k
+
+    n = n_glob * 2 * i * i * lmax + n_loc * i * i * k + cfg.num_layers * (i * hid + hid + hid * e + e + e)
+    n += grouped(cfg.n_atmo_vars, cfg.atmo_embed_dim) + grouped(cfg.atmo_embed_dim, cfg.n_atmo_vars)
+    if cfg.n_surface:
+        n += grouped(cfg.n_surface, cfg.surf_embed_dim) + grouped(cfg.surf_embed_dim, cfg.n_surface)
+    if cfg.n_aux + cfg.n_noise:
+        n += grouped(cfg.n_aux + cfg.n_noise, cfg.aux_embed_dim)
+    return n

@@ -1,0 +1,181 @@
+"""FCN3-style network: shapes, the published parameter count, longitude-shift equivariance, gradients, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sciml.forecasting.models import (
+    FCN3,
+    FCN3_PUBLISHED_PARAMETERS,
+    FCN3Config,
+    count_parameters,
+    expected_parameter_count,
+    preset,
+)
+from sciml.forecasting.models.layers import SerialSphereOps, SpectralConvDH, soft_clamp
+
+from sciml.errors import UsageError
+
+
+def _inputs(cfg: FCN3Config, batch: int = 2, seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, 0, cfg.nlat, cfg.nlon)
+
+    def rnd(c: int) -> torch.Tensor:
+        return torch.randn(shape[0], c, *shape[2:], generator=g, dtype=dtype)
+
+    return rnd(cfg.n_channels), rnd(cfg.n_aux), rnd(cfg.n_noise)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> FCN3:
+    torch.manual_seed(0)
+    return FCN3(preset("tiny", clamp_channels=(0, 3)))
+
+
+@pytest.mark.parametrize("name", ["tiny", "demo"])
+def test_preset_shapes(name: str) -> None:
+    cfg = preset(name)
+    torch.manual_seed(0)
+    model = FCN3(cfg)
+    x, aux, z = _inputs(cfg, batch=1)
+    with torch.no_grad():
+        y = model(x, aux, z)
+    assert y.shape == (1, cfg.n_channels, cfg.nlat, cfg.nlon)
+    assert torch.isfinite(y).all()
+    assert count_parameters(model) == expected_parameter_count(cfg)
+
+
+def test_fcn3_preset_layout() -> None:
+    cfg = preset("fcn3")
+    assert cfg.n_channels == 72
+    assert cfg.internal_shape == (360, 720)
+    assert cfg.embed_dim == 641 and cfg.block_in_dim == 677
+    assert [cfg.is_global_block(i) for i in range(cfg.num_layers)].count(True) == 2
+
+
+def test_fcn3_parameter_count_on_meta() -> None:
+    """Built on the meta device (no memory): 710,867,670, FCN3's published count, and the closed form."""
+    with torch.device("meta"):
+        model = FCN3(preset("fcn3"))
+    assert count_parameters(model) == FCN3_PUBLISHED_PARAMETERS
+    assert expected_parameter_count(preset("fcn3")) == FCN3_PUBLISHED_PARAMETERS
+    # two spectral blocks hold 2 * 677^2 * 360 complex weights = 93% of all parameters
+    spectral = sum(p.numel() for n, p in model.named_parameters() if n.endswith("conv.weight") and p.ndim == 4)
+    assert spectral == 2 * 677 * 677 * 360 * 2
+
+
+def test_meta_model_has_the_real_parameter_shapes(tiny_model: FCN3) -> None:
+    with torch.device("meta"):
+        meta = FCN3(tiny_model.config)
+    real = {k: tuple(v.shape) for k, v in tiny_model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in meta.state_dict().items()} == real
+    x, aux, z = (t.to("meta") for t in _inputs(tiny_model.config))
+    with pytest.raises(RuntimeError, match="meta device"):
+        meta(x, aux, z)
+
+
+@pytest.mark.parametrize("shift", [2, 6, 32])
+def test_longitude_shift_equivariance(tiny_model: FCN3, shift: int) -> None:
+    """Rolling every input by k longitudes (k a multiple of the I/O-to-internal ratio) rolls the output."""
+    cfg = tiny_model.config
+    x, aux, z = _inputs(cfg)
+    with torch.no_grad():
+        y = tiny_model(x, aux, z)
+        y_rolled = tiny_model(*(torch.roll(t, shift, dims=-1) for t in (x, aux, z)))
+    err = (y_rolled - torch.roll(y, shift, dims=-1)).abs().max().item()
+    assert err <= 2e-5 * y.abs().max().item()
+    # a non-trivial test: the output is not longitude-invariant
+    assert (torch.roll(y, shift, dims=-1) - y).abs().max().item() > 1e-2 * y.abs().max().item()
+
+
+def test_each_spherical_layer_is_shift_equivariant(tiny_model: FCN3) -> None:
+    h, w = tiny_model.config.internal_shape
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(1, tiny_model.config.block_in_dim, h, w, generator=g)
+    checks = [(blk.conv, feats, 1) for blk in tiny_model.blocks]
+    x, _, _ = _inputs(tiny_model.config, batch=1)
+    checks.append((tiny_model.atmo_encoder, x[:, 2:4], 2))
+    checks.append((tiny_model.atmo_decoder, feats[:, : tiny_model.config.atmo_embed_dim], 1))
+    for layer, inp, k in checks:
+        with torch.no_grad():
+            out = layer(inp)
+            out_r = layer(torch.roll(inp, k, dims=-1))
+        k_out = k * out.shape[-1] // inp.shape[-1]
+        assert (out_r - torch.roll(out, k_out, dims=-1)).abs().max() <= 1e-5 * out.abs().max(), type(layer)
+
+
+def test_spectral_conv_identity_weights_reproduce_bandlimited_field() -> None:
+    """With w_iol = delta_io the DH convolution is SHT^-1 SHT = identity on fields of degree < lmax."""
+    ops = SerialSphereOps()
+    h, w = 16, 32
+    sht, isht = ops.sht(h, w, 16, 17, "legendre-gauss"), ops.isht(h, w, 16, 17, "legendre-gauss")
+    conv = SpectralConvDH(sht, isht, 3, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[..., 0] = torch.eye(3)[:, :, None]
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 3, isht.lmax, isht.mmax)  # torch-harmonics truncates triangularly: mmax = min(lmax, mmax)
+    coeffs = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
+    coeffs = torch.tril(coeffs.real) + 1j * torch.tril(coeffs.imag)
+    f = isht(coeffs)
+    assert torch.allclose(conv(f), f, atol=1e-5 * f.abs().max().item())
+
+
+def test_gradients_reach_every_parameter(tiny_model: FCN3) -> None:
+    tiny_model.zero_grad()
+    x, aux, z = _inputs(tiny_model.config)
+    tiny_model(x, aux, z).square().mean().backward()
+    for name, p in tiny_model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().max() > 0, name
+    tiny_model.zero_grad()
+
+
+def test_noise_changes_the_output(tiny_model: FCN3) -> None:
+    x, aux, z = _inputs(tiny_model.config)
+    with torch.no_grad():
+        d = (tiny_model(x, aux, z) - tiny_model(x, aux, -z)).abs().max()
+    assert d > 1e-4
+
+
+def test_deterministic_under_fixed_seed() -> None:
+    cfg = preset("tiny")
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = FCN3(cfg)
+        with torch.no_grad():
+            outs.append(model(*_inputs(cfg, seed=5)))
+    assert torch.equal(outs[0], outs[1])
+    torch.manual_seed(124)
+    with torch.no_grad():
+        other = FCN3(cfg)(*_inputs(cfg, seed=5))
+    assert not torch.equal(outs[0], other)
+
+
+def test_soft_clamp_closed_form_and_output_nonnegative(tiny_model: FCN3) -> None:
+    x = torch.tensor([-1.0, 0.0, 0.25, 0.5, 2.0])
+    assert torch.equal(soft_clamp(x), torch.tensor([0.0, 0.0, 0.0625, 0.25, 1.75]))
+    with torch.no_grad():
+        y = tiny_model(*_inputs(tiny_model.config))
+    assert (y[:, [0, 3]] >= 0).all()
+    assert (y[:, [1, 2]] < 0).any()  # unclamped channels keep their sign
+
+
+def test_bad_inputs_raise_usage_errors(tiny_model: FCN3) -> None:
+    cfg = tiny_model.config
+    x, aux, z = _inputs(cfg)
+    with pytest.raises(UsageError, match="noise is required"):
+        tiny_model(x, aux, None)
+    with pytest.raises(UsageError, match="shape"):
+        tiny_model(x[..., :-1], aux, z)
+    with pytest.raises(UsageError, match="unknown model preset"):
+        preset("huge")
+    with pytest.raises(UsageError, match="multiple of the internal"):
+        FCN3Config(nlat=33, nlon=66, scale_factor=4)
+    with pytest.raises(UsageError, match="clamp_channels"):
+        preset("tiny", clamp_channels=(99,))
+    with pytest.raises(UsageError, match="unknown FCN3Config field"):
+        preset("tiny", width=3)
