@@ -24,7 +24,6 @@ from sciml.forecasting.models.layers import (
     DiscoEncoder,
     NeuralOperatorBlock,
     SerialSphereOps,
-    SpectralConvDH,
     SphereOps,
     cutoff_radius,
     soft_clamp,
@@ -62,6 +61,7 @@ class FCN3(nn.Module):
         self.config = cfg = config
         ops = ops if ops is not None else SerialSphereOps()
         io_shape = (cfg.nlat, cfg.nlon)
+        self.io_shape_local = ops.local_shape(io_shape)  # a tile of the grid when the model is distributed
         h, w = cfg.internal_shape
         grid = cfg.internal_grid
         common = dict(
@@ -97,7 +97,7 @@ class FCN3(nn.Module):
         blocks = []
         for i in range(cfg.num_layers):
             if cfg.is_global_block(i):
-                conv = SpectralConvDH(self.sht, self.isht, width_in, width_in)
+                conv = ops.spectral_conv(self.sht, self.isht, width_in, width_in)
             else:
                 conv = ops.disco(
                     width_in,
@@ -146,14 +146,13 @@ class FCN3(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check(self, name: str, t: torch.Tensor | None, channels: int, batch: int | None) -> None:
-        cfg = self.config
         if channels == 0:
             if t is not None and t.shape[1] != 0:
                 raise UsageError(f"{name} given but the model was configured with 0 {name} channels")
             return
         if t is None:
             raise UsageError(f"{name} is required: the model expects {channels} {name} channels")
-        expected = (batch if batch is not None else t.shape[0], channels, cfg.nlat, cfg.nlon)
+        expected = (batch if batch is not None else t.shape[0], channels, *self.io_shape_local)
         if t.ndim != 4 or tuple(t.shape) != expected:
             raise UsageError(f"{name} has shape {tuple(t.shape)}, expected [B, C, H, W] = {list(expected)}")
 

@@ -79,6 +79,12 @@ class SphereOps(Protocol):
         self, in_shape: tuple[int, int], out_shape: tuple[int, int], grid_in: str, grid_out: str
     ) -> nn.Module: ...
 
+    def spectral_conv(self, sht: nn.Module, isht: nn.Module, in_channels: int, out_channels: int) -> nn.Module: ...
+
+    def local_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """Shape of the part of a global ``(nlat, nlon)`` field this process holds (the whole field serially)."""
+        ...
+
 
 class SerialSphereOps:
     """Single-process primitives from ``torch_harmonics``.
@@ -147,6 +153,12 @@ class SerialSphereOps:
         stand_in = nn.Identity()
         stand_in.register_forward_pre_hook(_refuse_forward)
         return stand_in
+
+    def spectral_conv(self, sht: nn.Module, isht: nn.Module, in_channels: int, out_channels: int) -> nn.Module:
+        return SpectralConvDH(sht, isht, in_channels, out_channels)
+
+    def local_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        return tuple(shape)
 
 
 class _FP32(nn.Module):
