@@ -1,0 +1,302 @@
+r"""Ensemble CRPS losses on the sphere: grid (quadrature-weighted) and spectral CRPS, channel weights, rollouts.
+
+For an ensemble :math:`x_1..x_N` and observation :math:`y` the kernels share one sort-based form
+(:math:`O(N \log N)`; :math:`x_{(i)}` sorted ascending):
+
+.. math::
+
+    \mathrm{CRPS}_\alpha = \frac1N \sum_e |x_e - y| - \frac{N - 1 + \alpha}{N^2 (N-1)}
+    \sum_{i=1}^{N} (2i - N - 1)\, x_{(i)},
+
+using :math:`\sum_{i,j}|x_i - x_j| = 2\sum_i (2i-N-1)x_{(i)}`. :math:`\alpha = 0` is the standard
+(empirical-CDF) CRPS with spread coefficient :math:`1/(2N^2)`, :math:`\alpha = 1` the fair (unbiased) CRPS with
+:math:`1/(2N(N-1))`, and :math:`0<\alpha<1` the almost-fair CRPS
+:math:`\alpha\,\mathrm{fCRPS} + (1-\alpha)\,\mathrm{CRPS}` (AIFS uses 0.95).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch_harmonics as th
+from sciml.forecasting.sphere import check_grid, exact_lmax, quadrature_weights
+
+from sciml.errors import UsageError
+
+
+@dataclass(frozen=True)
+class CRPSKernel:
+    """CRPS estimator with fairness parameter ``alpha`` in [0, 1] (0 standard, 1 fair)."""
+
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"CRPS alpha must lie in [0, 1], got {self.alpha}")
+
+    @property
+    def name(self) -> str:
+        return {0.0: "standard", 1.0: "fair"}.get(self.alpha, f"almost-fair({self.alpha:g})")
+
+    def spread_coefficient(self, n: int) -> float:
+        r"""Factor :math:`(N-1+\alpha)/(N^2(N-1))` in front of :math:`\sum_i (2i-N-1)x_{(i)}`."""
+        if n < 1:
+            raise UsageError("the ensemble is empty")
+        if n == 1:
+            if self.alpha > 0:
+                raise UsageError(
+                    f"the {self.name} CRPS needs at least 2 ensemble members (it divides by N-1); "
+                    "use StandardCRPS() for a single member or enlarge the ensemble"
+                )
+            return 0.0
+        return (n - 1 + self.alpha) / (n * n * (n - 1))
+
+
+@dataclass(frozen=True)
+class StandardCRPS(CRPSKernel):
+    """Standard (empirical-CDF) CRPS, equal to ``properscoring.crps_ensemble``."""
+
+    alpha: float = field(default=0.0, init=False)
+
+
+@dataclass(frozen=True)
+class FairCRPS(CRPSKernel):
+    """Fair CRPS (unbiased for the infinite-ensemble score), ``scoringrules`` ``estimator='fair'``."""
+
+    alpha: float = field(default=1.0, init=False)
+
+
+@dataclass(frozen=True)
+class AlmostFairCRPS(CRPSKernel):
+    """Almost-fair CRPS ``alpha * fair + (1 - alpha) * standard`` (AIFS: alpha = 0.95)."""
+
+    alpha: float = 0.95
+
+
+def crps_ensemble(
+    forecast: torch.Tensor, observation: torch.Tensor, kernel: CRPSKernel, ensemble_dim: int = 0
+) -> torch.Tensor:
+    """Pointwise ensemble CRPS; ``forecast`` has the members along ``ensemble_dim``, ``observation`` lacks it."""
+    fc = forecast.movedim(ensemble_dim, 0)
+    if fc.shape[1:] != observation.shape:
+        raise UsageError(
+            f"forecast {tuple(forecast.shape)} (members on dim {ensemble_dim}) and observation "
+            f"{tuple(observation.shape)} do not match"
+        )
+    n = fc.shape[0]
+    coef = kernel.spread_coefficient(n)
+    skill = (fc - observation.unsqueeze(0)).abs().mean(dim=0)
+    if coef == 0.0:
+        return skill
+    x_sorted, _ = torch.sort(fc, dim=0)
+    rank_w = (2 * torch.arange(1, n + 1, device=fc.device, dtype=fc.dtype) - n - 1).reshape(-1, *[1] * observation.ndim)
+    return skill - coef * (rank_w * x_sorted).sum(dim=0)
+
+
+def _check_weights(weights: torch.Tensor | None, n_channels: int | None) -> torch.Tensor | None:
+    if weights is None:
+        return None
+    w = torch.as_tensor(weights, dtype=torch.float64).flatten()
+    if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
+        raise UsageError("channel weights must be finite, non-negative and not all zero")
+    if n_channels is not None and w.numel() != n_channels:
+        raise UsageError(f"{w.numel()} channel weights for {n_channels} channels")
+    return w
+
+
+class GridCRPSLoss(nn.Module):
+    r"""Quadrature-weighted ensemble CRPS on the grid.
+
+    .. math::
+
+        L = \frac1B \sum_b \sum_c w_c \sum_{x} q_x\, \mathrm{CRPS}_\alpha(\{u^e_{bc}(x)\}_e, u^*_{bc}(x)),
+
+    with :math:`\sum_x q_x = 1` (spherical mean) and channel weights :math:`w_c` (uniform :math:`1/C` by
+    default). Forecasts are ``[E, B, C, H, W]``, targets ``[B, C, H, W]``.
+    """
+
+    def __init__(
+        self,
+        nlat: int,
+        nlon: int,
+        kernel: CRPSKernel,
+        grid: str = "equiangular",
+        channel_weights: torch.Tensor | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.register_buffer("quad", quadrature_weights(nlat, nlon, check_grid(grid)).float(), persistent=False)
+        w = _check_weights(channel_weights, None)
+        self.register_buffer("channel_weights", None if w is None else w.float(), persistent=False)
+
+    def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Batch-mean spherical-mean CRPS per channel, ``[C]``."""
+        if forecast.ndim != 5:
+            raise UsageError(f"forecast must be [E, B, C, H, W], got shape {tuple(forecast.shape)}")
+        crps = crps_ensemble(forecast, target, self.kernel, ensemble_dim=0)
+        return (crps * self.quad.to(crps.dtype)).sum(dim=(-2, -1)).mean(dim=0)
+
+    def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _weighted_sum(self.per_channel(forecast, target), self.channel_weights)
+
+
+def _weighted_sum(per_channel: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_channel.mean()
+    if weights.numel() != per_channel.numel():
+        raise UsageError(f"{weights.numel()} channel weights for {per_channel.numel()} channels")
+    return (per_channel * weights.to(per_channel.dtype)).sum()
+
+
+class SpectralCRPSLoss(nn.Module):
+    r"""Ensemble CRPS of spherical-harmonic coefficient magnitudes.
+
+    .. math::
+
+        \hat f_{lm} = \frac{\mathrm{SHT}(f)_{lm}}{\sqrt{4\pi}},\qquad
+        L = \frac1B\sum_b \sum_c w_c \sum_{l}\sum_{m=0}^{l} c_m\,
+        \mathrm{CRPS}_\alpha(\{|\hat f^e_{lm}|\}_e, |\hat f^*_{lm}|), \quad c_0 = 1,\; c_{m>0} = 2,
+
+    with the orthonormal SHT, so that :math:`\sum_{lm} c_m |\hat f_{lm}|^2` is the spherical mean of
+    :math:`f^2` (Parseval) and the weights :math:`c_m` count the :math:`\pm m` pair of a real field. Magnitudes
+    make the score insensitive to the phase (position) of features and sensitive to their amplitude per scale,
+    which penalises the blurring that the grid CRPS tolerates. ``lmax`` defaults to the exactly resolved band.
+    """
+
+    def __init__(
+        self,
+        nlat: int,
+        nlon: int,
+        kernel: CRPSKernel,
+        grid: str = "equiangular",
+        lmax: int | None = None,
+        channel_weights: torch.Tensor | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel = kernel
+        lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
+        if not 1 <= lmax <= nlon // 2:
+            raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
+        self.sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
+        cm = torch.full((lmax, lmax), 2.0)
+        cm[:, 0] = 1.0
+        self.register_buffer("mode_weights", torch.tril(cm), persistent=False)
+        w = _check_weights(channel_weights, None)
+        self.register_buffer("channel_weights", None if w is None else w.float(), persistent=False)
+
+    def coefficients(self, f: torch.Tensor) -> torch.Tensor:
+        """Magnitudes :math:`|\\hat f_{lm}|` of ``f`` ``[..., H, W]`` -> ``[..., L, L]`` (float32 SHT)."""
+        with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
+            return (self.sht(f.float()) / math.sqrt(4.0 * math.pi)).abs()
+
+    def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if forecast.ndim != 5:
+            raise UsageError(f"forecast must be [E, B, C, H, W], got shape {tuple(forecast.shape)}")
+        crps = crps_ensemble(self.coefficients(forecast), self.coefficients(target), self.kernel, ensemble_dim=0)
+        return (crps * self.mode_weights).sum(dim=(-2, -1)).mean(dim=0)
+
+    def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _weighted_sum(self.per_channel(forecast, target), self.channel_weights)
+
+
+class CombinedLoss(nn.Module):
+    """``sum_k weight_k * loss_k(forecast, target)`` (FCN3: grid CRPS + 0.1 x spectral CRPS)."""
+
+    def __init__(self, losses: Sequence[nn.Module], weights: Sequence[float]) -> None:
+        super().__init__()
+        if len(losses) != len(weights) or not losses:
+            raise UsageError(f"{len(losses)} losses but {len(weights)} weights")
+        self.losses = nn.ModuleList(losses)
+        self.weights = tuple(float(w) for w in weights)
+
+    def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(w * loss(forecast, target) for w, loss in zip(self.weights, self.losses, strict=True))
+
+
+def fcn3_loss(
+    nlat: int,
+    nlon: int,
+    kernel: CRPSKernel,
+    grid: str = "equiangular",
+    channel_weights: torch.Tensor | Sequence[float] | None = None,
+    spectral_weight: float = 0.1,
+) -> CombinedLoss:
+    """FCN3's objective: grid CRPS + ``spectral_weight`` x spectral CRPS, same kernel and channel weights."""
+    return CombinedLoss(
+        [
+            GridCRPSLoss(nlat, nlon, kernel, grid, channel_weights),
+            SpectralCRPSLoss(nlat, nlon, kernel, grid, channel_weights=channel_weights),
+        ],
+        [1.0, spectral_weight],
+    )
+
+
+SURFACE_WEIGHT_0P1 = frozenset({"u10m", "v10m", "u100m", "v100m", "tp", "sp", "msl", "tcwv", "sst"})
+_LEVEL = re.compile(r"^([a-z]+)(\d+)$")
+
+
+def auto_channel_weights(
+    names: Sequence[str],
+    std: Sequence[float] | torch.Tensor | None = None,
+    diff_std: Sequence[float] | torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""FCN3's "auto" channel weights.
+
+    Pressure-level channels ``<var><p>`` (``z500``) get :math:`0.001\,p`, the listed surface channels 0.1,
+    ``t2m`` 1.0, anything else 0.01; the weights are normalised to sum 1 and then, when both ``std`` and
+    ``diff_std`` are given, multiplied by :math:`\sigma_c / \sigma_{\Delta t, c}` (channels that change little per
+    step relative to their spread weigh more, as in GraphCast's normalisation of increments).
+    """
+    if not names:
+        raise UsageError("auto_channel_weights needs at least one channel name")
+    w = []
+    for name in names:
+        m = _LEVEL.match(name)
+        if name == "t2m":
+            w.append(1.0)
+        elif name in SURFACE_WEIGHT_0P1:
+            w.append(0.1)
+        elif m:
+            w.append(0.001 * int(m.group(2)))
+        else:
+            w.append(0.01)
+    weights = torch.tensor(w, dtype=torch.float64)
+    weights = weights / weights.sum()
+    if (std is None) != (diff_std is None):
+        raise UsageError("give both std and diff_std for the temporal-difference normalisation, or neither")
+    if std is not None:
+        s = torch.as_tensor(std, dtype=torch.float64).flatten()
+        d = torch.as_tensor(diff_std, dtype=torch.float64).flatten()
+        if s.numel() != len(names) or d.numel() != len(names):
+            raise UsageError(f"std/diff_std need {len(names)} values, got {s.numel()}/{d.numel()}")
+        if (d <= 0).any():
+            raise UsageError("diff_std must be positive (a constant channel cannot be normalised)")
+        weights = weights * s / d
+    return weights
+
+
+def rollout_loss(
+    step: Callable[[torch.Tensor, int], torch.Tensor],
+    initial: torch.Tensor,
+    targets: Sequence[torch.Tensor] | torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    r"""Multistep loss :math:`\frac1T \sum_{k=1}^{T} L(\hat u_k, u^*_k)`, :math:`\hat u_k = F(\hat u_{k-1})`.
+
+    Gradients flow through the whole rollout (no detaching between steps), so step ``k``'s error trains the
+    earlier steps that produced its input. ``initial`` is the ensemble state ``[E, B, C, H, W]``; ``step`` advances
+    it (drawing or advancing the noise itself).
+    """
+    if len(targets) == 0:
+        raise UsageError("rollout_loss needs at least one target step")
+    state, total = initial, None
+    for k, target in enumerate(targets):
+        state = step(state, k)
+        term = loss(state, target)
+        total = term if total is None else total + term
+    return total / len(targets)

@@ -1,0 +1,180 @@
+"""CRPS losses against properscoring / scoringrules, closed forms and a brute-force O(N^2) reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import properscoring as ps
+import pytest
+import scoringrules as sr
+import torch
+import torch_harmonics as th
+from sciml.forecasting.losses import (
+    AlmostFairCRPS,
+    CRPSKernel,
+    FairCRPS,
+    GridCRPSLoss,
+    SpectralCRPSLoss,
+    StandardCRPS,
+    auto_channel_weights,
+    crps_ensemble,
+    fcn3_loss,
+    rollout_loss,
+)
+from sciml.forecasting.sphere import latitudes_deg, quadrature_weights
+
+from sciml.errors import UsageError
+
+
+def _data(n: int, shape=(7, 3), seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, *shape)), rng.normal(size=shape)
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
+def test_standard_crps_equals_properscoring(n: int) -> None:
+    fc, obs = _data(n, seed=n)
+    ours = crps_ensemble(torch.from_numpy(fc), torch.from_numpy(obs), StandardCRPS()).numpy()
+    ref = ps.crps_ensemble(obs, np.moveaxis(fc, 0, -1))
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
+def test_fair_crps_equals_scoringrules(n: int) -> None:
+    fc, obs = _data(n, seed=10 + n)
+    ours = crps_ensemble(torch.from_numpy(fc), torch.from_numpy(obs), FairCRPS()).numpy()
+    ref = sr.crps_ensemble(obs, fc, m_axis=0, estimator="fair")
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
+@pytest.mark.parametrize("alpha", [0.3, 0.95])
+def test_almost_fair_is_the_stated_mix(n: int, alpha: float) -> None:
+    fc, obs = (torch.from_numpy(a) for a in _data(n, seed=20 + n))
+    mix = alpha * crps_ensemble(fc, obs, FairCRPS()) + (1 - alpha) * crps_ensemble(fc, obs, StandardCRPS())
+    torch.testing.assert_close(crps_ensemble(fc, obs, AlmostFairCRPS(alpha)), mix, rtol=0, atol=1e-12)
+
+
+def test_single_member() -> None:
+    fc, obs = (torch.from_numpy(a) for a in _data(1))
+    torch.testing.assert_close(crps_ensemble(fc, obs, StandardCRPS()), (fc[0] - obs).abs())
+    with pytest.raises(UsageError, match="at least 2 ensemble members"):
+        crps_ensemble(fc, obs, FairCRPS())
+    with pytest.raises(UsageError, match="at least 2 ensemble members"):
+        crps_ensemble(fc, obs, AlmostFairCRPS(0.5))
+    with pytest.raises(UsageError, match=r"\[0, 1\]"):
+        CRPSKernel(1.5)
+    with pytest.raises(UsageError, match="do not match"):
+        crps_ensemble(fc, obs[:2], StandardCRPS())
+
+
+@pytest.mark.parametrize("kernel", [StandardCRPS(), FairCRPS(), AlmostFairCRPS(0.9)])
+def test_sorted_form_and_gradient_match_pairwise_definition(kernel: CRPSKernel) -> None:
+    """The O(N log N) form agrees with the O(N^2) definition in value and gradient (ties excluded)."""
+    fc, obs = (torch.from_numpy(a) for a in _data(6, seed=3))
+    fc1 = fc.clone().requires_grad_(True)
+    fc2 = fc.clone().requires_grad_(True)
+    n = fc.shape[0]
+    pair_coef = (n - 1 + kernel.alpha) / (2 * n * n * (n - 1))
+    pairwise = (fc2 - obs).abs().mean(0) - pair_coef * (fc2[:, None] - fc2[None, :]).abs().sum((0, 1))
+    sorted_form = crps_ensemble(fc1, obs, kernel)
+    torch.testing.assert_close(sorted_form, pairwise.detach(), rtol=0, atol=1e-12)
+    sorted_form.sum().backward()
+    pairwise.sum().backward()
+    torch.testing.assert_close(fc1.grad, fc2.grad, rtol=0, atol=1e-12)
+
+
+def test_quadrature_weights_integrate_exactly() -> None:
+    """Sum q = 1 (so integral of 1 is 4 pi); Gauss weights equal numpy's leggauss; cos^2 integrates to 4 pi / 3."""
+    for grid, nlat in (("equiangular", 33), ("legendre-gauss", 16)):
+        q = quadrature_weights(nlat, 32, grid, normalize=False)
+        assert float(q.sum() * 32) == pytest.approx(4 * math.pi, rel=1e-12)
+        colat = torch.deg2rad(90 - latitudes_deg(nlat, grid))
+        assert float((q[:, 0] * torch.cos(colat) ** 2).sum() * 32) == pytest.approx(4 * math.pi / 3, rel=1e-12)
+    x, w = np.polynomial.legendre.leggauss(16)
+    q = quadrature_weights(16, 1, "legendre-gauss", normalize=False)[:, 0].numpy() / (2 * math.pi)
+    np.testing.assert_allclose(np.sort(q), np.sort(w), rtol=1e-12)
+
+
+def test_grid_crps_is_quadrature_weighted_properscoring() -> None:
+    rng = np.random.default_rng(4)
+    e, b, c, h, w = 4, 2, 3, 9, 16
+    fc, obs = rng.normal(size=(e, b, c, h, w)), rng.normal(size=(b, c, h, w))
+    cw = np.array([0.2, 0.5, 0.3])
+    loss = GridCRPSLoss(h, w, StandardCRPS(), channel_weights=cw).double()
+    ours = float(loss(torch.from_numpy(fc), torch.from_numpy(obs)))
+    q = quadrature_weights(h, w).numpy()  # [h, 1]
+    pointwise = ps.crps_ensemble(obs, np.moveaxis(fc, 0, -1))  # [b, c, h, w]
+    ref = float(((pointwise * q).sum(axis=(-2, -1)).mean(axis=0) * cw).sum())
+    assert ours == pytest.approx(ref, rel=1e-6)
+    # a perfect, spread-free ensemble scores 0
+    target = torch.from_numpy(obs)
+    assert float(loss(target.expand(e, *target.shape), target)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_spectral_crps_equals_loop_over_modes() -> None:
+    rng = np.random.default_rng(5)
+    e, b, c, h, w = 3, 2, 2, 17, 32
+    fc = torch.from_numpy(rng.normal(size=(e, b, c, h, w))).float()
+    obs = torch.from_numpy(rng.normal(size=(b, c, h, w))).float()
+    loss = SpectralCRPSLoss(h, w, FairCRPS())
+    ours = float(loss(fc, obs))
+    lmax = (h + 1) // 2
+    sht = th.RealSHT(h, w, lmax=lmax, mmax=lmax, grid="equiangular", norm="ortho")
+    f_hat = (sht(fc.double()) / math.sqrt(4 * math.pi)).abs().numpy()
+    o_hat = (sht(obs.double()) / math.sqrt(4 * math.pi)).abs().numpy()
+    total = 0.0
+    for l in range(lmax):
+        for m in range(l + 1):
+            crps = sr.crps_ensemble(o_hat[..., l, m], f_hat[..., l, m], m_axis=0, estimator="fair")  # [b, c]
+            total += (1 if m == 0 else 2) * crps.mean(axis=0).sum() / c
+    assert ours == pytest.approx(total, rel=1e-5)
+
+
+def test_spectral_weights_are_parseval_consistent() -> None:
+    """sum_lm c_m |f_hat_lm|^2 equals the spherical mean of f^2 for a band-limited field."""
+    h, w, lmax = 17, 32, 9
+    loss = SpectralCRPSLoss(h, w, StandardCRPS())
+    isht = th.InverseRealSHT(h, w, lmax=lmax, mmax=lmax, grid="equiangular", norm="ortho")
+    g = torch.Generator().manual_seed(0)
+    coeffs = torch.tril(torch.randn(lmax, lmax, generator=g)) + 1j * torch.tril(torch.randn(lmax, lmax, generator=g))
+    f = isht(coeffs.to(torch.complex64))
+    mags = loss.coefficients(f)
+    lhs = float((loss.mode_weights * mags**2).sum())
+    rhs = float((f.double() ** 2 * quadrature_weights(h, w)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-5)
+
+
+def test_fcn3_loss_combines_with_relative_weight() -> None:
+    rng = np.random.default_rng(6)
+    fc = torch.from_numpy(rng.normal(size=(2, 1, 2, 9, 16))).float()
+    obs = torch.from_numpy(rng.normal(size=(1, 2, 9, 16))).float()
+    total = fcn3_loss(9, 16, FairCRPS(), spectral_weight=0.1)(fc, obs)
+    parts = GridCRPSLoss(9, 16, FairCRPS())(fc, obs) + 0.1 * SpectralCRPSLoss(9, 16, FairCRPS())(fc, obs)
+    torch.testing.assert_close(total, parts)
+
+
+def test_auto_channel_weights_hand_computed() -> None:
+    names = ["t2m", "u10m", "z500", "q850", "foo"]
+    raw = np.array([1.0, 0.1, 0.5, 0.85, 0.01])
+    np.testing.assert_allclose(auto_channel_weights(names).numpy(), raw / raw.sum(), rtol=1e-15)
+    std, dstd = [1.0, 2.0, 3.0, 4.0, 5.0], [0.5, 1.0, 1.0, 2.0, 5.0]
+    expected = raw / raw.sum() * np.array(std) / np.array(dstd)
+    np.testing.assert_allclose(auto_channel_weights(names, std, dstd).numpy(), expected, rtol=1e-15)
+    with pytest.raises(UsageError, match="both std and diff_std"):
+        auto_channel_weights(names, std=std)
+
+
+def test_rollout_gradient_matches_closed_form() -> None:
+    r"""x_{k+1} = a x_k, L = (1/2) sum_k (x_k - y_k)^2 / T; dL/da = (1/T) sum_k (a^k x0 - y_k) k a^{k-1} x0."""
+    a = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    x0 = torch.tensor([1.5], dtype=torch.float64)
+    ys = [torch.tensor([v], dtype=torch.float64) for v in (1.0, 0.7, 0.2)]
+    loss = rollout_loss(lambda s, k: a * s, x0, ys, lambda p, t: 0.5 * ((p - t) ** 2).sum())
+    loss.backward()
+    av, x = 0.9, 1.5
+    expected = sum((av**k * x - y) * k * av ** (k - 1) * x for k, y in zip((1, 2, 3), (1.0, 0.7, 0.2))) / 3
+    assert float(a.grad) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(UsageError, match="at least one target"):
+        rollout_loss(lambda s, k: s, x0, [], lambda p, t: p.sum())
