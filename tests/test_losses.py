@@ -174,7 +174,7 @@ def test_rollout_gradient_matches_closed_form() -> None:
     loss = rollout_loss(lambda s, k: a * s, x0, ys, lambda p, t: 0.5 * ((p - t) ** 2).sum())
     loss.backward()
     av, x = 0.9, 1.5
-    expected = sum((av**k * x - y) * k * av ** (k - 1) * x for k, y in zip((1, 2, 3), (1.0, 0.7, 0.2))) / 3
+    expected = sum((av**k * x - y) * k * av ** (k - 1) * x for k, y in zip((1, 2, 3), (1.0, 0.7, 0.2), strict=True)) / 3
     assert float(a.grad) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(UsageError, match="at least one target"):
         rollout_loss(lambda s, k: s, x0, [], lambda p, t: p.sum())
