@@ -1,0 +1,107 @@
+"""Gauss's hypergeometric equation, regular at x = 0 (solution: 2F1(a, b; c; x))."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import mpmath
+import numpy as np
+from scipy.special import hyp2f1
+
+from sciml.errors import SciMLError, UsageError
+from sciml.pinn.problem import AbstractProblem, Singularity
+from sciml.problem import Parameter
+
+
+def _nonpositive_int(v: float) -> bool:
+    return float(v).is_integer() and v <= 0
+
+
+class Hypergeometric(AbstractProblem):
+    """Gauss's hypergeometric equation, multiplied through (never divided by :math:`x(1-x)`):
+
+    .. math::
+
+        x(1-x)\\, y'' + [c - (a+b+1)x]\\, y' - ab\\, y = 0, \\qquad y(0) = 1 \\ (\\text{hard: } y = 1 + x N(x)).
+
+    :math:`x = 0` is a regular singular point with exponents :math:`0` and :math:`1-c`; at :math:`x = 0` the
+    residual reduces to :math:`c\\,y'(0) = ab\\,y(0)` (term ``regularity@x=0``), which, with :math:`y(0)=1`, selects
+    :math:`{}_2F_1(a,b;c;x)`. :math:`x = 1` is singular with exponents :math:`0` and :math:`c-a-b`.
+
+    * Terminating series (``a`` or ``b`` a non-positive integer): :math:`{}_2F_1` is a polynomial, the domain is
+      :math:`[0, 2]` and :math:`x = 1` is a second singular point (``regularity@x=1``:
+      :math:`(c-a-b-1)y'(1) = ab\\,y(1)`).
+    * Otherwise the series has radius 1 and the domain is :math:`[0, x_{max}]`, :math:`x_{max} < 1`.
+
+    ``c`` a non-positive integer is rejected: :math:`{}_2F_1` is undefined there.
+    Reference: ``mpmath.hyp2f1`` at 30 digits, cross-checked against ``scipy.special.hyp2f1`` (known to be wrong
+    in some cases, e.g. scipy gh-26089); a disagreement beyond 1e-10 is reported and mpmath is used.
+    """
+
+    name = "hypergeometric"
+    aliases = ("hyp2f1",)
+    summary = "Gauss's hypergeometric equation x(1-x)y'' + [c-(a+b+1)x]y' - ab y = 0, y(0) = 1 (y = 2F1)"
+    equation = "x (1 - x) y'' + [c - (a + b + 1) x] y' - a b y = 0,   y(0) = 1,   regular at x = 0"
+    parameters = (
+        Parameter("a", -2.0, low=-20, high=20, description="first parameter"),
+        Parameter("b", 1.0, low=-20, high=20, description="second parameter"),
+        Parameter("c", 1.0, low=-20, high=20, description="third parameter (not 0, -1, -2, ...)"),
+        Parameter(
+            "x_max",
+            0.9,
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+            description="right end of the domain when the series does not terminate",
+            why="the hypergeometric series diverges at x = 1 unless a or b is a non-positive integer",
+        ),
+    )
+    singular_points = (
+        "x = 0 (exponents 0, 1-c): regularity c y'(0) = ab y(0); x = 1 (exponents 0, c-a-b), inside the domain "
+        "[0, 2] only when the series terminates"
+    )
+    reference = "mpmath.hyp2f1 (30 digits), cross-checked with scipy.special.hyp2f1"
+    reference_accuracy = 1e-14
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        if _nonpositive_int(params["c"]):
+            raise UsageError(
+                f"hypergeometric: c={params['c']:g} is a non-positive integer, where 2F1(a, b; c; x) is undefined "
+                "(its series divides by (c)_k = 0); choose another c"
+            )
+
+    @property
+    def terminating(self) -> bool:
+        return _nonpositive_int(self.a) or _nonpositive_int(self.b)
+
+    def domain(self) -> tuple[float, float]:
+        return (0.0, 2.0) if self.terminating else (0.0, float(self.x_max))
+
+    def residual(self, x, y, u):
+        a, b, c = self.a, self.b, self.c
+        return (x * (1 - x) * y.d(0, 2) + (c - (a + b + 1) * x) * y.d(0, 1) - a * b * y(0),)
+
+    def trial(self, x, nn, u):
+        return 1 + x * nn
+
+    def singularities(self) -> tuple[Singularity, ...]:
+        a, b, c = self.a, self.b, self.c
+        pts = [Singularity(0.0, description=f"c y'(0) = ab y(0): y'(0) = {a * b / c:g}")]
+        if self.terminating:
+            pts.append(Singularity(1.0, description="(c - a - b - 1) y'(1) = ab y(1)"))
+        return tuple(pts)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        with mpmath.workdps(30):
+            ref = np.array([float(mpmath.hyp2f1(self.a, self.b, self.c, xi)) for xi in x])
+        sp = hyp2f1(self.a, self.b, self.c, x)
+        if not np.all(np.isfinite(ref)):
+            raise SciMLError(f"{self.title()}: the mpmath reference is not finite on the domain")
+        bad = ~np.isclose(sp, ref, rtol=1e-10, atol=1e-12)
+        if bad.any():
+            self.reference_note = f"scipy.special.hyp2f1 differs from mpmath at {int(bad.sum())} points"
+        return ref[:, None]

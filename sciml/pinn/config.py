@@ -1,0 +1,169 @@
+"""Solver configuration of the PINN engine (frozen dataclasses; YAML via :mod:`sciml.config`).
+
+Precedence: these defaults < the problem's ``solver_defaults`` < ``--config FILE`` < command-line flags.
+Strings that name strategies (``weighting.scheme``) are resolved into objects once, in
+:func:`sciml.pinn.weighting.make_weighting`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sciml.config import from_dict, to_dict
+
+Distribution = Literal["chebyshev", "uniform", "pseudo", "LHS", "Halton", "Hammersley", "Sobol"]
+Scheme = Literal["fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Fully connected network (DeepXDE ``FNN``, or ``PFNN`` with one sub-network per output)."""
+
+    hidden: tuple[int, ...] = (24, 24, 24)
+    activation: str = "tanh"
+    initializer: str = "Glorot normal"
+    parallel: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"network.hidden must be positive layer widths, got {self.hidden}")
+
+
+@dataclass(frozen=True)
+class CollocationConfig:
+    """Collocation points; the singular points are always added, also after resampling.
+
+    ``chebyshev`` are the Gauss-Lobatto points :math:`x_j = -\\cos(\\pi j/(n-1))` mapped to the domain (they
+    cluster near the ends, where singular points usually sit); the others are DeepXDE samplers.
+    ``resample_every`` redraws the points every so many Adam steps with DeepXDE's pseudo-random sampler
+    (0: never); ``rar_points`` adds that many points of largest residual from a dense candidate set at the end of
+    the Adam stage (residual-based adaptive refinement).
+    """
+
+    n_points: int = 64
+    distribution: Distribution = "chebyshev"
+    resample_every: int = 0
+    rar_points: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_points < 2:
+            raise ValueError(f"collocation.n_points must be >= 2, got {self.n_points}")
+        if self.resample_every < 0 or self.rar_points < 0:
+            raise ValueError("collocation.resample_every and collocation.rar_points must be >= 0")
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    """Adaptive loss weighting (see :mod:`sciml.pinn.weighting` for the update rules).
+
+    ``initial`` sets starting (or, for ``fixed``, permanent) weights by term name; terms not named start at 1.
+    ``alpha`` is the moving-average factor (LRA, grad-norm, NTK: :math:`\\lambda \\leftarrow \\alpha\\lambda +
+    (1-\\alpha)\\hat\\lambda`; ReLoBRaLo: its :math:`\\alpha`), ``temperature`` the softmax temperature
+    (SoftAdapt, ReLoBRaLo), ``rho`` ReLoBRaLo's expected look-back probability.
+    """
+
+    scheme: Scheme = "fixed"
+    update_every: int = 10
+    alpha: float = 0.9
+    temperature: float = 0.1
+    rho: float = 0.999
+    initial: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.update_every < 1:
+            raise ValueError(f"weighting.update_every must be >= 1, got {self.update_every}")
+        if not 0.0 <= self.alpha < 1.0:
+            raise ValueError(f"weighting.alpha must be in [0, 1), got {self.alpha}")
+        if not self.temperature > 0:
+            raise ValueError(f"weighting.temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.rho <= 1.0:
+            raise ValueError(f"weighting.rho must be in [0, 1], got {self.rho}")
+        if any(not (w >= 0 and math.isfinite(w)) for w in self.initial.values()):
+            raise ValueError(f"weighting.initial weights must be finite and >= 0, got {self.initial}")
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """First stage: Adam with exponential decay ``lr * decay**(step/1000)``; adaptive weights are updated here."""
+
+    steps: int = 1000
+    lr: float = 1e-3
+    decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or not self.lr > 0 or not 0 < self.decay <= 1:
+            raise ValueError(f"adam needs steps >= 0, lr > 0, 0 < decay <= 1; got {self}")
+
+
+@dataclass(frozen=True)
+class LBFGSConfig:
+    """Second stage: ``torch.optim.LBFGS`` (strong Wolfe line search) with the weights frozen."""
+
+    max_iter: int = 0
+    history: int = 100
+
+    def __post_init__(self) -> None:
+        if self.max_iter < 0 or self.history < 1:
+            raise ValueError(f"lbfgs needs max_iter >= 0 and history >= 1; got {self}")
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Third stage: Levenberg-Marquardt on the weighted residual vector (exact Jacobian), weights frozen.
+
+    Solves :math:`(J J^T + \\mu I) s = r`, step :math:`-J^T s` (the residual-space form: there are fewer
+    residuals than network parameters); :math:`\\mu` shrinks after an accepted step and grows after a rejected
+    one.
+    """
+
+    max_iter: int = 2000
+    mu: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.max_iter < 0 or not self.mu > 0:
+            raise ValueError(f"lm needs max_iter >= 0 and mu > 0; got {self}")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Everything that defines a PINN solve besides the problem and its parameters."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    collocation: CollocationConfig = field(default_factory=CollocationConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    adam: AdamConfig = field(default_factory=AdamConfig)
+    lbfgs: LBFGSConfig = field(default_factory=LBFGSConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
+    dtype: Literal["float64", "float32"] = "float64"
+    seed: int = 0
+    target_loss: float = 0.0
+    time_limit_s: float = 55.0
+    eval_points: int = 2001
+    history_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.eval_points < 2 or self.history_every < 1 or not self.time_limit_s > 0:
+            raise ValueError("eval_points >= 2, history_every >= 1 and time_limit_s > 0 are required")
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dict update: mappings merge key by key, everything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_config(*layers: Mapping[str, Any] | None) -> SolverConfig:
+    """Defaults updated by each mapping in turn (problem defaults, YAML file, flags), validated."""
+    data: dict[str, Any] = to_dict(SolverConfig())
+    for layer in layers:
+        if layer:
+            data = merge(data, layer)
+    return from_dict(SolverConfig, data)
