@@ -94,7 +94,7 @@ class Hypergeometric(AbstractProblem):
             pts.append(Singularity(1.0, description="(c - a - b - 1) y'(1) = ab y(1)"))
         return tuple(pts)
 
-    def reference(self, x: np.ndarray) -> np.ndarray:
+    def reference_solution(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
         with mpmath.workdps(30):
             ref = np.array([float(mpmath.hyp2f1(self.a, self.b, self.c, xi)) for xi in x])

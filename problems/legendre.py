@@ -75,5 +75,5 @@ class Legendre(AbstractProblem):
             Singularity(1.0, description="-2 y'(1) + l(l+1) y(1) = 0"),
         )
 
-    def reference(self, x: np.ndarray) -> np.ndarray:
+    def reference_solution(self, x: np.ndarray) -> np.ndarray:
         return eval_legendre(self.l, np.asarray(x, dtype=float))[:, None]

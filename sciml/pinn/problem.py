@@ -23,7 +23,8 @@ never DeepXDE. The class provides:
   ``torch.func.vmap`` to build exact Jacobians for its Levenberg-Marquardt stage. ``u`` maps the names of the
   trainable scalars (below) to 0-d tensors.
 * **hard conditions** as an output transform: :meth:`AbstractProblem.trial` ``(x, nn, u)`` maps the raw network
-  output (``nn[..., c]`` per output) to the solution, e.g. ``1 + (1 - x) * nn[..., 0]`` for ``y(1) = 1``.
+  output to the solution; ``x`` has shape ``(n, 1)`` and ``nn`` shape ``(n, n_outputs)`` (slice with
+  ``nn[:, c:c+1]``), the result shape ``(n, n_outputs)``, e.g. ``1 + (1 - x) * nn`` for ``y(1) = 1``.
 * **soft conditions** as loss terms: :meth:`AbstractProblem.conditions` returns :class:`Condition` objects
   (a name such as ``"bc@x=-1"``, a location, and ``func(x, y, u) -> tensor`` that vanishes when the condition
   holds). The location may depend on the trainable scalars.
@@ -37,7 +38,7 @@ never DeepXDE. The class provides:
 * **trainable scalars** (unknown constants, an eigenvalue, a horizon position): :meth:`AbstractProblem.unknowns`
   returns :class:`Unknown` objects; they are optimised together with the network and reported in
   ``metrics.json`` (with :meth:`AbstractProblem.reference_unknowns` as their reference values, if known).
-* **reference solution**: :meth:`AbstractProblem.reference` ``(x: ndarray) -> ndarray (n, n_outputs)`` from a
+* **reference solution**: :meth:`AbstractProblem.reference_solution` ``(x: ndarray) -> ndarray (n, n_outputs)`` from a
   closed form, mpmath or a classical solver of the problem's own, with its accuracy in
   ``reference_accuracy`` (an absolute error bound used by the tests to know how far the comparison can go).
 * **solver defaults** the problem needs (a wider net, more points): ``solver_defaults`` is a nested mapping of
@@ -61,7 +62,7 @@ Example (Legendre, abbreviated)::
         def singularities(self):
             return (Singularity(-1.0), Singularity(1.0))
 
-        def reference(self, x):
+        def reference_solution(self, x):
             return scipy.special.eval_legendre(self.l, x)[:, None]
 """
 
@@ -188,7 +189,7 @@ class AbstractProblem(ProblemSpec):
     def unknowns(self) -> tuple[Unknown, ...]:
         return ()
 
-    def reference(self, x: np.ndarray) -> np.ndarray | None:
+    def reference_solution(self, x: np.ndarray) -> np.ndarray | None:
         """Reference solution at ``x`` (shape ``(n, len(outputs))``), or ``None`` if there is none."""
         return None
 

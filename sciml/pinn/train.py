@@ -71,7 +71,7 @@ class Trainer:
         col = cfg.collocation
         self.x = self._with_singular(_dde.sample_points(self.a, self.b, col.n_points, col.distribution, cfg.dtype))
         self.x_eval = problem.eval_grid(cfg.eval_points)
-        ref = problem.reference(self.x_eval)
+        ref = problem.reference_solution(self.x_eval)
         self.ref = None if ref is None else np.asarray(ref, dtype=float).reshape(len(self.x_eval), -1)
         self.weights = weighting.start(self.names)
         self.history: list[dict[str, Any]] = []
