@@ -9,6 +9,7 @@ from sciml.forecasting.models import (
     FCN3_PUBLISHED_PARAMETERS,
     FCN3Config,
     count_parameters,
+    ensemble_step,
     expected_parameter_count,
     preset,
 )
@@ -179,3 +180,45 @@ def test_bad_inputs_raise_usage_errors(tiny_model: FCN3) -> None:
         preset("tiny", clamp_channels=(99,))
     with pytest.raises(UsageError, match="unknown FCN3Config field"):
         preset("tiny", width=3)
+
+
+def test_bf16_autocast_tracks_fp32(tiny_model: FCN3) -> None:
+    """Under bf16 autocast (spherical transforms stay fp32) the output keeps fp32 dtype and stays close."""
+    x, aux, z = _inputs(tiny_model.config)
+    with torch.no_grad():
+        ref = tiny_model(x, aux, z)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            low = tiny_model(x, aux, z)
+    assert low.dtype == torch.float32
+    # bf16 has an 8-bit mantissa (rel. 4e-3 per op); a few layers stay within 5 % of the output scale
+    assert (low - ref).abs().max() < 5e-2 * ref.abs().max()
+
+
+def test_ensemble_rollout_with_noise_and_crps_trains_every_parameter() -> None:
+    """2-step rollout: AR(1) noise per member, fair CRPS (grid + spectral), gradients through both steps."""
+    from sciml.forecasting.losses import FairCRPS, fcn3_loss, rollout_loss
+    from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise
+
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    model = FCN3(cfg)
+    x, aux, _ = _inputs(cfg, batch=1)
+    noise = EnsembleNoise(DiffusionNoiseS2(cfg.nlat, cfg.nlon, kT=[1e-3, 1e-2]), members=2, seed=0, centered=True)
+    targets = [x + 0.1 * k for k in (1, 2)]
+    loss_fn = fcn3_loss(cfg.nlat, cfg.nlon, FairCRPS())
+    state = {"eta": noise.initial(batch=1)}
+
+    def step(ens: torch.Tensor, k: int) -> torch.Tensor:
+        if k > 0:
+            state["eta"] = noise.step(state["eta"])
+        return ensemble_step(model, ens, aux, noise.to_grid(state["eta"]))
+
+    ens0 = x.unsqueeze(0).expand(2, *x.shape)
+    loss = rollout_loss(step, ens0, targets, loss_fn)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in model.parameters())
+    # members differ only through the noise: with antithetic noise the two members are not equal
+    with torch.no_grad():
+        out = ensemble_step(model, ens0, aux, noise.to_grid(noise.initial(1)))
+    assert (out[0] - out[1]).abs().max() > 1e-4

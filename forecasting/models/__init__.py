@@ -1,7 +1,7 @@
 """FCN3-style spherical neural operator: config + presets, layers and the network."""
 
 from sciml.forecasting.models.config import FCN3_PUBLISHED_PARAMETERS, PRESETS, FCN3Config, preset
-from sciml.forecasting.models.fcn3 import FCN3, count_parameters, expected_parameter_count
+from sciml.forecasting.models.fcn3 import FCN3, count_parameters, ensemble_step, expected_parameter_count
 from sciml.forecasting.models.layers import SerialSphereOps, SphereOps
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "SerialSphereOps",
     "SphereOps",
     "count_parameters",
+    "ensemble_step",
     "expected_parameter_count",
     "preset",
 ]

@@ -173,10 +173,29 @@ class FCN3(nn.Module):
             if aux_feats is not None:
                 feats = torch.cat([feats, aux_feats], dim=1)
             feats = block(feats)
-        out = self.decode(feats)
+        out = self.decode(feats).to(x.dtype)  # under bf16 autocast the state stays in the caller's precision
         if cfg.clamp_channels:
             out = torch.where(self.clamp_mask, soft_clamp(out), out)
         return out
+
+
+def ensemble_step(
+    model: FCN3, state: torch.Tensor, aux: torch.Tensor | None, noise: torch.Tensor | None
+) -> torch.Tensor:
+    """Advance every ensemble member one step: members are folded into the batch for one model call.
+
+    ``state`` ``[E, B, C, H, W]``, ``aux`` ``[B, n_aux, H, W]`` (shared by the members), ``noise``
+    ``[E, B, n_noise, H, W]`` (one realisation per member, e.g. ``EnsembleNoise.to_grid``) -> ``[E, B, C, H, W]``.
+    """
+    if state.ndim != 5:
+        raise UsageError(f"ensemble state must be [E, B, C, H, W], got shape {tuple(state.shape)}")
+    e, b = state.shape[:2]
+    if noise is not None and tuple(noise.shape[:2]) != (e, b):
+        raise UsageError(f"noise leads with {tuple(noise.shape[:2])}, expected (members, batch) = {(e, b)}")
+    x = state.reshape(e * b, *state.shape[2:])
+    a = None if aux is None else aux.unsqueeze(0).expand(e, *aux.shape).reshape(e * b, *aux.shape[1:])
+    z = None if noise is None else noise.reshape(e * b, *noise.shape[2:])
+    return model(x, a, z).reshape(e, b, *state.shape[2:])
 
 
 def count_parameters(model: nn.Module) -> int:
