@@ -166,6 +166,8 @@ class SpectralCRPSLoss(nn.Module):
     :math:`f^2` (Parseval) and the weights :math:`c_m` count the :math:`\pm m` pair of a real field. Magnitudes
     make the score insensitive to the phase (position) of features and sensitive to their amplitude per scale,
     which penalises the blurring that the grid CRPS tolerates. ``lmax`` defaults to the exactly resolved band.
+    ``coefficient_scale`` replaces the :math:`1/\sqrt{4\pi}` (makani divides the orthonormal coefficients by
+    :math:`4\pi`, which scales the loss by :math:`1/\sqrt{4\pi}`; :func:`fcn3_loss` uses that to keep FCN3's balance).
     """
 
     def __init__(
@@ -176,9 +178,13 @@ class SpectralCRPSLoss(nn.Module):
         grid: str = "equiangular",
         lmax: int | None = None,
         channel_weights: torch.Tensor | Sequence[float] | None = None,
+        coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
     ) -> None:
         super().__init__()
         self.kernel = kernel
+        if not coefficient_scale > 0:
+            raise UsageError(f"coefficient_scale must be > 0, got {coefficient_scale}")
+        self.coefficient_scale = float(coefficient_scale)
         lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
         if not 1 <= lmax <= nlon // 2:
             raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
@@ -192,7 +198,7 @@ class SpectralCRPSLoss(nn.Module):
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """Magnitudes :math:`|\\hat f_{lm}|` of ``f`` ``[..., H, W]`` -> ``[..., L, L]`` (float32 SHT)."""
         with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
-            return (self.sht(f.float()) / math.sqrt(4.0 * math.pi)).abs()
+            return self.sht(f.float()).abs() * self.coefficient_scale
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecast.ndim != 5:
@@ -218,6 +224,10 @@ class CombinedLoss(nn.Module):
         return sum(w * loss(forecast, target) for w, loss in zip(self.weights, self.losses, strict=True))
 
 
+#: makani's spectral-coefficient normalisation (orthonormal SHT divided by 4 pi).
+MAKANI_SCALE = 1.0 / (4.0 * math.pi)
+
+
 def fcn3_loss(
     nlat: int,
     nlon: int,
@@ -226,11 +236,15 @@ def fcn3_loss(
     channel_weights: torch.Tensor | Sequence[float] | None = None,
     spectral_weight: float = 0.1,
 ) -> CombinedLoss:
-    """FCN3's objective: grid CRPS + ``spectral_weight`` x spectral CRPS, same kernel and channel weights."""
+    """FCN3's objective: grid CRPS + ``spectral_weight`` x spectral CRPS, same kernel and channel weights.
+
+    The spectral term uses makani's coefficient normalisation (orthonormal SHT / 4 pi), so that the relative
+    weight 0.1 balances the two terms as in FCN3's training.
+    """
     return CombinedLoss(
         [
             GridCRPSLoss(nlat, nlon, kernel, grid, channel_weights),
-            SpectralCRPSLoss(nlat, nlon, kernel, grid, channel_weights=channel_weights),
+            SpectralCRPSLoss(nlat, nlon, kernel, grid, channel_weights=channel_weights, coefficient_scale=MAKANI_SCALE),
         ],
         [1.0, spectral_weight],
     )
@@ -248,7 +262,7 @@ def auto_channel_weights(
     r"""FCN3's "auto" channel weights.
 
     Pressure-level channels ``<var><p>`` (``z500``) get :math:`0.001\,p`, the listed surface channels 0.1,
-    ``t2m`` 1.0, anything else 0.01; the weights are normalised to sum 1 and then, when both ``std`` and
+    ``t2m`` and ``2d`` 1.0, anything else 0.01; the weights are normalised to sum 1 and then, when both ``std`` and
     ``diff_std`` are given, multiplied by :math:`\sigma_c / \sigma_{\Delta t, c}` (channels that change little per
     step relative to their spread weigh more, as in GraphCast's normalisation of increments).
     """
@@ -257,7 +271,7 @@ def auto_channel_weights(
     w = []
     for name in names:
         m = _LEVEL.match(name)
-        if name == "t2m":
+        if name in ("t2m", "2d"):
             w.append(1.0)
         elif name in SURFACE_WEIGHT_0P1:
             w.append(0.1)

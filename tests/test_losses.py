@@ -151,7 +151,9 @@ def test_fcn3_loss_combines_with_relative_weight() -> None:
     fc = torch.from_numpy(rng.normal(size=(2, 1, 2, 9, 16))).float()
     obs = torch.from_numpy(rng.normal(size=(1, 2, 9, 16))).float()
     total = fcn3_loss(9, 16, FairCRPS(), spectral_weight=0.1)(fc, obs)
-    parts = GridCRPSLoss(9, 16, FairCRPS())(fc, obs) + 0.1 * SpectralCRPSLoss(9, 16, FairCRPS())(fc, obs)
+    parts = GridCRPSLoss(9, 16, FairCRPS())(fc, obs) + 0.1 * SpectralCRPSLoss(9, 16, FairCRPS())(fc, obs) / math.sqrt(
+        4 * math.pi
+    )  # makani's coefficients are SHT / 4 pi; CRPS is positively homogeneous, so the term scales by 1/sqrt(4 pi)
     torch.testing.assert_close(total, parts)
 
 
