@@ -1,0 +1,215 @@
+"""``sciml data synth | stats | convert | check``: argparse glue only; the work is in ``sciml.forecasting.data``.
+
+Registered through the ``sciml.commands`` entry point ``data.core`` (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+LOGGER = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the four data sub-commands to the ``sciml data`` group."""
+    from sciml.forecasting.data.readers import LAYOUTS
+
+    p = subparsers.add_parser("synth", help="build the built-in shallow-water dataset (no download)")
+    p.add_argument("--preset", choices=["default", "tiny"], default="default", help="starting settings")
+    p.add_argument("--out", type=Path, default=Path("data/swe.zarr"), help="store to write (default data/swe.zarr)")
+    for name, typ, text in (
+        ("nlat", int, "output latitudes (equiangular incl. poles, or gaussian)"),
+        ("nlon", int, "output longitudes"),
+        ("grid", str, "output grid: equiangular (default) or gaussian"),
+        ("days", float, "simulated days per trajectory (after spin-up)"),
+        ("trajectories", int, "independent trajectories"),
+        ("seed", int, "random seed (same seed => bitwise identical store)"),
+        ("spinup-days", float, "discarded spin-up"),
+        ("truncation", int, "internal spectral truncation T"),
+        ("dt", float, "time step in seconds (must divide 6 h)"),
+        ("start", str, "date of the first sample of trajectory 0"),
+    ):
+        p.add_argument(f"--{name}", type=typ, default=None, help=text)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--no-stats", action="store_true", help="skip writing the statistics file beside the store")
+    p.set_defaults(func=cmd_synth)
+
+    p = subparsers.add_parser("stats", help="normalisation statistics and climatology of a store")
+    p.add_argument("store", type=Path)
+    p.add_argument("--start", default=None, help="first time (inclusive), e.g. 2001-01-01")
+    p.add_argument("--end", default=None, help="last time (inclusive)")
+    p.add_argument("--diff-hours", type=int, default=6, help="lag of the difference statistics (default 6)")
+    p.add_argument("--harmonics", type=int, default=3, help="seasonal harmonics of the climatology (default 3)")
+    p.add_argument("--no-diurnal", action="store_true", help="no diurnal harmonic in the climatology")
+    p.add_argument("--out", type=Path, default=None, help="output file (default STORE.stats.nc beside the store)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.set_defaults(func=cmd_stats)
+
+    p = subparsers.add_parser("convert", help="any supported layout -> canonical zarr store")
+    p.add_argument("src", type=Path, help="WB2 zarr, CDS .nc/.zip/folder, makani folder, or canonical store")
+    p.add_argument("--to", type=Path, required=True, help="target STORE.zarr")
+    p.add_argument("--channels", type=Path, default=None, help="dataset spec YAML (channels, static, start, end)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser("check", help="validate a dataset and summarise layout, grid, times, NaNs")
+    p.add_argument("path", type=Path)
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_check)
+
+
+def _progress(args: argparse.Namespace):
+    from sciml.progress import default_progress
+
+    return default_progress(getattr(args, "quiet", False))
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from sciml.forecasting.data.stats import compute_stats, stats_path
+    from sciml.forecasting.data.store import source_from_dataset, write_store
+    from sciml.forecasting.data.swe import PRESETS, simulate
+
+    from sciml.config import ConfigError
+    from sciml.errors import UsageError
+
+    changes = {
+        k: getattr(args, k)
+        for k in ("nlat", "nlon", "grid", "days", "trajectories", "seed", "spinup_days", "truncation", "dt", "start")
+        if getattr(args, k) is not None
+    }
+    try:
+        cfg = dataclasses.replace(PRESETS[args.preset], **changes)
+    except ValueError as exc:
+        raise ConfigError(f"sciml data synth: {exc}") from None
+    if args.out.exists() and not args.overwrite:
+        raise UsageError(f"{args.out} exists; pass --overwrite to replace it or choose another --out")
+    t0 = time.monotonic()
+    ds, _ = simulate(cfg, _progress(args))
+    t_sim = time.monotonic() - t0
+    src = source_from_dataset(ds, path=args.out)
+    write_store(src, args.out, overwrite=args.overwrite, attrs={"swe_config": repr(cfg)})
+    msg = f"wrote {args.out}: {ds.sizes['time']} steps x {len(ds.data_vars)} channels, {cfg.nlat}x{cfg.nlon}"
+    if not args.no_stats:
+        st = compute_stats(src)
+        st.save(stats_path(args.out))
+        msg += f"; statistics in {stats_path(args.out)}"
+    print(f"{msg} (simulation {t_sim:.1f} s, total {time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from sciml.forecasting.data.readers import open_source
+    from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
+
+    from sciml.config import ConfigError
+
+    try:
+        cfg = StatsConfig(
+            start=args.start,
+            end=args.end,
+            diff_hours=args.diff_hours,
+            harmonics=args.harmonics,
+            diurnal=not args.no_diurnal,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"sciml data stats: {exc}") from None
+    with open_source(args.store, args.layout) as src:
+        st = compute_stats(src, cfg, _progress(args))
+    out = st.save(args.out or stats_path(args.store))
+    width = max(len(c) for c in st.channels)
+    print(f"{'channel':<{width}}  {'mean':>12} {'std':>12} {'diff_std':>12}")
+    for i, c in enumerate(st.channels):
+        print(f"{c:<{width}}  {st.mean[i]:12.5g} {st.std[i]:12.5g} {st.diff_std[i]:12.5g}")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+    from sciml.forecasting.data.readers import open_source
+    from sciml.forecasting.data.spec import load_spec
+    from sciml.forecasting.data.store import write_store
+
+    from sciml.errors import UsageError
+
+    spec = load_spec(args.channels) if args.channels else None
+    if args.to.exists() and not args.overwrite:
+        raise UsageError(f"{args.to} exists; pass --overwrite to replace it or choose another --to")
+    with open_source(args.src, args.layout) as src:
+        if spec is not None:
+            src.select(spec.channels, spec.static)
+            if spec.start or spec.end:
+                lo = pd.Timestamp(spec.start) if spec.start else None
+                hi = pd.Timestamp(spec.end) if spec.end else None
+                parts = [p.sel(time=slice(lo, hi)) for p in src.parts]
+                src.parts = [p for p in parts if p.sizes["time"]]
+                if not src.parts:
+                    raise UsageError(f"{args.src}: no time steps between {spec.start} and {spec.end}")
+        write_store(
+            src, args.to, overwrite=args.overwrite, attrs={"converted_from": str(args.src)}, progress=_progress(args)
+        )
+        n = int(np.sum([p.sizes["time"] for p in src.parts]))
+        print(f"wrote {args.to}: {n} time steps, channels {src.channels}, static {src.static_channels}")
+    return 0
+
+
+def check_report(path: Path, layout: str | None = None) -> dict:
+    """The facts ``sciml data check`` prints (also used by tests)."""
+    import pandas as pd
+    from sciml.forecasting.data.contract import grid_of, time_step
+    from sciml.forecasting.data.readers import open_source, source_segments
+    from sciml.forecasting.data.store import nan_counts
+
+    with open_source(path, layout) as src:
+        grid = grid_of(src.parts[0], str(path))
+        times = src.times
+        step, missing = time_step(times.values, where=str(path))
+        nans = nan_counts(src)
+        return {
+            "path": str(path),
+            "layout": src.layout,
+            "channels": src.channels,
+            "static": src.static_channels,
+            "grid": {"kind": grid.kind, "nlat": grid.nlat, "nlon": grid.nlon},
+            "time": {
+                "start": str(times[0]),
+                "end": str(times[-1]),
+                "steps": int(times.size),
+                "step_hours": step / pd.Timedelta(hours=1),
+                "missing_steps": missing,
+                "segments": int(len(set(source_segments(src).tolist()))),
+            },
+            "nan_counts": nans,
+            "nan_total": int(sum(nans.values())),
+        }
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    rep = check_report(args.path, args.layout)
+    if args.json:
+        print(json.dumps(rep))
+        return 0
+    t = rep["time"]
+    g = rep["grid"]
+    lines = [
+        f"path      {rep['path']}",
+        f"layout    {rep['layout']}",
+        f"grid      {g['kind']} {g['nlat']}x{g['nlon']}",
+        f"channels  {len(rep['channels'])}: {' '.join(rep['channels'])}",
+        f"static    {' '.join(rep['static']) or '-'}",
+        f"time      {t['start']} .. {t['end']}, {t['steps']} steps of {t['step_hours']:g} h, "
+        f"{t['missing_steps']} missing, {t['segments']} segment(s)",
+        f"NaN       {rep['nan_total']} in total"
+        + (": " + ", ".join(f"{k}={v}" for k, v in rep["nan_counts"].items() if v) if rep["nan_total"] else ""),
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0

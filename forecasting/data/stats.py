@@ -1,0 +1,306 @@
+r"""Normalisation statistics with area (quadrature) weights, and a time-of-year climatology for ACC.
+
+For channel :math:`c`, over the time steps :math:`t` of the chosen range and quadrature weights
+:math:`w_{ij}` (:meth:`.grid.Grid.quadrature_weights`, summing to 1):
+
+.. math::
+
+    \mu_c = \frac1T\sum_t\sum_{ij} w_{ij}\,x_{c,t,ij},\qquad
+    \sigma_c^2 = \frac1T\sum_t\sum_{ij} w_{ij}\,(x_{c,t,ij}-\mu_c)^2,
+
+and the same for the differences :math:`x_{t+\Delta}-x_t` (default :math:`\Delta` = 6 h; only pairs inside one
+trajectory segment and without missing steps), giving ``diff_mean`` and ``diff_std`` (GraphCast/FCN3's
+:math:`\sigma_{\Delta t}`). Min and max are pointwise.
+
+The climatology is a harmonic regression fitted per channel and grid point by least squares,
+
+.. math:: \text{clim}_c(d, h) = a_0 + \sum_{k=1}^{K}\big(a_k\cos k\omega d + b_k\sin k\omega d\big)
+          + \big(c\cos\tfrac{2\pi h}{24} + s\sin\tfrac{2\pi h}{24}\big),\qquad \omega = \tfrac{2\pi}{365.25},
+
+a smooth, compact alternative to WeatherBench2's (day-of-year, hour) tables: ``(1 + 2K + 2)`` fields per channel
+instead of 366 x 24. With less than one year of data only the time mean :math:`a_0` (and the diurnal terms) is
+fitted.
+
+Everything is written to one NetCDF file beside the store (``swe.zarr`` -> ``swe.stats.nc``) and loaded as
+:class:`NormStats`, whose :meth:`NormStats.tensors` gives makani-style ``(1, C, 1, 1)`` tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sciml.errors import UsageError
+from sciml.io import atomic_path
+from sciml.progress import NoProgress, Progress
+
+from .contract import grid_of
+from .features import harmonic_design
+from .readers import Source, source_segments
+
+LOGGER = logging.getLogger(__name__)
+
+
+def stats_path(store: str | os.PathLike[str]) -> Path:
+    """``data/swe.zarr`` -> ``data/swe.stats.nc``."""
+    p = Path(store)
+    return p.with_name(p.name[: -len(p.suffix)] if p.suffix else p.name).with_suffix(".stats.nc")
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """What ``sciml data stats`` computes: time range (inclusive, ISO strings), difference lag, climatology."""
+
+    start: str | None = None
+    end: str | None = None
+    diff_hours: int = 6
+    harmonics: int = 3
+    diurnal: bool = True
+    time_block: int = 64
+
+    def __post_init__(self) -> None:
+        if self.diff_hours <= 0 or self.harmonics < 0 or self.time_block < 1:
+            raise ValueError("need diff_hours > 0, harmonics >= 0, time_block >= 1")
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-channel statistics (arrays over ``channels``) and the climatology coefficients.
+
+    ``clim`` has shape ``[F, C, nlat, nlon]`` over the dynamic channels; ``static_mean``/``static_std`` are the
+    area-weighted mean/std of each static field.
+    """
+
+    channels: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    diff_mean: np.ndarray
+    diff_std: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    clim: np.ndarray
+    harmonics: int
+    diurnal: bool
+    static_channels: tuple[str, ...] = ()
+    static_mean: np.ndarray | None = None
+    static_std: np.ndarray | None = None
+    attrs: dict | None = None
+
+    def index(self, channels: tuple[str, ...] | list[str] | None) -> list[int]:
+        if channels is None:
+            return list(range(len(self.channels)))
+        missing = [c for c in channels if c not in self.channels]
+        if missing:
+            raise UsageError(
+                f"no statistics for channel(s) {missing} (stats have {list(self.channels)}); rerun "
+                "`sciml data stats` on the store"
+            )
+        return [self.channels.index(c) for c in channels]
+
+    def tensors(self, channels: tuple[str, ...] | list[str] | None = None, dtype=None) -> dict:
+        """``{'mean','std','diff_mean','diff_std','min','max'}`` as ``(1, C, 1, 1)`` torch tensors."""
+        import torch
+
+        idx = self.index(channels)
+        dtype = dtype or torch.float32
+        out = {}
+        for k in ("mean", "std", "diff_mean", "diff_std", "min", "max"):
+            out[k] = torch.as_tensor(getattr(self, k)[idx], dtype=dtype).reshape(1, len(idx), 1, 1)
+        return out
+
+    def climatology(
+        self,
+        times: np.ndarray | pd.DatetimeIndex,
+        channels: tuple[str, ...] | list[str] | None = None,
+        tile: tuple[slice, slice] = (slice(None), slice(None)),
+    ) -> np.ndarray:
+        """Climatology ``[T, C, h, w]`` (float32) at ``times`` for ``channels`` on a lat x lon ``tile``."""
+        X = harmonic_design(times, self.harmonics, self.diurnal)  # [T, F]
+        coef = self.clim[:, self.index(channels)][..., tile[0], tile[1]]
+        return np.einsum("tf,fchw->tchw", X, coef.astype(np.float64)).astype(np.float32)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        ds = xr.Dataset(
+            {
+                **{k: ("channel", getattr(self, k)) for k in ("mean", "std", "diff_mean", "diff_std", "min", "max")},
+                "clim": (("feature", "channel", "lat", "lon"), self.clim.astype(np.float32)),
+            },
+            coords={"channel": list(self.channels)},
+            attrs={**(self.attrs or {}), "harmonics": self.harmonics, "diurnal": int(self.diurnal)},
+        )
+        if self.static_channels:
+            ds = ds.assign_coords(static_channel=list(self.static_channels))
+            ds["static_mean"] = ("static_channel", self.static_mean)
+            ds["static_std"] = ("static_channel", self.static_std)
+        with atomic_path(path) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NormStats:
+        p = Path(path)
+        if not p.exists():
+            raise UsageError(f"{p}: no statistics file; run `sciml data stats STORE` first")
+        with xr.open_dataset(p, engine="h5netcdf") as ds:
+            ds = ds.load()
+        attrs = dict(ds.attrs)
+        st = tuple(map(str, ds["static_channel"].values)) if "static_channel" in ds.coords else ()
+        return cls(
+            channels=tuple(map(str, ds["channel"].values)),
+            **{k: ds[k].values.astype(np.float64) for k in ("mean", "std", "diff_mean", "diff_std", "min", "max")},
+            clim=ds["clim"].values,
+            harmonics=int(attrs.pop("harmonics")),
+            diurnal=bool(attrs.pop("diurnal")),
+            static_channels=st,
+            static_mean=ds["static_mean"].values if st else None,
+            static_std=ds["static_std"].values if st else None,
+            attrs=attrs,
+        )
+
+
+def _time_mask(times: pd.DatetimeIndex, cfg: StatsConfig) -> np.ndarray:
+    m = np.ones(times.size, dtype=bool)
+    if cfg.start:
+        m &= times >= pd.Timestamp(cfg.start)
+    if cfg.end:
+        m &= times <= pd.Timestamp(cfg.end)
+    return m
+
+
+def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progress | None = None) -> NormStats:
+    """Stream over ``src`` once and return its :class:`NormStats` (see module docstring for the equations)."""
+    progress = progress or NoProgress()
+    grid = grid_of(src.parts[0], where=str(src.path))
+    w = grid.quadrature_weights()
+    chans = src.channels
+    C = len(chans)
+    times = src.times
+    seg = source_segments(src)
+    use = _time_mask(times, cfg)
+    if not use.any():
+        raise UsageError(f"{src.path}: no time steps between {cfg.start} and {cfg.end} ({times[0]} .. {times[-1]})")
+    span_days = (times[use][-1] - times[use][0]) / pd.Timedelta(days=1)
+    harmonics = cfg.harmonics if span_days >= 365 else 0
+    if harmonics != cfg.harmonics:
+        LOGGER.warning("only %.1f days of data: fitting the time-mean climatology without seasonal terms", span_days)
+    lag = pd.Timedelta(hours=cfg.diff_hours)
+    F = 1 + 2 * harmonics + 2 * int(cfg.diurnal)
+    s1 = np.zeros(C)
+    s2 = np.zeros(C)
+    d1 = np.zeros(C)
+    d2 = np.zeros(C)
+    shift = None
+    n = 0
+    nd = 0
+    vmin = np.full(C, np.inf)
+    vmax = np.full(C, -np.inf)
+    G = np.zeros((F, F))
+    R = np.zeros((F, C, grid.nlat, grid.nlon))
+    tindex = {t: i for i, t in enumerate(times.as_unit("ns").asi8)}
+    progress.start(int(use.sum()), "statistics")
+    try:
+        offset = 0
+        for part in src.parts:
+            pt = pd.DatetimeIndex(part["time"].values)
+            for i0 in range(0, pt.size, cfg.time_block):
+                i1 = min(pt.size, i0 + cfg.time_block)
+                gi = np.arange(offset + i0, offset + i1)
+                sel = use[gi]
+                if not sel.any():
+                    continue
+                xb = np.stack([part[c].isel(time=slice(i0, i1)).values for c in chans], axis=1).astype(np.float64)
+                x = xb[sel]
+                if np.isnan(x).any():
+                    bad = [chans[c] for c in range(C) if np.isnan(x[:, c]).any()]
+                    raise UsageError(
+                        f"{src.path}: NaN values in {bad} between {pt[i0]} and {pt[i1 - 1]}; run `sciml data check` "
+                        "and restrict the time range (--start/--end) or fix the source"
+                    )
+                if shift is None:
+                    shift = np.einsum("cij,ij->c", x[0], w)  # shifted sums keep the variance accurate
+                xs = x - shift[None, :, None, None]
+                s1 += np.einsum("tcij,ij->c", xs, w)
+                s2 += np.einsum("tcij,ij->c", xs * xs, w)
+                n += x.shape[0]
+                vmin = np.minimum(vmin, x.min(axis=(0, 2, 3)))
+                vmax = np.maximum(vmax, x.max(axis=(0, 2, 3)))
+                X = harmonic_design(pt[i0:i1][sel], harmonics, cfg.diurnal)
+                G += X.T @ X
+                R += np.einsum("tf,tcij->fcij", X, x)
+                # differences x(t + lag) - x(t): partner looked up by time over the whole source
+                for k, g in enumerate(gi[sel]):
+                    j = tindex.get((times[g] + lag).value)
+                    if j is None or not use[j] or seg[j] != seg[g]:
+                        continue
+                    if offset + i0 <= j < offset + i1:
+                        partner = xb[j - offset - i0]
+                    else:
+                        partner = _load_step(src, j, chans)
+                    dx = partner - x[k]
+                    d1 += np.einsum("cij,ij->c", dx, w)
+                    d2 += np.einsum("cij,ij->c", dx * dx, w)
+                    nd += 1
+                progress.update(int(sel.sum()))
+            offset += pt.size
+    finally:
+        progress.close()
+    mean_s = s1 / n
+    mean = mean_s + shift
+    std = np.sqrt(np.maximum(s2 / n - mean_s**2, 0.0))
+    if nd == 0:
+        raise UsageError(
+            f"{src.path}: no pair of time steps {cfg.diff_hours} h apart in the range; choose --diff-hours that is "
+            "a multiple of the data step"
+        )
+    diff_mean = d1 / nd
+    diff_std = np.sqrt(np.maximum(d2 / nd - diff_mean**2, 0.0))
+    coef = np.linalg.solve(G, R.reshape(F, -1)).reshape(R.shape)
+    st_names: tuple[str, ...] = ()
+    st_mean = st_std = None
+    if src.static is not None and src.static_channels:
+        st_names = tuple(src.static_channels)
+        vals = [src.static[c].values.astype(np.float64) for c in st_names]
+        st_mean = np.array([(v * w).sum() for v in vals])
+        st_std = np.array([np.sqrt((((v - m) ** 2) * w).sum()) for v, m in zip(vals, st_mean, strict=True)])
+    attrs = {
+        "start": str(times[use][0]),
+        "end": str(times[use][-1]),
+        "n_samples": n,
+        "n_diff_pairs": nd,
+        "diff_hours": cfg.diff_hours,
+        "grid": grid.describe(),
+        "weights": "clenshaw-curtis" if grid.kind == "equiangular" else "gauss-legendre",
+        "source": str(src.path),
+    }
+    return NormStats(
+        channels=tuple(chans),
+        mean=mean,
+        std=std,
+        diff_mean=diff_mean,
+        diff_std=diff_std,
+        min=vmin,
+        max=vmax,
+        clim=coef.astype(np.float32),
+        harmonics=harmonics,
+        diurnal=cfg.diurnal,
+        static_channels=st_names,
+        static_mean=st_mean,
+        static_std=st_std,
+        attrs=attrs,
+    )
+
+
+def _load_step(src: Source, j: int, chans: list[str]) -> np.ndarray:
+    """Fields of global time index ``j`` as ``[C, nlat, nlon]`` float64."""
+    for part in src.parts:
+        n = part.sizes["time"]
+        if j < n:
+            return np.stack([part[c].isel(time=j).values for c in chans]).astype(np.float64)
+        j -= n
+    raise IndexError(j)
