@@ -16,6 +16,9 @@ soft clamp on non-negative channels. The network predicts the next state directl
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 import torch.nn as nn
 from sciml.forecasting.models.config import FCN3Config
@@ -29,6 +32,7 @@ from sciml.forecasting.models.layers import (
     soft_clamp,
 )
 from sciml.forecasting.sphere import exact_lmax
+from torch_harmonics.filter_basis import get_filter_basis
 
 from sciml.errors import UsageError
 
@@ -214,11 +218,6 @@ def expected_parameter_count(cfg: FCN3Config) -> int:
         N = n_g\,2 I^2 L + n_\ell\, I^2 K + n_b\,(I H + H + H E + E + E) + \sum_\mathrm{enc/dec} c_\mathrm{out}
         \frac{c_\mathrm{in}}{\gcd(c_\mathrm{in}, c_\mathrm{out})} K.
     """
-    import math
-    import warnings
-
-    from torch_harmonics.filter_basis import get_filter_basis
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*'morlet' basis type is deprecated", category=DeprecationWarning)
         k = get_filter_basis(tuple(cfg.kernel_shape), cfg.basis_type).kernel_size
