@@ -15,11 +15,12 @@ square root, as WB2 does (time-mean MSE, then root). Spectra are in :mod:`sciml.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import xarray as xr
-from sciml.forecasting.spectra import angular_power_spectrum, zonal_energy_spectrum
+from sciml.forecasting import spectra as _spectra
 
 from sciml.errors import UsageError
 
@@ -30,6 +31,7 @@ __all__ = [
     "ensemble_mean_rmse",
     "latitude_weights",
     "mse",
+    "per_variable",
     "rank_histogram",
     "rmse",
     "spatial_mean",
@@ -57,10 +59,31 @@ def latitude_weights(lat: xr.DataArray | np.ndarray, lat_dim: str = "lat") -> xr
     return xr.DataArray(w, dims=[lat_dim], coords=coords)
 
 
-def _dims_check(x: xr.DataArray, *dims: str) -> None:
+def _dims_check(x: xr.DataArray | xr.Dataset, *dims: str) -> None:
     missing = [d for d in dims if d not in x.dims]
     if missing:
-        raise UsageError(f"{x.name or 'array'} lacks dimension(s) {missing} (has {list(x.dims)}); pass the dim names")
+        what = getattr(x, "name", None) or type(x).__name__
+        raise UsageError(f"{what} lacks dimension(s) {missing} (has {list(x.dims)}); pass the dim names")
+
+
+def per_variable(func: Callable[..., xr.DataArray]) -> Callable[..., xr.DataArray | xr.Dataset]:
+    """Let ``func(forecast, *others, **kw)`` take Datasets: applied variable by variable, returning a Dataset."""
+
+    @functools.wraps(func)
+    def wrapper(first, *args, **kwargs):
+        if not isinstance(first, xr.Dataset):
+            return func(first, *args, **kwargs)
+        out = {}
+        for name in first.data_vars:
+            others = [a[name] if isinstance(a, xr.Dataset) else a for a in args]
+            out[name] = func(first[name], *others, **kwargs)
+        return xr.Dataset(out)
+
+    return wrapper
+
+
+angular_power_spectrum = per_variable(_spectra.angular_power_spectrum)
+zonal_energy_spectrum = per_variable(_spectra.zonal_energy_spectrum)
 
 
 def spatial_mean(x: xr.DataArray, lat_dim: str = "lat", lon_dim: str = "lon") -> xr.DataArray:
@@ -78,16 +101,19 @@ def _time_mean(x: xr.DataArray, mean_dims: Sequence[str]) -> xr.DataArray:
     return x.mean(dims) if dims else x
 
 
+@per_variable
 def mse(forecast: xr.DataArray, truth: xr.DataArray, *, lat_dim="lat", lon_dim="lon", mean_dims=()) -> xr.DataArray:
     """Area-weighted mean squared error, averaged over ``mean_dims``."""
     return _time_mean(spatial_mean((forecast - truth) ** 2, lat_dim, lon_dim), mean_dims)
 
 
+@per_variable
 def rmse(forecast: xr.DataArray, truth: xr.DataArray, *, lat_dim="lat", lon_dim="lon", mean_dims=()) -> xr.DataArray:
     r""":math:`\sqrt{\overline{\mathrm{MSE}}}`: root of the area- and ``mean_dims``-averaged squared error."""
     return np.sqrt(mse(forecast, truth, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims))
 
 
+@per_variable
 def ensemble_mean_rmse(
     forecast: xr.DataArray,
     truth: xr.DataArray,
@@ -102,6 +128,7 @@ def ensemble_mean_rmse(
     return rmse(forecast.mean(ensemble_dim), truth, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims)
 
 
+@per_variable
 def acc(
     forecast: xr.DataArray,
     truth: xr.DataArray,
@@ -125,6 +152,7 @@ def acc(
     return _time_mean(num / den, mean_dims)
 
 
+@per_variable
 def crps(
     forecast: xr.DataArray,
     truth: xr.DataArray,
@@ -156,6 +184,7 @@ def crps(
     return _time_mean(spatial_mean(score, lat_dim, lon_dim), mean_dims)
 
 
+@per_variable
 def spread(
     forecast: xr.DataArray, *, ensemble_dim: str = "realization", lat_dim="lat", lon_dim="lon", mean_dims=()
 ) -> xr.DataArray:
@@ -167,6 +196,7 @@ def spread(
     return np.sqrt(_time_mean(spatial_mean(var, lat_dim, lon_dim), mean_dims))
 
 
+@per_variable
 def spread_skill_ratio(
     forecast: xr.DataArray,
     truth: xr.DataArray,
@@ -192,6 +222,7 @@ def spread_skill_ratio(
     return ratio
 
 
+@per_variable
 def rank_histogram(
     forecast: xr.DataArray,
     truth: xr.DataArray,

@@ -205,3 +205,18 @@ def test_bad_metric_input() -> None:
         M.rmse(da.rename(lat="latitude"), da.rename(lat="latitude"))
     with pytest.raises(UsageError, match="within"):
         M.latitude_weights(np.array([100.0, 0.0]))
+
+
+def test_datasets_are_scored_variable_by_variable() -> None:
+    fc, truth = _iid_ensemble(3, 4, seed=5)
+    ds_fc = xr.Dataset({"z500": fc, "t850": 2 * fc})
+    ds_truth = xr.Dataset({"z500": truth, "t850": 2 * truth})
+    for metric in (M.crps, M.spread_skill_ratio, M.ensemble_mean_rmse):
+        out = metric(ds_fc, ds_truth)
+        assert isinstance(out, xr.Dataset)
+        xr.testing.assert_allclose(out["z500"], metric(fc, truth))
+    # CRPS and RMSE scale with the field, the SSR does not
+    xr.testing.assert_allclose(M.crps(ds_fc, ds_truth)["t850"], 2 * M.crps(fc, truth))
+    xr.testing.assert_allclose(M.spread_skill_ratio(ds_fc, ds_truth)["t850"], M.spread_skill_ratio(fc, truth))
+    spec = M.angular_power_spectrum(ds_truth.isel(time=0))
+    xr.testing.assert_allclose(spec["t850"], 4 * spec["z500"])
