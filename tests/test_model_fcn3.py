@@ -222,3 +222,13 @@ def test_ensemble_rollout_with_noise_and_crps_trains_every_parameter() -> None:
     with torch.no_grad():
         out = ensemble_step(model, ens0, aux, noise.to_grid(noise.initial(1)))
     assert (out[0] - out[1]).abs().max() > 1e-4
+
+
+def test_config_yaml_round_trip_and_validation() -> None:
+    from sciml.config import ConfigError, dump_yaml, from_dict, to_dict
+
+    cfg = preset("fcn3")
+    assert from_dict(FCN3Config, to_dict(cfg)) == cfg
+    assert "clamp_channels" in dump_yaml(cfg)
+    with pytest.raises(ConfigError, match="num_layers"):
+        from_dict(FCN3Config, {**to_dict(cfg), "num_layers": 0})
