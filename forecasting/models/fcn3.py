@@ -91,7 +91,8 @@ class FCN3(nn.Module):
                 ops, n_aux_in, cfg.aux_embed_dim, io_shape, (h, w), grid_in=IO_GRID, grid_out=grid, **common
             )
 
-        # One SHT pair shared by all global blocks; lmax = mmax - 1 = h on the Gauss grid (FCN3: 360 x 361).
+        # One SHT pair shared by all global blocks: lmax = h degrees on the Gauss grid (FCN3: 360); torch-harmonics
+        # truncates triangularly, so the w // 2 + 1 orders become min(lmax, mmax) = lmax.
         lmax = exact_lmax(h, grid)
         mmax = w // 2 + 1
         self.sht = ops.sht(h, w, lmax, mmax, grid)
