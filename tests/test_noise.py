@@ -149,3 +149,32 @@ def test_bad_noise_input_raises() -> None:
         DiffusionNoiseS2(NLAT, NLON, KT, lam=0.0)
     with pytest.raises(UsageError, match="noise state"):
         noise.step(torch.zeros(1, 3, 4, 4, dtype=torch.complex64), torch.Generator())
+
+
+def test_exact_pointwise_variance_from_the_synthesis_basis() -> None:
+    """Var z(x) = sum_lm Var(Re eta_lm) Re-basis(x)^2 + Var(Im eta_lm) Im-basis(x)^2 = sigma^2 at every point.
+
+    Sampling-free: each coefficient's real and imaginary unit vectors are synthesised by the module's own inverse
+    SHT, and the variances are those the sampler draws with (m = 0 real with C_l, m > 0 C_l / 2 per part).
+    """
+    sigma = 1.7
+    noise = DiffusionNoiseS2(NLAT, NLON, KT, sigma=sigma)
+    L = noise.lmax
+    eye = torch.eye(L * L, dtype=torch.float64).reshape(L * L, L, L)
+    basis_re = noise.isht.double()(eye.to(torch.complex128))  # [L*L, H, W]
+    basis_im = noise.isht.double()(1j * eye.to(torch.complex128))
+    m = torch.arange(L).repeat(L)
+    l = torch.arange(L).repeat_interleave(L)
+    for c, kT in enumerate(KT):
+        C = closed_form_C(kT, L, sigma)[l] * (m <= l)
+        var_re = torch.where(m == 0, C, C / 2)
+        var_im = torch.where(m == 0, torch.zeros_like(C), C / 2)
+        var = (var_re[:, None, None] * basis_re**2 + var_im[:, None, None] * basis_im**2).sum(0)
+        assert torch.allclose(var, torch.full_like(var, sigma**2), rtol=1e-10), (c, var.min(), var.max())
+        # and the module's std buffer carries exactly sqrt(C_l) on m <= l
+        torch.testing.assert_close(
+            noise.std[c].double() ** 2,
+            closed_form_C(kT, L, sigma)[:, None] * torch.tril(torch.ones(L, L, dtype=torch.float64)),
+            rtol=1e-6,
+            atol=1e-12,
+        )
