@@ -363,7 +363,7 @@ def _read_cds(p: Path) -> Source:
     cleanup: list = []
     try:
         files = _cds_files(p, cleanup)
-        groups: dict[bytes, list[xr.Dataset]] = {}
+        groups: dict[tuple[str, ...], list[xr.Dataset]] = {}
         static: dict[str, xr.DataArray] = {}
         ref_grid: tuple[str, np.ndarray, np.ndarray] | None = None
         for f, name in files:
@@ -384,26 +384,56 @@ def _read_cds(p: Path) -> Source:
             static.update(st)
             if ds.data_vars:
                 ds = finalize_canonical(ds, where=name)
-                groups.setdefault(ds["time"].values.tobytes(), []).append(ds)
-        parts = []
-        for dsets in groups.values():
-            clash = _duplicate_vars(dsets)
-            if clash:
-                raise UsageError(f"{p}: variable(s) {clash} appear in several files for the same times")
-            parts.append(xr.merge(dsets, join="exact", combine_attrs="drop_conflicts"))
-        names = [sorted(map(str, d.data_vars)) for d in parts]
-        if any(n != names[0] for n in names):
-            raise UsageError(
-                f"{p}: the files do not hold the same variables for every time range ({names}); download the same "
-                "variables for every period"
-            )
-        parts = [d[list(parts[0].data_vars)] for d in parts]
+                ds.attrs["sciml_file"] = name
+                groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append(ds)
+        parts = _align_groups(list(groups.values()), str(p))
         st = finalize_canonical(xr.Dataset(static), where=str(p)) if static else None
         return Source("cds", p, parts, st, cleanup)
     except BaseException:
         for c in cleanup:
             c()
         raise
+
+
+def _align_groups(groups: list[list[xr.Dataset]], where: str) -> list[xr.Dataset]:
+    """Files grouped by variable set (e.g. monthly pressure-level files + one single-level file) -> lazy parts.
+
+    Every group must cover the same time axis; parts are cut at every file boundary of every group, so each part
+    takes one lazy slice of one file per group and nothing is loaded.
+    """
+    clash = _duplicate_vars(files[0] for files in groups)
+    if clash:
+        raise UsageError(f"{where}: variable(s) {clash} appear in files with different variable sets; keep one copy")
+    axes = []
+    for files in groups:
+        files.sort(key=lambda d: d["time"].values[0])
+        for f0, f1 in zip(files[:-1], files[1:], strict=True):
+            if f1["time"].values[0] <= f0["time"].values[-1]:
+                raise UsageError(
+                    f"duplicated time steps: {f0.attrs.get('sciml_file')} and {f1.attrs.get('sciml_file')} overlap "
+                    f"({pd.Timestamp(f1['time'].values[0])} .. {pd.Timestamp(f0['time'].values[-1])}); remove one"
+                )
+        axes.append(np.concatenate([f["time"].values for f in files]))
+        time_step(axes[-1], where=f"{where} ({', '.join(map(str, files[0].data_vars))})")
+    for files, ax in zip(groups[1:], axes[1:], strict=True):
+        if ax.shape != axes[0].shape or not np.array_equal(ax, axes[0]):
+            raise UsageError(
+                f"{where}: variables {sorted(map(str, files[0].data_vars))} cover {ax.size} times "
+                f"({pd.Timestamp(ax[0])} .. {pd.Timestamp(ax[-1])}) but "
+                f"{sorted(map(str, groups[0][0].data_vars))} cover {axes[0].size} "
+                f"({pd.Timestamp(axes[0][0])} .. {pd.Timestamp(axes[0][-1])}); download every variable for the same "
+                "period"
+            )
+    starts = [np.cumsum([0] + [f.sizes["time"] for f in files]) for files in groups]
+    cuts = sorted(set(np.concatenate(starts).tolist()))
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        pieces = []
+        for files, st in zip(groups, starts, strict=True):
+            k = int(np.searchsorted(st, a, side="right") - 1)
+            pieces.append(files[k].isel(time=slice(a - int(st[k]), b - int(st[k]))))
+        parts.append(xr.merge(pieces, join="exact", combine_attrs="drop_conflicts"))
+    return parts
 
 
 def _duplicate_vars(dsets: Iterable[xr.Dataset]) -> list[str]:
@@ -458,9 +488,7 @@ def _read_makani(p: Path) -> Source:
         valid = None
         if "valid_data" in ds.variables:
             valid = np.asarray(ds["valid_data"].values).astype(bool)
-        arr = arr.rename({tdim: "time", ydim: "lat", xdim: "lon"}).drop_vars(
-            [c for c in (tdim, cdim, ydim, xdim) if c in arr.coords]
-        )
+        arr = arr.drop_vars(list(arr.coords)).rename({tdim: "time", ydim: "lat", xdim: "lon"})
         out = {}
         for i, c in enumerate(chans):
             v = arr.isel({cdim: i}, drop=True)

@@ -80,6 +80,7 @@ def write_store(
                     if first:
                         if src.static is not None:
                             block = block.merge(src.static.load())
+                        block.attrs.pop("sciml_file", None)
                         block.attrs.update(attrs or {})
                         block.attrs.update(sciml_contract="1", source_layout=src.layout)
                         # zarr lists variables alphabetically: keep the channel order explicitly
