@@ -232,3 +232,36 @@ def test_config_yaml_round_trip_and_validation() -> None:
     assert "clamp_channels" in dump_yaml(cfg)
     with pytest.raises(ConfigError, match="num_layers"):
         from_dict(FCN3Config, {**to_dict(cfg), "num_layers": 0})
+
+
+def test_fcn3_architecture_at_small_grid() -> None:
+    """The full FCN3 width (72 channels, 677-wide blocks, 10 layers) on a 33x64 grid: shape and water clamp."""
+    cfg = preset("fcn3", nlat=33, nlon=64)
+    torch.manual_seed(0)
+    model = FCN3(cfg)
+    assert count_parameters(model) == expected_parameter_count(cfg)
+    x, aux, z = _inputs(cfg, batch=1)
+    with torch.no_grad():
+        y = model(x, aux, z)
+    assert y.shape == (1, 72, 33, 64)
+    assert (y[:, list(cfg.clamp_channels)] >= 0).all()  # tcwv and q at 13 levels
+
+
+@pytest.mark.parametrize("overrides", [{}, {"n_levels": 3, "n_atmo_vars": 2, "n_surface": 1}])
+def test_atmospheric_channels_are_encoded_level_by_level(overrides: dict) -> None:
+    """Level k of the latent is the shared encoder applied to channels S + v*L + k (variable-major layout)."""
+    cfg = preset("tiny", **overrides)
+    torch.manual_seed(0)
+    model = FCN3(cfg)
+    x, _, _ = _inputs(cfg, batch=2)
+    s, nl, e = cfg.n_surface, cfg.n_levels, cfg.atmo_embed_dim
+    with torch.no_grad():
+        feats = model.encode(x)
+        for k in range(nl):
+            idx = [s + v * nl + k for v in range(cfg.n_atmo_vars)]
+            torch.testing.assert_close(feats[:, k * e : (k + 1) * e], model.atmo_encoder(x[:, idx]))
+        torch.testing.assert_close(feats[:, nl * e :], model.surf_encoder(x[:, :s]))
+        out = model.decode(feats)
+        for k in range(nl):
+            idx = [s + v * nl + k for v in range(cfg.n_atmo_vars)]
+            torch.testing.assert_close(out[:, idx], model.atmo_decoder(feats[:, k * e : (k + 1) * e]))
