@@ -20,7 +20,7 @@ YEAR_DAYS = 365.25
 def fractional_day_of_year(times: pd.DatetimeIndex | np.ndarray) -> np.ndarray:
     """Day of year counted from 0 at 1 January 00 UTC, with the time of day as a fraction."""
     t = pd.DatetimeIndex(times)
-    return (t.dayofyear - 1).to_numpy(np.float64) + (t.hour * 3600 + t.minute * 60 + t.second).to_numpy() / 86400.0
+    return (t.day_of_year - 1).to_numpy(np.float64) + (t.hour * 3600 + t.minute * 60 + t.second).to_numpy() / 86400.0
 
 
 def solar_declination_and_eot(times: pd.DatetimeIndex | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +35,7 @@ def solar_declination_and_eot(times: pd.DatetimeIndex | np.ndarray) -> tuple[np.
     """
     t = pd.DatetimeIndex(times)
     hour = (t.hour + t.minute / 60 + t.second / 3600).to_numpy(np.float64)
-    g = 2 * np.pi / 365.0 * ((t.dayofyear - 1).to_numpy(np.float64) + (hour - 12) / 24)
+    g = 2 * np.pi / 365.0 * ((t.day_of_year - 1).to_numpy(np.float64) + (hour - 12) / 24)
     decl = (
         0.006918
         - 0.399912 * np.cos(g)

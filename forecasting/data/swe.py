@@ -229,7 +229,7 @@ class BatchedShallowWater(torch.nn.Module):
 
 def seasonal_factor(t: pd.Timestamp) -> float:
     """sin(2 pi (day_of_year - 80) / 365.25): +1 near the northern summer solstice."""
-    doy = t.dayofyear + (t.hour + t.minute / 60) / 24.0
+    doy = t.day_of_year + (t.hour + t.minute / 60) / 24.0
     return math.sin(2 * math.pi * (doy - 80.0) / 365.25)
 
 
