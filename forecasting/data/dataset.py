@@ -228,7 +228,7 @@ class ForecastDataset(torch.utils.data.Dataset):
         out = np.stack([arrays[c].get_orthogonal_selection((idx, ls, xs)) for c in self._meta.channels], axis=1)
         if np.isnan(out).any():
             bad = [self._meta.channels[c] for c in range(out.shape[1]) if np.isnan(out[:, c]).any()]
-            times = [str(self._meta.times[i]) for i in idx]
+            times = [str(self._meta.times[i]) for j, i in enumerate(idx) if np.isnan(out[j]).any()]
             raise UsageError(
                 f"{self.path}: NaN in channel(s) {bad} at {times}; run `sciml data check {self.path}` and exclude "
                 "those times (--start/--end) or those channels"
