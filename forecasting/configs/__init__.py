@@ -1,0 +1,1 @@
+"""Built-in YAML configs (package data)."""

@@ -1,0 +1,1 @@
+"""Built-in training configs: ``sciml forecast train --config NAME`` (demo, quick, tiny)."""

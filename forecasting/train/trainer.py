@@ -1,0 +1,426 @@
+r"""The training loop: curriculum stages of ensemble CRPS training with resumable, atomic checkpoints.
+
+One optimiser step of a stage with rollout :math:`K`, ensemble :math:`N` and batch :math:`B`:
+
+.. math::
+
+    \hat u^{e}_0 = u(t),\qquad \hat u^{e}_{k} = F_\theta(\hat u^{e}_{k-1}, a_{k-1}, z^{e}_{k-1}),\qquad
+    L = \frac1K \sum_{k=1}^{K} \Big[\mathrm{CRPS}_\alpha(\hat u_k, u(t+k\Delta))
+        + w_s\,\mathrm{CRPS}^{\mathrm{spec}}_\alpha(\hat u_k, u(t+k\Delta))\Big],
+
+with :math:`z^e` the AR(1) diffusion noise of member :math:`e` (a fresh stationary draw per step, AR updates
+along the rollout) and gradients through the whole rollout; then gradient sync (a hook), clipping of the global
+norm, Adam and the LR schedule. A non-finite loss or gradient norm either stops the run (``nan_policy: stop``; the
+last good checkpoint is kept) or skips the step (``skip``, at most ``max_bad_steps`` in a row).
+
+The loop (:meth:`Trainer.run`) only sequences steps; checkpoints (:mod:`.checkpoint`), metrics
+(:class:`MetricsLog`) and rank-dependent choices (:class:`~.components.TrainHooks`) are separate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sciml.errors import SciMLError, UsageError
+from sciml.io import atomic_write_json, atomic_write_text
+from sciml.progress import NoProgress, Progress
+
+from . import components as comp
+from .checkpoint import CHECKPOINT_NAME, generator_states, load_checkpoint, restore_generators, save_checkpoint
+from .config import StageConfig, TrainConfig, config_from_dict
+
+LOGGER = logging.getLogger(__name__)
+
+
+class NonFiniteError(SciMLError):
+    """The loss or the gradients became NaN/inf and the policy is to stop."""
+
+
+def lr_factor(stage: StageConfig, step: int) -> float:
+    r"""Multiplier of ``stage.lr`` at stage step ``step``: linear warm-up, then constant, cosine or step decay.
+
+    Cosine: :math:`r + (1-r)\tfrac12(1+\cos(\pi s/S))` over the steps after warm-up, :math:`r` = ``min_lr_ratio``.
+    """
+    if step < stage.warmup_steps:
+        return (step + 1) / stage.warmup_steps
+    s = step - stage.warmup_steps
+    if stage.schedule == "constant":
+        return 1.0
+    if stage.schedule == "step":
+        return stage.step_gamma ** (s // stage.step_every)
+    span = max(1, stage.steps - stage.warmup_steps)
+    r = stage.min_lr_ratio
+    return r + (1 - r) * 0.5 * (1 + math.cos(math.pi * min(s, span) / span))
+
+
+@dataclass
+class MetricsLog:
+    """Training and validation history; written as ``train.csv``, ``valid.csv`` and ``metrics.json``."""
+
+    train: list[dict[str, float]] = field(default_factory=list)
+    valid: list[dict[str, float]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {"train": self.train, "valid": self.valid}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> MetricsLog:
+        return cls([dict(r) for r in d.get("train", [])], [dict(r) for r in d.get("valid", [])])
+
+    @staticmethod
+    def _csv(rows: list[dict[str, float]]) -> str:
+        if not rows:
+            return ""
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+
+    def write(self, out: Path, summary: dict[str, Any]) -> None:
+        atomic_write_text(out / "train.csv", self._csv(self.train))
+        atomic_write_text(out / "valid.csv", self._csv(self.valid))
+        atomic_write_json(out / "metrics.json", {**summary, "last_validation": self.valid[-1] if self.valid else None})
+
+
+@dataclass
+class _Stage:
+    index: int
+    cfg: StageConfig
+    data: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    noise: Any
+    loss: torch.nn.Module
+
+
+class Trainer:
+    """Train an FCN3-style model with the curriculum of ``cfg``; outputs go to ``out``.
+
+    Parameters
+    ----------
+    cfg
+        The run configuration.
+    out
+        Run folder: ``config.yaml``, ``checkpoint.pt``, ``train.csv``, ``valid.csv``, ``metrics.json``.
+    hooks
+        Rank-dependent behaviour (:class:`~.components.TrainHooks`, serial by default).
+    resume
+        Checkpoint to continue from; the data position, RNG and optimiser states are restored so that the loss
+        trajectory continues exactly as without the interruption.
+    progress
+        Progress reporter (nothing by default).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out: str | Path,
+        hooks: comp.TrainHooks | None = None,
+        resume: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        from sciml.forecasting.data import NormStats
+        from sciml.forecasting.models import FCN3
+        from sciml.forecasting.noise import member_seed
+
+        self.out = Path(out)
+        self.hooks = hooks or comp.TrainHooks()
+        self.progress = progress or NoProgress()
+        ckpt = load_checkpoint(resume) if resume is not None else None
+        if ckpt is not None:
+            old = config_from_dict(ckpt["config"]["train"])
+            changed = comp.same_setup(old, cfg)
+            if changed:
+                raise UsageError(
+                    f"the config differs from the checkpoint's in {changed} (e.g. a different grid or model); "
+                    "resume with the run's own config (config.yaml in its folder) or start a new run"
+                )
+        self.cfg = cfg
+        ds0 = comp.open_dataset(cfg, cfg.stages[0].rollout, "train")
+        self.facts = comp.data_facts(cfg, ds0)
+        self.stats = NormStats.load(self.facts.stats)
+        self.mc = comp.model_config(cfg, self.facts)
+        torch.manual_seed(member_seed(cfg.seed, 0))
+        self.model = FCN3(self.mc)
+        self.noise_scales = comp.noise_scales(cfg, self.mc.n_noise)
+        self.noise_process = comp.make_noise(cfg, self.mc, self.noise_scales)
+        self.weights = comp.channel_weights(cfg, self.facts, self.stats)
+        self._datasets: dict[tuple[int, str], Any] = {(cfg.stages[0].rollout, "train"): ds0}
+        self.step = 0
+        self.bad_steps = 0
+        self.log = MetricsLog()
+        self.stage: _Stage | None = None
+        self.stop_requested = False
+        self.wall = 0.0
+        if ckpt is not None:
+            self._restore(ckpt)
+
+    # ------------------------------------------------------------------ components
+    def dataset(self, rollout: int, split: str):
+        key = (rollout, split)
+        if key not in self._datasets:
+            self._datasets[key] = comp.open_dataset(self.cfg, rollout, split)
+        return self._datasets[key]
+
+    def _enter_stage(self, index: int) -> _Stage:
+        from sciml.forecasting.noise import EnsembleNoise, member_seed
+
+        sc = self.cfg.stages[index]
+        opt = torch.optim.Adam(self.model.parameters(), lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, sc=sc: lr_factor(sc, s))
+        noise = None
+        if self.noise_process is not None:
+            noise = EnsembleNoise(
+                self.noise_process,
+                sc.members,
+                member_seed(self.cfg.seed, 100 + index),
+                centered=sc.centered,
+                member_indices=self.hooks.member_indices(sc.members),
+            )
+        loss = self.hooks.make_loss(comp.make_loss(self.cfg, sc, self.mc, self.weights))
+        self.stage = _Stage(index, sc, self.dataset(sc.rollout, "train"), opt, sched, noise, loss)
+        LOGGER.info(
+            "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, lr %.2e",
+            index + 1,
+            len(self.cfg.stages),
+            sc.name,
+            sc.steps,
+            sc.rollout,
+            sc.members,
+            sc.batch_size,
+            sc.crps,
+            ", antithetic noise" if sc.centered else "",
+            sc.lr,
+        )
+        return self.stage
+
+    # ------------------------------------------------------------------ checkpoints
+    def payload(self) -> dict[str, Any]:
+        st = self.stage
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": st.optimizer.state_dict() if st else None,
+            "scheduler": st.scheduler.state_dict() if st else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "noise": generator_states(st.noise.generators) if st and st.noise else [],
+            },
+            "position": {
+                "step": self.step,
+                "stage": st.index if st else -1,
+                "bad_steps": self.bad_steps,
+                "wall_s": self.wall,
+            },
+            "config": comp.resolved_dict(self.cfg, self.mc),
+            "model_config": comp.resolved_dict(self.cfg, self.mc)["model"],
+            "noise_scales_km": list(self.noise_scales),
+            "data": {
+                **self.facts.as_dict(),
+                "mean": torch.as_tensor(self.stats.mean[self.stats.index(list(self.facts.channels))]),
+                "std": torch.as_tensor(self.stats.std[self.stats.index(list(self.facts.channels))]),
+            },
+            "metrics": self.log.state(),
+        }
+
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    def save(self) -> Path | None:
+        path = None
+        if self.hooks.is_writer():
+            path = save_checkpoint(self.checkpoint_path(), self.payload())
+            self.log.write(self.out, self.summary())
+        self.hooks.barrier()
+        return path
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        pos = ckpt["position"]
+        self.model.load_state_dict(ckpt["model"])
+        self.step, self.bad_steps, self.wall = int(pos["step"]), int(pos["bad_steps"]), float(pos["wall_s"])
+        self.log = MetricsLog.from_state(ckpt.get("metrics", {}))
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if self.step >= self.cfg.total_steps:
+            return
+        index = self.cfg.stage_at(self.step)[0]
+        if int(pos["stage"]) == index:  # mid-stage: continue its optimiser, schedule and noise streams
+            st = self._enter_stage(index)
+            st.optimizer.load_state_dict(ckpt["optimizer"])
+            st.scheduler.load_state_dict(ckpt["scheduler"])
+            if st.noise is not None:
+                restore_generators(st.noise.generators, ckpt["rng"]["noise"])
+        LOGGER.info("resumed at step %d of %d", self.step, self.cfg.total_steps)
+
+    # ------------------------------------------------------------------ one step
+    def batch(self, st: _Stage, stage_step: int) -> dict[str, torch.Tensor]:
+        idx = comp.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
+        return comp.collate([st.data[i] for i in idx])
+
+    def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None):
+        """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states."""
+        from sciml.forecasting.losses import rollout_loss
+        from sciml.forecasting.models import ensemble_step
+
+        members = len(noise.member_indices) if noise is not None else 1
+        state = x.unsqueeze(0).expand(members, *x.shape)
+        z = [noise.initial(x.shape[0])] if noise is not None else [None]
+
+        def step_fn(s: torch.Tensor, k: int) -> torch.Tensor:
+            if k > 0 and z[0] is not None:
+                z[0] = noise.step(z[0])
+            zg = noise.to_grid(z[0]) if z[0] is not None else None
+            return ensemble_step(self.model, s, aux[:, k], zg)
+
+        if targets is not None:
+            return rollout_loss(step_fn, state, [targets[:, k] for k in range(steps)], loss)
+        out = []
+        for k in range(steps):
+            state = step_fn(state, k)
+            out.append(state)
+        return out
+
+    def train_step(self, st: _Stage, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimiser step; returns the logged scalars (``bad`` = 1 for a skipped non-finite step)."""
+        self.model.train()
+        st.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward_rollout(batch["input"], batch["aux"], st.cfg.rollout, st.noise, batch["target"], st.loss)
+        finite = bool(torch.isfinite(loss))
+        gnorm = torch.tensor(float("nan"))
+        if finite:
+            loss.backward()
+            self.hooks.sync_gradients(self.model)
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), st.cfg.clip)
+            finite = bool(torch.isfinite(gnorm))
+        agreed = self.hooks.reduce_mean(torch.tensor([loss.detach().double(), 0.0 if finite else 1.0]))
+        lr = st.optimizer.param_groups[0]["lr"]
+        if agreed[1] > 0:
+            st.optimizer.zero_grad(set_to_none=True)
+            self._bad_step(st, float(loss.detach()), float(gnorm))
+            st.scheduler.step()
+            return {"loss": float("nan"), "grad_norm": float("nan"), "lr": lr, "bad": 1.0}
+        st.optimizer.step()
+        st.scheduler.step()
+        self.bad_steps = 0
+        return {"loss": float(agreed[0]), "grad_norm": float(gnorm), "lr": lr, "bad": 0.0}
+
+    def _bad_step(self, st: _Stage, loss: float, gnorm: float) -> None:
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {gnorm}"
+        where = f"at step {self.step + 1} (stage {st.cfg.name!r})"
+        last = self.checkpoint_path()
+        keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        if self.cfg.nan_policy == "stop":
+            raise NonFiniteError(
+                f"non-finite {what} {where}; stopped, {keep}. Lower stages[{st.index}].lr or the clip, check the "
+                "data (`sciml data check`), or set nan_policy: skip"
+            )
+        self.bad_steps += 1
+        LOGGER.warning("skipping step: non-finite %s %s (%d in a row)", what, where, self.bad_steps)
+        if self.bad_steps >= self.cfg.max_bad_steps:
+            raise NonFiniteError(f"{self.bad_steps} non-finite steps in a row {where}; stopped, {keep}")
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Fair CRPS, ensemble-mean RMSE and spread (normalised units) on fixed held-out windows."""
+        from sciml.forecasting.losses import FairCRPS, GridCRPSLoss
+        from sciml.forecasting.noise import EnsembleNoise, member_seed
+        from sciml.forecasting.sphere import quadrature_weights
+
+        vc = self.cfg.validation
+        if self.cfg.data.valid_start is None and self.cfg.data.valid_end is None:
+            return None
+        ds = self.dataset(vc.rollout, "valid")
+        idx = sorted(set(np.linspace(0, len(ds) - 1, min(vc.samples, len(ds))).round().astype(int).tolist()))
+        batch = comp.collate([ds[i] for i in idx])
+        noise = None
+        if self.noise_process is not None:
+            noise = EnsembleNoise(
+                self.noise_process,
+                vc.members,
+                member_seed(self.cfg.seed, 999),
+                member_indices=self.hooks.member_indices(vc.members),
+            )
+        self.model.eval()
+        states = self.forward_rollout(batch["input"], batch["aux"], vc.rollout, noise)
+        crps_loss = GridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS())
+        q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()
+        crps, rmse, spread = [], [], []
+        for k, fc in enumerate(states):
+            y = batch["target"][:, k]
+            crps.append(crps_loss.per_channel(fc, y).mean())
+            rmse.append(((fc.mean(0) - y) ** 2 * q).sum((-2, -1)).mean().sqrt())
+            spread.append((fc.var(0, unbiased=True) * q).sum((-2, -1)).mean().sqrt())
+        vals = self.hooks.reduce_mean(torch.stack([crps[-1], torch.stack(crps).mean(), rmse[-1], spread[-1]]).double())
+        return {
+            "step": float(self.step),
+            "val_crps": float(vals[1]),
+            f"val_crps_{vc.rollout}": float(vals[0]),
+            f"val_rmse_{vc.rollout}": float(vals[2]),
+            f"val_ssr_{vc.rollout}": float(vals[3] / vals[2]),
+        }
+
+    # ------------------------------------------------------------------ the loop
+    def summary(self) -> dict[str, Any]:
+        last = next((r for r in reversed(self.log.train) if r.get("bad", 0) == 0), None)
+        return {
+            "step": self.step,
+            "total_steps": self.cfg.total_steps,
+            "last_loss": last["loss"] if last else None,
+            "wall_s": self.wall,
+            "checkpoint": str(self.checkpoint_path()),
+        }
+
+    def run(self, max_steps: int | None = None) -> str:
+        """Train until the last stage ends (``'done'``), ``max_steps`` global steps are reached, or a stop is
+        requested (``'interrupted'``, e.g. SIGUSR1 before a SLURM time limit); checkpoints on the way out."""
+        total = self.cfg.total_steps
+        end = total if max_steps is None else min(total, max_steps)
+        if self.hooks.is_writer():
+            self.out.mkdir(parents=True, exist_ok=True)
+        if self.step >= end:
+            LOGGER.info("nothing to do: the run is at step %d of %d", self.step, end)
+            return "done"
+        self.progress.start(end - self.step, f"train {self.cfg.name}")
+        status = "done"
+        try:
+            while self.step < end:
+                index, sc, stage_step = self.cfg.stage_at(self.step)
+                st = self.stage if self.stage is not None and self.stage.index == index else self._enter_stage(index)
+                t0 = time.monotonic()
+                row = self.train_step(st, self.batch(st, stage_step))
+                self.wall += time.monotonic() - t0
+                self.step += 1
+                self.log.train.append({"step": float(self.step), "stage": float(index), **row})
+                self.progress.update(1, {"loss": row["loss"], "lr": row["lr"]})
+                if self.step % self.cfg.validation.every == 0 or self.step == total:
+                    v = self.validate()
+                    if v is not None:
+                        self.log.valid.append(v)
+                        LOGGER.info("step %d validation: %s", self.step, _fmt(v))
+                stage_end = stage_step + 1 == sc.steps
+                if self.stop_requested:
+                    status = "interrupted"
+                    break
+                if self.step % self.cfg.checkpoint_every == 0 or stage_end or self.step == end:
+                    self.save()
+        finally:
+            self.progress.close()
+        if status == "interrupted":
+            self.save()
+            LOGGER.warning("stop requested: checkpoint written at step %d; continue with --resume", self.step)
+        return status
+
+
+def _fmt(d: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in d.items() if k != "step")

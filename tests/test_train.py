@@ -1,0 +1,254 @@
+"""Forecast training: config, LR schedule, atomic and safe checkpoints, loss decrease, exact resume, NaN policy.
+
+Everything runs the ``tiny`` model on a small shallow-water store built once per module (~10 s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from sciml.forecasting.train import (
+    NonFiniteError,
+    StageConfig,
+    Trainer,
+    TrainHooks,
+    load_checkpoint,
+    load_train_config,
+    lr_factor,
+    save_checkpoint,
+)
+
+from sciml.config import ConfigError
+from sciml.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
+
+    path = tmp_path_factory.mktemp("data") / "tiny.zarr"
+    ds, _ = simulate(PRESETS["tiny"])
+    src = source_from_dataset(ds, path=path)
+    write_store(src, path)
+    compute_stats(src).save(stats_path(path))
+    return path
+
+
+def tiny_config(store: Path, **changes):
+    over = {"data.store": str(store), "validation.samples": 2, "validation.every": 100}
+    over.update(changes)
+    return load_train_config("tiny", over)
+
+
+# ------------------------------------------------------------------------------------------------ config
+def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
+    for name in ("tiny", "quick", "demo"):
+        cfg = load_train_config(name)
+        assert cfg.total_steps == sum(s.steps for s in cfg.stages)
+    demo = load_train_config("demo")
+    assert demo.stages[0].crps == "standard" and demo.stages[-1].centered and demo.stages[-1].crps == "fair"
+    assert demo.stages[0].betas == (0.9, 0.95) and demo.stages[0].clip == 32.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages: [{name: a, steps: 1, lern_rate: 1}]\n")
+    with pytest.raises(ConfigError, match="lern_rate"):
+        load_train_config(bad)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("stages: [{name: a, steps: 1, members: 3, centered: true}]\n")
+    with pytest.raises(ConfigError, match="even"):
+        load_train_config(odd)
+    with pytest.raises(UsageError, match="built-in"):
+        load_train_config("no-such-config")
+
+
+def test_lr_schedule_closed_forms():
+    s = StageConfig(name="a", steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(s, 0) == pytest.approx(0.1) and lr_factor(s, 9) == pytest.approx(1.0)
+    assert lr_factor(s, 10) == pytest.approx(1.0)
+    assert lr_factor(s, 60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(s, 110) == pytest.approx(0.1)
+    st = dataclasses.replace(s, schedule="step", warmup_steps=0, step_every=7, step_gamma=0.5)
+    assert [lr_factor(st, k) for k in (0, 6, 7, 15)] == [1.0, 1.0, 0.5, 0.25]
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def _payload(value: float) -> dict:
+    return {
+        "model": {"w": torch.full((64, 64), value)},
+        "model_config": {},
+        "config": {},
+        "position": {"step": int(value)},
+        "data": {},
+    }
+
+
+def test_crash_mid_write_keeps_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, _payload(1.0))
+    # A real crash: the process dies (os._exit) after writing half of the new checkpoint.
+    script = textwrap.dedent(
+        f"""
+        import os, torch
+        from sciml.forecasting.train import checkpoint as ck
+        real = torch.save
+        def half_then_die(obj, f):
+            real(obj, f)
+            data = open(f, "rb").read()
+            open(f, "wb").write(data[: len(data) // 2])
+            os._exit(9)
+        ck.torch.save = half_then_die
+        ck.save_checkpoint({str(path)!r}, {{"model": {{"w": torch.full((64, 64), 2.0)}}, "model_config": {{}},
+                           "config": {{}}, "position": {{"step": 2}}, "data": {{}}}})
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    back = load_checkpoint(path)
+    assert back["position"]["step"] == 1 and torch.equal(back["model"]["w"], torch.full((64, 64), 1.0))
+    # the half-written file exists (in the temporary sibling) and is refused with a clear error
+    partial = [p for p in tmp_path.rglob("checkpoint.pt") if p != path]
+    assert partial, "the crashed writer should have left its temporary file"
+    with pytest.raises(UsageError, match="cannot be loaded safely"):
+        load_checkpoint(partial[0])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_checkpoint_with_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "sciml.forecast.train/1", "model": _Evil()}, path)
+    with pytest.raises(UsageError, match="weights_only"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+    with pytest.raises(UsageError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_tiny_training_lowers_validation_crps(store, tmp_path):
+    cfg = tiny_config(store, **{"validation.every": 10, "stages.0.steps": 12, "stages.1.steps": 4})
+    tr = Trainer(cfg, tmp_path / "run")
+    before = tr.validate()["val_crps"]
+    assert tr.run() == "done"
+    after = tr.log.valid[-1]["val_crps"]
+    # fixed held-out windows and fixed validation noise: the only change is the training
+    assert after < 0.97 * before, (before, after)
+    assert all(math.isfinite(r["loss"]) for r in tr.log.train)
+    for name in ("checkpoint.pt", "train.csv", "valid.csv", "metrics.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck["position"]["step"] == cfg.total_steps
+    assert ck["model_config"]["nlat"] == 33 and ck["data"]["channels"] == ["z500", "u500", "v500"]
+
+
+class _KillAt(TrainHooks):
+    """Simulates a kill: raises inside step ``at`` (after the last periodic checkpoint)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def reduce_mean(self, values):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return values
+
+
+def test_resume_continues_the_exact_loss_trajectory(store, tmp_path):
+    cfg = tiny_config(store, checkpoint_every=3)
+    ref = Trainer(cfg, tmp_path / "ref")
+    ref.run()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "run", hooks=_KillAt(5)).run()  # dies in step 5; last checkpoint at step 3
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["position"]["step"] == 3
+    resumed = Trainer(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+    assert resumed.step == 3
+    resumed.run()
+    a = [r["loss"] for r in ref.log.train]
+    b = [r["loss"] for r in resumed.log.train]
+    assert len(a) == len(b) == cfg.total_steps
+    # resumed mid-stage (Adam moments, LR schedule, noise streams, data order) and across the stage boundary
+    assert b == pytest.approx(a, rel=1e-6, abs=0), list(zip(a, b, strict=True))
+    for p, q in zip(ref.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+
+
+def test_resume_with_a_config_for_another_grid_or_model_fails(store, tmp_path):
+    cfg = tiny_config(store, **{"stages.0.steps": 1, "stages.1.steps": 1})
+    Trainer(cfg, tmp_path / "run").run()
+    other = tiny_config(store, **{"stages.0.steps": 1, "stages.1.steps": 1, "model.overrides.atmo_embed_dim": 8})
+    with pytest.raises(UsageError, match="differs from the checkpoint"):
+        Trainer(other, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+
+
+class _NaNAt(TrainHooks):
+    """Makes the loss NaN on the ``at``-th training step."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def make_loss(self, loss):
+        hooks = self
+
+        class Poisoned(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = loss
+
+            def forward(self, fc, y):
+                out = self.inner(fc, y)
+                return out * float("nan") if hooks.calls + 1 == hooks.at else out
+
+        return Poisoned()
+
+    def reduce_mean(self, values):
+        self.calls += 1
+        return values
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path):
+    cfg = tiny_config(store, checkpoint_every=2)
+    tr = Trainer(cfg, tmp_path / "run", hooks=_NaNAt(4))
+    with pytest.raises(NonFiniteError, match=r"non-finite loss nan at step 4 .*last good checkpoint"):
+        tr.run()
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck["position"]["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_nan_loss_skip_policy(store, tmp_path):
+    cfg = tiny_config(store, nan_policy="skip", **{"stages.0.steps": 4, "stages.1.steps": 1})
+    tr = Trainer(cfg, tmp_path / "run", hooks=_NaNAt(2))
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    assert tr.run() == "done"
+    bad = [r["bad"] for r in tr.log.train]
+    assert bad == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())
+    assert any(not torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+
+
+def test_cli_train_and_resume(store, tmp_path, capsys):
+    from sciml.cli import main
+
+    out = tmp_path / "cli"
+    args = ["forecast", "train", "--config", "tiny", "--out", str(out), "--set", f"data.store={store}"]
+    args += ["--set", "stages.0.steps=2", "--set", "stages.1.steps=1", "--set", "validation.every=100"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["position"]["step"] == 2
+    assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
+    assert main([*args, "--resume"]) == 0
+    assert "step 3/3" in capsys.readouterr().out
+    assert main(["forecast", "train", "--config", "tiny", "--out", str(out), "--set", "data.store=nowhere.zarr"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sciml data synth" in err[0]
