@@ -208,3 +208,20 @@ def test_convert_is_atomic(sources, tmp_path, monkeypatch):
     with open_source(sources["makani"]) as src, pytest.raises(OSError, match="disk full"):
         store.write_store(src, tmp_path / "out.zarr", time_block=4)
     assert calls["n"] == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_shipped_dataset_specs_load(tmp_path):
+    from pathlib import Path
+
+    from sciml.config import ConfigError
+    from sciml.forecasting.data import load_spec
+
+    root = Path(__file__).resolve().parents[1] / "data" / "specs"
+    fcn3 = load_spec(root / "fcn3_72.yaml")
+    assert len(fcn3.channels) == 72 and fcn3.channels[:7] == ("u10m", "v10m", "u100m", "v100m", "t2m", "msl", "tcwv")
+    assert fcn3.channels[7] == "u50" and fcn3.channels[-1] == "q1000" and fcn3.static == ("orog", "lsm")
+    assert load_spec(root / "swe.yaml").channels == ("z500", "u500", "v500")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels: [z500]\nchanels: [t850]\n")
+    with pytest.raises(ConfigError, match="unknown key chanels"):
+        load_spec(bad)
