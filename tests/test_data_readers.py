@@ -213,8 +213,9 @@ def test_convert_is_atomic(sources, tmp_path, monkeypatch):
 def test_shipped_dataset_specs_load(tmp_path):
     from pathlib import Path
 
-    from sciml.config import ConfigError
     from sciml.forecasting.data import load_spec
+
+    from sciml.config import ConfigError
 
     root = Path(__file__).resolve().parents[1] / "data" / "specs"
     fcn3 = load_spec(root / "fcn3_72.yaml")
