@@ -32,8 +32,12 @@ def dde() -> Any:
         level = root.level
         import deepxde
 
-        torch.set_default_device(device)  # deepxde moves the default to CUDA when it sees a GPU
-        torch.set_default_dtype(dtype)
+        # deepxde moves the default to CUDA when it sees a GPU. Restore only on change: setting a default
+        # device installs a TorchFunctionMode that slows every torch call down (~2x on these small nets).
+        if torch.get_default_device() != device:
+            torch.set_default_device(None if device.type == "cpu" else device)
+        if torch.get_default_dtype() != dtype:
+            torch.set_default_dtype(dtype)
         root.setLevel(level)
         _DDE = deepxde
     return _DDE
@@ -78,3 +82,12 @@ def sample_points(a: float, b: float, n: int, distribution: str, dtype: str) -> 
     if distribution == "uniform":
         return geom.uniform_points(n, boundary=True).astype(dtype)
     return geom.random_points(n, random=distribution).astype(dtype)
+
+
+def output_layer_names(net: Any) -> list[str]:
+    """Names (as in ``named_parameters()``) of the output layer's weights and biases of an FNN or PFNN."""
+    if hasattr(net, "linears"):
+        prefix = f"linears.{len(net.linears) - 1}."
+    else:
+        prefix = f"layers.{len(net.layers) - 1}."
+    return [k for k, _ in net.named_parameters() if k.startswith(prefix)]

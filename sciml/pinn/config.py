@@ -22,7 +22,7 @@ Scheme = Literal["fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo"]
 class NetworkConfig:
     """Fully connected network (DeepXDE ``FNN``, or ``PFNN`` with one sub-network per output)."""
 
-    hidden: tuple[int, ...] = (24, 24, 24)
+    hidden: tuple[int, ...] = (16, 16)
     activation: str = "tanh"
     initializer: str = "Glorot normal"
     parallel: bool = False
@@ -89,7 +89,7 @@ class WeightingConfig:
 class AdamConfig:
     """First stage: Adam with exponential decay ``lr * decay**(step/1000)``; adaptive weights are updated here."""
 
-    steps: int = 1000
+    steps: int = 200
     lr: float = 1e-3
     decay: float = 0.9
 
@@ -116,11 +116,17 @@ class LMConfig:
 
     Solves :math:`(J J^T + \\mu I) s = r`, step :math:`-J^T s` (the residual-space form: there are fewer
     residuals than network parameters); :math:`\\mu` shrinks after an accepted step and grows after a rejected
-    one.
+    one. Every ``linear_solve_every`` steps (0: never; measured to disturb the iteration on Legendre, so off by
+    default) and once at the end (``final_linear_solve``) a step is the exact least-squares solve for the output layer
+    (:math:`\\min_c \\|\rho + J_c\\,\\delta c\\|`; exact when the problem is linear in the output layer, a
+    Gauss-Newton step otherwise; kept only if the loss decreases), a variable-projection idea that makes the
+    iteration converge much faster on these problems.
     """
 
     max_iter: int = 2000
     mu: float = 1e-3
+    linear_solve_every: int = 0
+    final_linear_solve: bool = True
 
     def __post_init__(self) -> None:
         if self.max_iter < 0 or not self.mu > 0:

@@ -246,6 +246,9 @@ class Trainer:
         keys = [k for k, _ in named]
         shapes = {k: p.shape for k, p in named}
         sizes = [p.numel() for _, p in named]
+        offsets = np.cumsum([0, *sizes])
+        out_names = {f"net.{k}" for k in _dde.output_layer_names(self.model.net)}
+        out_cols = torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i, k in enumerate(keys) if k in out_names])
         scale = {n: math.sqrt(self.weights[n]) for n in self.names}
 
         def rho_at(theta: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -259,40 +262,67 @@ class Trainer:
         loss = float(r @ r)
         mu, nu = cfg.mu, 2.0
         eye = torch.eye(r.shape[0], dtype=r.dtype)
-        for it in range(1, cfg.max_iter + 1):
-            params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
-            jac = self.model.jacobians(params, self.x)
-            jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
-            a = jm @ jm.T
-            accepted = False
-            while mu < 1e16:
-                try:
-                    s = torch.linalg.solve(a + mu * eye, r)
-                except RuntimeError:  # singular for tiny mu: damp more
+        try:
+            for it in range(1, cfg.max_iter + 1):
+                params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
+                jac = self.model.jacobians(params, self.x)
+                jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
+                if cfg.linear_solve_every and it % cfg.linear_solve_every == 0:
+                    dc = torch.zeros_like(theta)
+                    dc[out_cols] = torch.linalg.lstsq(jm[:, out_cols], -r[:, None], driver="gelsd").solution[:, 0]
+                    r_c, vecs_c = rho_at(theta + dc)
+                    loss_c = float(r_c @ r_c)
+                    if loss_c < loss:
+                        theta, r, loss, vecs = theta + dc, r_c, loss_c, vecs_c
+                        # the hidden-layer columns of J depend on the output layer: recompute
+                        params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
+                        jac = self.model.jacobians(params, self.x)
+                        jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
+                a = jm @ jm.T
+                accepted = False
+                while mu < 1e16:
+                    try:
+                        s = torch.linalg.solve(a + mu * eye, r)
+                    except RuntimeError:  # singular for tiny mu: damp more
+                        mu, nu = mu * nu, nu * 2
+                        continue
+                    delta = -(jm.T @ s)
+                    lin = r + jm @ delta
+                    pred = loss - float(lin @ lin)
+                    r_new, vecs_new = rho_at(theta + delta)
+                    loss_new = float(r_new @ r_new)
+                    gain = (loss - loss_new) / pred if pred > 0 else -1.0
+                    if math.isfinite(loss_new) and gain > 0:
+                        theta, r, loss, vecs = theta + delta, r_new, loss_new, vecs_new
+                        mu = max(mu * max(1 / 3, 1 - (2 * gain - 1) ** 3), 1e-15)
+                        nu = 2.0
+                        accepted = True
+                        break
                     mu, nu = mu * nu, nu * 2
-                    continue
-                delta = -(jm.T @ s)
-                lin = r + jm @ delta
-                pred = loss - float(lin @ lin)
-                r_new, vecs_new = rho_at(theta + delta)
-                loss_new = float(r_new @ r_new)
-                gain = (loss - loss_new) / pred if pred > 0 else -1.0
-                if math.isfinite(loss_new) and gain > 0:
-                    theta, r, loss, vecs = theta + delta, r_new, loss_new, vecs_new
-                    mu = max(mu * max(1 / 3, 1 - (2 * gain - 1) ** 3), 1e-15)
-                    nu = 2.0
-                    accepted = True
+                self._load(theta, keys, shapes, sizes)
+                if not accepted:
+                    LOGGER.info("levenberg-marquardt: no decrease at step %d (damping %.1e); stopping", it, mu)
                     break
-                mu, nu = mu * nu, nu * 2
-            self._load(theta, keys, shapes, sizes)
-            if not accepted:
-                LOGGER.info("levenberg-marquardt: no decrease at step %d (damping %.1e); stopping", it, mu)
-                break
-            self.steps["lm"] = it
-            losses = self._losses(vecs, "lm", it)
-            self._record("lm", it, losses)
-            self.progress.update(1, {"loss": loss})
-            self._check_stop(loss)
+                self.steps["lm"] = it
+                losses = self._losses(vecs, "lm", it)
+                self._record("lm", it, losses)
+                self.progress.update(1, {"loss": loss})
+                self._check_stop(loss)
+        finally:
+            if cfg.final_linear_solve:
+                self._final_linear_solve(theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes)
+
+    def _final_linear_solve(self, theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes) -> None:
+        """Exact least squares for the output layer at the end (kept only if the loss decreases)."""
+        params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
+        jac = self.model.jacobians(params, self.x)
+        jc = torch.cat([scale[n] * jac[n][:, out_cols] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
+        dc = torch.zeros_like(theta)
+        dc[out_cols] = torch.linalg.lstsq(jc, -r[:, None], driver="gelsd").solution[:, 0]
+        r_c, _ = rho_at(theta + dc)
+        if float(r_c @ r_c) < loss:
+            theta = theta + dc
+        self._load(theta, keys, shapes, sizes)
 
     def _load(self, theta: Tensor, keys, shapes, sizes) -> None:
         with torch.no_grad():
