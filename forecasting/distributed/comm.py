@@ -76,6 +76,38 @@ class _SumForward(torch.autograd.Function):
         return g * ctx.grad_scale, None, None, None
 
 
+class _AllToAll(torch.autograd.Function):
+    """``dist.all_to_all`` of equally shaped chunks; its adjoint is the same exchange of the gradients."""
+
+    @staticmethod
+    def forward(ctx, handle: dist.ProcessGroup, *chunks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.handle = handle
+        recv = [torch.empty_like(c) for c in chunks]
+        dist.all_to_all(recv, [c.contiguous() for c in chunks], group=handle)
+        return tuple(recv)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor):
+        recv = [torch.empty_like(g) for g in grads]
+        dist.all_to_all(recv, [g.contiguous() for g in grads], group=ctx.handle)
+        return (None, *recv)
+
+
+def all_to_all(chunks: list[torch.Tensor], group: CommGroup) -> list[torch.Tensor]:
+    """Differentiable all-to-all over ``group``: chunk ``k`` goes to member ``k``; all chunks share one shape.
+
+    A thin autograd wrapper around ``dist.all_to_all`` (``torch.distributed.nn.functional.all_to_all`` emulates it
+    on gloo with ``scatter`` calls that take group ranks for global ranks, which breaks on subgroups).
+    """
+    if len(chunks) != group.size:
+        raise ValueError(f"all_to_all needs {group.size} chunks for group {group.name}, got {len(chunks)}")
+    if group.size == 1:
+        return list(chunks)
+    if len({tuple(c.shape) for c in chunks}) != 1:
+        raise ValueError("all_to_all chunks must share one shape (pad them; gloo needs equal shapes)")
+    return list(_AllToAll.apply(group.handle, *chunks))
+
+
 def sum_partials(partial: torch.Tensor, group: CommGroup, grad_scale: float = 1.0) -> torch.Tensor:
     r"""Value: :math:`\sum_{r \in \mathrm{group}} p_r` on every rank; gradient: ``grad_scale`` times the local one.
 

@@ -12,6 +12,7 @@ then needs no pickling. ``spawn`` re-imports everything (seconds per rank) and n
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing as mp
 import os
 import socket
@@ -45,7 +46,9 @@ class LocalRun:
         return not self.timed_out and all(c == 0 for c in self.exitcodes)
 
 
-def _child(fn: Callable[..., Any], rank: int, world: int, port: int, args: tuple, kwargs: dict) -> None:
+def _child(
+    fn: Callable[..., Any], rank: int, world: int, port: int, args: tuple, kwargs: dict, dump_after: float
+) -> None:
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -55,6 +58,8 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, args: tuple
         MASTER_PORT=str(port),
         OMP_NUM_THREADS="1",
     )
+    # a rank still running shortly before the parent kills the job prints where it is stuck
+    faulthandler.dump_traceback_later(dump_after, exit=False)
     code = 0
     try:
         fn(*args, **kwargs)
@@ -94,7 +99,9 @@ def run_local(
     mpctx = mp.get_context(start_method)
     port = free_port()
     procs = [
-        mpctx.Process(target=_child, args=(fn, r, world_size, port, args, kwargs or {}), daemon=False)
+        mpctx.Process(
+            target=_child, args=(fn, r, world_size, port, args, kwargs or {}, max(timeout_s - 2.0, 1.0)), daemon=False
+        )
         for r in range(world_size)
     ]
     t0 = time.monotonic()

@@ -1,0 +1,192 @@
+r"""Ensemble-parallel CRPS: the members of one ensemble live on different ranks, the score needs all of them per point.
+
+A rank of the ensemble group holds :math:`E_r = E/P` members of every point of its tile. One all-to-all over the
+ensemble group (``dist.all_to_all`` with its adjoint, :func:`.comm.all_to_all`) turns that into all :math:`E`
+members of :math:`1/P` of the points; the pointwise CRPS (the serial kernel of :mod:`sciml.forecasting.losses`)
+is evaluated there, weighted, and the partial sums are added over the ensemble and spatial groups. The full field
+of all members is never assembled on one rank.
+
+Value and gradient. Every rank returns the *global* loss (the serial value for the whole batch). Each rank
+back-propagates only its own partial sum, scaled by the ensemble group size :math:`P`, so that after
+:func:`.comm.sync_gradients` (SUM over spatial, AVERAGE over data = batch x ensemble ranks)
+
+.. math::
+
+    \frac{1}{B_r P} \sum_{b} \sum_{e} P\, \nabla_\theta \ell_{b,e} = \frac{1}{B_r}\sum_b \nabla_\theta L_b,
+
+the gradient of the serial loss :math:`L = \frac1{B_r}\sum_b L_b` (equal local batches :math:`B/B_r`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch_harmonics.distributed as thd
+from sciml.forecasting.losses import CRPSKernel, crps_ensemble
+from sciml.forecasting.sphere import check_grid, exact_lmax, quadrature_weights
+
+from sciml.errors import UsageError
+
+from .comm import all_to_all, sum_partials
+from .context import CommGroup, ParallelContext
+from .ops import local_degree_slice, local_order_slice
+
+
+def members_to_points(x: torch.Tensor, group: CommGroup) -> tuple[torch.Tensor, int, int]:
+    """All-to-all ``[E_r, M]`` (members split) -> ``[E, c]`` (points split), differentiable.
+
+    ``M`` is padded with zeros to ``P c``; rank ``k`` of the group receives points ``[k c, (k+1) c)`` of every
+    member, members ordered by group rank (global member index ``k' E_r + j``). Returns the tensor, the chunk
+    length ``c`` and this rank's first point index.
+    """
+    p = group.size
+    n_points = x.shape[1]
+    chunk = -(-n_points // p)
+    if p == 1:
+        return x, chunk, 0
+    pad = p * chunk - n_points
+    if pad:
+        x = torch.cat([x, x.new_zeros(x.shape[0], pad)], dim=1)
+    parts = all_to_all([c.contiguous() for c in x.split(chunk, dim=1)], group)
+    return torch.cat(parts, dim=0), chunk, group.rank * chunk
+
+
+def ensemble_crps_partial(
+    forecast: torch.Tensor, target: torch.Tensor, kernel: CRPSKernel, group: CommGroup
+) -> torch.Tensor:
+    r"""Pointwise CRPS of the members spread over ``group``, on this rank's share of the points only.
+
+    ``forecast`` is ``[E_r, *S]`` (local members), ``target`` ``[*S]`` (same on every rank of the group). Returns
+    ``[*S]`` holding :math:`\mathrm{CRPS}` at the points this rank scored and 0 elsewhere; the sum over the group
+    is the full pointwise CRPS field.
+    """
+    shape = target.shape
+    if tuple(forecast.shape[1:]) != tuple(shape):
+        raise UsageError(f"forecast {tuple(forecast.shape)} and target {tuple(shape)} do not match ([E, *S] vs [*S])")
+    n_points = target.numel()
+    members, chunk, start = members_to_points(forecast.reshape(forecast.shape[0], n_points), group)
+    stop = min(start + chunk, n_points)
+    if stop <= start:  # more ranks than points: nothing to score here
+        return forecast.sum(0) * 0.0
+    mine = members[:, : stop - start]
+    crps = crps_ensemble(mine, target.reshape(-1)[start:stop], kernel, ensemble_dim=0)
+    full = torch.cat([crps.new_zeros(start), crps, crps.new_zeros(n_points - stop)])
+    return full.reshape(shape)
+
+
+def _global_mean_over_batch(partial: torch.Tensor, ctx: ParallelContext) -> torch.Tensor:
+    """Sum the partials over ensemble (gradient x P) and spatial ranks, average over batch ranks."""
+    out = sum_partials(partial, ctx.ensemble, grad_scale=ctx.ensemble.size)
+    out = sum_partials(out, ctx.spatial)
+    return sum_partials(out / ctx.batch.size, ctx.batch, grad_scale=ctx.batch.size)
+
+
+def _channel_sum(per_channel: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_channel.mean()
+    if weights.numel() != per_channel.numel():
+        raise UsageError(f"{weights.numel()} channel weights for {per_channel.numel()} channels")
+    return (per_channel * weights.to(per_channel.dtype)).sum()
+
+
+def _weights(channel_weights: torch.Tensor | Sequence[float] | None) -> torch.Tensor | None:
+    if channel_weights is None:
+        return None
+    w = torch.as_tensor(channel_weights, dtype=torch.float64).flatten()
+    if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
+        raise UsageError("channel weights must be finite, non-negative and not all zero")
+    return w.float()
+
+
+class DistributedGridCRPSLoss(nn.Module):
+    r"""Twin of ``GridCRPSLoss`` on tiles with the ensemble spread over ranks.
+
+    .. math::
+
+        L = \frac1B \sum_b \sum_c w_c \sum_{x} q_x\, \mathrm{CRPS}_\alpha(\{u^e_{bc}(x)\}_{e=1}^{E}, u^*_{bc}(x)),
+
+    ``forecast`` ``[E_r, B_r, C, h, w]`` (local members, local batch, tile), ``target`` ``[B_r, C, h, w]``.
+    The value is the global loss on every rank (see the module docstring for the gradient).
+    """
+
+    def __init__(
+        self,
+        nlat: int,
+        nlon: int,
+        kernel: CRPSKernel,
+        ctx: ParallelContext,
+        grid: str = "equiangular",
+        channel_weights: torch.Tensor | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel, self.ctx = kernel, ctx
+        lat, _ = ctx.tile(nlat, nlon).slices
+        quad = quadrature_weights(nlat, nlon, check_grid(grid))[lat]
+        self.register_buffer("quad", quad.float(), persistent=False)
+        self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
+
+    def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Global batch-mean spherical-mean CRPS per channel, ``[C]``, on every rank."""
+        if forecast.ndim != 5:
+            raise UsageError(f"forecast must be [E, B, C, H, W], got shape {tuple(forecast.shape)}")
+        crps = ensemble_crps_partial(forecast, target, self.kernel, self.ctx.ensemble)
+        partial = (crps * self.quad.to(crps.dtype)).sum(dim=(-2, -1)).mean(dim=0)
+        return _global_mean_over_batch(partial, self.ctx)
+
+    def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _channel_sum(self.per_channel(forecast, target), self.channel_weights)
+
+
+class DistributedSpectralCRPSLoss(nn.Module):
+    r"""Twin of ``SpectralCRPSLoss``: CRPS of :math:`|\hat f_{lm}|` with the distributed SHT, members over ranks.
+
+    .. math::
+
+        L = \frac1B\sum_b \sum_c w_c \sum_{l}\sum_{m \le l} c_m\,
+        \mathrm{CRPS}_\alpha(\{|\hat f^e_{lm}|\}_e, |\hat f^*_{lm}|),\qquad \hat f = \mathrm{SHT}(f)/\sqrt{4\pi}.
+
+    After ``torch_harmonics.distributed.DistributedRealSHT`` a rank holds its slice of degrees (h group) and orders
+    (w group); the ensemble all-to-all then runs over those coefficients.
+    """
+
+    def __init__(
+        self,
+        nlat: int,
+        nlon: int,
+        kernel: CRPSKernel,
+        ctx: ParallelContext,
+        grid: str = "equiangular",
+        lmax: int | None = None,
+        channel_weights: torch.Tensor | Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel, self.ctx = kernel, ctx
+        lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
+        if not 1 <= lmax <= nlon // 2:
+            raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
+        self.sht = thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
+        cm = torch.full((lmax, lmax), 2.0)
+        cm[:, 0] = 1.0
+        cm = torch.tril(cm)[local_degree_slice(lmax, ctx), local_order_slice(lmax, ctx)]
+        self.register_buffer("mode_weights", cm.contiguous(), persistent=False)
+        self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
+
+    def coefficients(self, f: torch.Tensor) -> torch.Tensor:
+        """This rank's :math:`|\\hat f_{lm}|` of tiles ``[..., h, w]`` -> ``[..., L_r, M_r]`` (float32 SHT)."""
+        with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
+            return (self.sht(f.float()) / math.sqrt(4.0 * math.pi)).abs()
+
+    def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if forecast.ndim != 5:
+            raise UsageError(f"forecast must be [E, B, C, H, W], got shape {tuple(forecast.shape)}")
+        crps = ensemble_crps_partial(
+            self.coefficients(forecast), self.coefficients(target), self.kernel, self.ctx.ensemble
+        )
+        partial = (crps * self.mode_weights).sum(dim=(-2, -1)).mean(dim=0)
+        return _global_mean_over_batch(partial, self.ctx)
+
+    def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return _channel_sum(self.per_channel(forecast, target), self.channel_weights)
