@@ -1,21 +1,210 @@
-"""Command-line glue for ``sciml solve`` (argparse only at import time; DeepXDE is imported on use)."""
+"""Command-line glue for ``sciml solve`` (argparse only at import time; DeepXDE is imported on use).
+
+``sciml solve PROBLEM [--param k=v ...] [--out DIR] [--config FILE] [--weighting NAME] [--seed N]
+[--steps N] [--lm-steps N] [--time-limit S] [--sweep KEY=START:STOP[:STEP] | KEY=V1,V2,...]``
+
+Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < ``--config`` < flags.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from sciml.errors import SciMLError
+from sciml.errors import UsageError
 from sciml.problem import ProblemSpec
+
+LOGGER = logging.getLogger(__name__)
+WEIGHTINGS = ("fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo")
 
 
 def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sciml solve`` besides the problem name and ``--param``."""
     parser.add_argument("--out", type=Path, default=None, help="result directory (default: runs/PROBLEM)")
-    parser.add_argument("--config", type=Path, default=None, help="solver config YAML (see README)")
+    parser.add_argument("--config", type=Path, default=None, help="solver config YAML (keys of SolverConfig)")
+    parser.add_argument("--weighting", default=None, help=f"loss weighting scheme: {', '.join(WEIGHTINGS)}")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (network init, sampling)")
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps")
+    parser.add_argument("--lbfgs-steps", type=int, default=None, help="L-BFGS iterations (0: skip)")
+    parser.add_argument("--lm-steps", type=int, default=None, help="Levenberg-Marquardt iterations (0: skip)")
+    parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        metavar="KEY=START:STOP[:STEP]",
+        help="solve a family: KEY=START:STOP[:STEP] (STOP included) or KEY=V1,V2,...",
+    )
+
+
+def parse_sweep(text: str, problem: type[ProblemSpec]) -> tuple[str, list[float]]:
+    """``'l=0:8'`` -> ``('l', [0, 1, ..., 8])``; ``'c=0.5,1.5'`` -> ``('c', [0.5, 1.5])``."""
+    key, sep, spec = text.partition("=")
+    key, spec = key.strip(), spec.strip()
+    if not sep or not key or not spec:
+        raise UsageError(f"--sweep expects KEY=START:STOP[:STEP] or KEY=V1,V2,..., got {text!r}")
+    names = [p.name for p in problem.parameters]
+    if key not in names:
+        raise UsageError(f"--sweep: problem {problem.name!r} has no parameter {key!r} (valid: {', '.join(names)})")
+    try:
+        if ":" in spec:
+            parts = [float(s) for s in spec.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop = parts[0], parts[1]
+            step = parts[2] if len(parts) == 3 else 1.0
+            if step <= 0 or stop < start:
+                raise UsageError(f"--sweep {text!r}: need START <= STOP and STEP > 0")
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if n > 1000:
+                raise UsageError(f"--sweep {text!r} has {n} values; at most 1000")
+            values = [start + i * step for i in range(n)]
+        else:
+            values = [float(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--sweep {text!r}: cannot read numbers (use KEY=0:8, KEY=0:1:0.25 or KEY=1,2,5)") from None
+    if not values:
+        raise UsageError(f"--sweep {text!r} gives no values")
+    return key, values
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output directory that cannot be written, before any work is done."""
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    parent = out if out.exists() else out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write to {parent} (choose a writable directory)")
+    if (
+        out.exists()
+        and any(out.iterdir())
+        and not (out / "metrics.json").exists()
+        and not (out / "sweep.json").exists()
+    ):
+        raise UsageError(f"--out {out} is a non-empty directory that is not a sciml result; choose another --out")
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if getattr(args, "weighting", None) is not None:
+        if args.weighting not in WEIGHTINGS:
+            raise UsageError(f"--weighting {args.weighting!r} is unknown (valid: {', '.join(WEIGHTINGS)})")
+        over["weighting"] = {"scheme": args.weighting}
+    if getattr(args, "seed", None) is not None:
+        over["seed"] = args.seed
+    for flag, key in (
+        ("steps", ("adam", "steps")),
+        ("lbfgs_steps", ("lbfgs", "max_iter")),
+        ("lm_steps", ("lm", "max_iter")),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 0:
+                raise UsageError(f"--{flag.replace('_', '-')} must be >= 0, got {value}")
+            over.setdefault(key[0], {})[key[1]] = value
+    if getattr(args, "time_limit", None) is not None:
+        if not args.time_limit > 0:
+            raise UsageError(f"--time-limit must be > 0, got {args.time_limit}")
+        over["time_limit_s"] = args.time_limit
+    return over
+
+
+def solver_config(problem: type[ProblemSpec], args: argparse.Namespace) -> Any:
+    """Resolve the solver config: defaults < problem defaults < ``--config`` < flags."""
+    from sciml.config import load_yaml
+    from sciml.pinn.config import build_config
+
+    file_layer = None
+    if getattr(args, "config", None) is not None:
+        file_layer = load_yaml(args.config)
+        if file_layer is not None and not isinstance(file_layer, dict):
+            raise UsageError(f"config file {args.config} must hold a mapping of solver settings")
+        if file_layer and "solver" in file_layer and isinstance(file_layer["solver"], dict):
+            file_layer = file_layer["solver"]  # a config.yaml written by a previous run
+    return build_config(getattr(problem, "solver_defaults", {}), file_layer, _flag_overrides(args))
+
+
+def _solve_one(problem_cls: Any, params: Mapping[str, Any], cfg: Any, out: Path, quiet: bool) -> dict[str, Any]:
+    from sciml.config import to_dict
+    from sciml.pinn.results import summary_text, write_results
+    from sciml.pinn.train import solve
+    from sciml.progress import default_progress
+
+    problem = problem_cls(**params)
+    result = solve(problem, cfg, progress=default_progress(quiet))
+    run_config = {"problem": problem.name, "params": dict(problem.params), "solver": to_dict(cfg)}
+    metrics = write_results(result, out, run_config)
+    print(summary_text(result, metrics, out))
+    return metrics
 
 
 def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: argparse.Namespace) -> int:
+    """``sciml solve``: validate everything, then solve (one problem or a sweep) and write the results."""
+    from sciml.pinn.problem import AbstractProblem
+
+    if not (isinstance(problem, type) and issubclass(problem, AbstractProblem)):
+        raise UsageError(f"problem {problem.name!r} is not a PINN problem (no sciml.pinn.problem.AbstractProblem)")
     params = problem.resolve_params(overrides)
-    raise SciMLError(f"the PINN engine is not built yet; {problem.name} parameters {params} are valid")
+    cfg = solver_config(problem, args)
+    out = args.out if args.out is not None else Path("runs") / problem.name
+    _check_out(out)
+    quiet = bool(getattr(args, "quiet", False))
+    if args.sweep is None:
+        _solve_one(problem, params, cfg, out, quiet)
+        return 0
+    key, values = parse_sweep(args.sweep, problem)
+    if key in overrides:
+        raise UsageError(f"--sweep {key} conflicts with --param {key}; give one of them")
+    family = [problem.resolve_params({**overrides, key: v}) for v in values]  # all valid before any work
+    return run_sweep(problem, key, family, cfg, out, quiet)
+
+
+def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, out: Path, quiet: bool) -> int:
+    """Solve each member into ``out/KEY=VALUE/``; write ``sweep.csv``, ``sweep.json`` and ``sweep.png``."""
+    from sciml.io import atomic_write_json, atomic_write_text
+    from sciml.plotting.pinn import plot_sweep
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for params in family:
+        value = params[key]
+        sub = out / f"{key}={value:g}"
+        m = _solve_one(problem, params, cfg, sub, quiet)
+        rows.append(
+            {
+                key: value,
+                "rel_l2": m.get("rel_l2", math.nan),
+                "max_abs_error": m.get("max_abs_error", math.nan),
+                "residual_rms": m["residual_rms"],
+                "wall_time_s": m["wall_time_s"],
+                "steps": m["steps"]["total"],
+                "dir": sub.name,
+            }
+        )
+    header = list(rows[0])
+    lines = [",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]
+    atomic_write_text(out / "sweep.csv", "\n".join(lines) + "\n")
+    atomic_write_json(out / "sweep.json", {"problem": problem.name, "sweep": key, "rows": rows})
+    plot_sweep(
+        [r[key] for r in rows],
+        [r["rel_l2"] for r in rows],
+        [r["wall_time_s"] for r in rows],
+        key,
+        out / "sweep.png",
+        f"{problem.name}: sweep over {key}",
+    )
+    print(f"\n{problem.name} sweep over {key}:")
+    print(f"  {key:>8}  {'rel. L2':>10}  {'max|err|':>10}  {'time [s]':>8}  steps")
+    for r in rows:
+        print(
+            f"  {r[key]:>8g}  {r['rel_l2']:>10.3e}  {r['max_abs_error']:>10.3e}  {r['wall_time_s']:>8.1f}  {r['steps']}"
+        )
+    print(f"  written to {out}/ (sweep.csv, sweep.json, sweep.png, one directory per value)")
+    return 0

@@ -152,11 +152,11 @@ class Trainer:
                     .cpu()
                     .numpy()
                 )
-            self.weights = w.update({n: float(v) for n, v in losses.items()}, gradients=grads)
+            self.weights = w.update({n: float(v.detach()) for n, v in losses.items()}, gradients=grads)
         elif w.needs == "ntk":
-            self.weights = w.update({n: float(v) for n, v in losses.items()}, ntk=self._ntk_diagonals())
+            self.weights = w.update({n: float(v.detach()) for n, v in losses.items()}, ntk=self._ntk_diagonals())
         else:
-            self.weights = w.update({n: float(v) for n, v in losses.items()})
+            self.weights = w.update({n: float(v.detach()) for n, v in losses.items()})
 
     def _ntk_diagonals(self) -> dict[str, float]:
         """Mean over points of :math:`\\|\\nabla_\\theta r_i(x_p)\\|^2` for each term (NTK diagonal)."""

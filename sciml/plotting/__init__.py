@@ -1,0 +1,1 @@
+"""Plots of results (matplotlib, imported only when a plot is made)."""
