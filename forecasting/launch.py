@@ -38,7 +38,10 @@ JOB_KINDS: tuple[str, ...] = ("train", "infer")
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "scripts" / "slurm"
 DEFAULT_TIME = "01:00:00"
 DEFAULT_SIGNAL_S = 300
-DEFAULT_CHECKPOINT_NAME = "checkpoint.pt"
+DEFAULT_CHECKPOINT_NAME = "checkpoint.pt"  # = sciml.forecasting.train.CHECKPOINT_NAME (tested)
+#: Package of the built-in training configs (``--config tiny``); = sciml.forecasting.train.config.BUILTIN_PACKAGE,
+#: named here so that rendering a script does not import torch (tested to agree).
+BUILTIN_CONFIGS = "sciml.forecasting.configs.forecast"
 MAX_SIGNAL_S = 65535
 
 _FIELD = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -116,7 +119,7 @@ class SlurmLaunch:
     signal_s
         Seconds before the time limit at which the batch shell gets SIGUSR1 (checkpoint, then requeue).
     config
-        Training config (train); made absolute, must exist.
+        Training config (train): a YAML file (made absolute, must exist) or a built-in name (``tiny``, ``demo``).
     checkpoint
         Checkpoint to run (infer); made absolute, must exist.
     resume_from
@@ -139,7 +142,7 @@ class SlurmLaunch:
     partition: str | None = None
     account: str | None = None
     job_name: str | None = None
-    config: Path | None = None
+    config: Path | str | None = None
     checkpoint: Path | None = None
     resume_from: Path | None = None
     checkpoint_name: str = DEFAULT_CHECKPOINT_NAME
@@ -177,7 +180,8 @@ class SlurmLaunch:
         if not self.checkpoint_name or self.checkpoint_name.startswith("/") or ".." in Path(self.checkpoint_name).parts:
             raise UsageError(f"checkpoint name {self.checkpoint_name!r} must be a relative path inside the job folder")
         if self.kind == "train":
-            _check_file("--config", self.config, "the training config (YAML)")
+            if self.config is None or not _is_builtin_config(self.config):
+                _check_file("--config", self.config, "the training config (YAML) or a built-in config name")
             if self.checkpoint is not None:
                 raise UsageError("--checkpoint is for --job infer; to start training from one use --resume-from")
             if self.resume_from is not None:
@@ -229,6 +233,19 @@ def _check_file(flag: str, path: Path | None, what: str) -> None:
         raise UsageError(f"{flag} {str(path)!r} is not a file ({what})")
 
 
+def _is_builtin_config(name: str | Path) -> bool:
+    """``name`` is a bare word (no folder, no suffix), not a file here, and a built-in training config."""
+    text = str(name)
+    if Path(text).exists() or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        return False
+    from importlib import resources
+
+    try:
+        return resources.files(BUILTIN_CONFIGS).joinpath(f"{text}.yaml").is_file()
+    except ModuleNotFoundError:
+        return False
+
+
 def template_path(kind: JobKind, template: str | os.PathLike[str] | None = None) -> Path:
     """The template file: ``template`` if given, else ``scripts/slurm/<kind>.sbatch`` of the source tree."""
     path = Path(template) if template is not None else TEMPLATE_DIR / f"{kind}.sbatch"
@@ -267,7 +284,7 @@ def field_values(spec: SlurmLaunch) -> dict[str, str]:
         "run_root": str(run_root),
         "run_root_q": shlex.quote(str(run_root)),
         "checkpoint_name": shlex.quote(spec.checkpoint_name),
-        "config": q(spec.config),
+        "config": shlex.quote(str(spec.config)) if _is_builtin_config(spec.config or "") else q(spec.config),
         "checkpoint": q(spec.checkpoint),
         "resume_from": q(spec.resume_from),
         "payload": shlex.join(spec.payload or default_payload(spec.kind)),

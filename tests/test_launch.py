@@ -317,8 +317,13 @@ def test_template_fresh_start(cfg, tmp_path, fake_slurm):
     args = _srun_args(log)
     assert args == ["--kill-on-bad-exit=1", "--ntasks-per-node=4", sys.executable, "-m", "sciml.cli", "forecast",
                     "train", "--config", str(cfg.resolve()), "--out", str(job_dir), "--x", "a b"]  # fmt: skip
-    # master = first host of the node list; port = 20000 + job id mod 10000; threads = cpus per task
-    assert (log / "srun.env").read_text().split() == ["node01", "21234", "3"]
+    # master = first host of the node list; port = 20000 + job id mod 10000, the rule the ranks' own
+    # environment parsing uses when MASTER_PORT is absent; threads = cpus per task
+    from sciml.forecasting.distributed.env import slurm_port
+
+    assert (
+        (log / "srun.env").read_text().split() == ["node01", str(slurm_port("31234")), "3"] == ["node01", "21234", "3"]
+    )
     assert not (log / "requeued").exists()
 
 
@@ -364,3 +369,20 @@ def test_template_usr1_checkpoints_then_requeues(cfg, tmp_path, fake_slurm):
     assert proc.returncode == 0, out
     assert "srun exited with 0" in out  # waited for the step to finish, not just until the signal
     assert "no checkpoint yet, it will start over" in out
+
+
+def test_builtin_config_names_pass_through_and_unknown_names_fail(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file called 'tiny' here
+    text = render(SlurmLaunch(config="tiny", run_root=tmp_path))
+    assert "\nCONFIG=tiny\n" in text
+    with pytest.raises(UsageError, match="--config 'tinny' is not a file"):
+        SlurmLaunch(config="tinny")
+
+
+def test_constants_agree_with_the_training_command():
+    from sciml.forecasting.launch import BUILTIN_CONFIGS, DEFAULT_CHECKPOINT_NAME
+    from sciml.forecasting.train import CHECKPOINT_NAME
+    from sciml.forecasting.train.config import BUILTIN_PACKAGE
+
+    assert DEFAULT_CHECKPOINT_NAME == CHECKPOINT_NAME  # the file whose presence makes a requeued job resume
+    assert BUILTIN_CONFIGS == BUILTIN_PACKAGE
