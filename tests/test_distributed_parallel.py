@@ -266,7 +266,7 @@ def _train(model, cfg, ctx, steps: int, members: int, batch: int, tiled: bool, r
             sync_gradients(model.parameters(), ctx)
         opt.step()
         if record is not None:
-            record(step + 1, model, float(loss))
+            record(step + 1, model, loss.item())
     return opt
 
 
@@ -513,3 +513,20 @@ def test_world_size_one_runs_the_same_code_path(tmp_path):
     assert values["model/one_rank_tile_is_grid"] == 0.0
     assert values["model/one_rank_equal"] <= 1e-6
     assert values["model/fwd/1x1"] <= 1e-6 and values["model/grad_w/1x1"] <= 1e-5
+
+
+def test_scaling_benchmark_runs(tmp_path):
+    """bench/distributed_scaling.py's rank function on 2 processes (1 step): the table row is well formed."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "distributed_scaling.py"
+    spec = importlib.util.spec_from_file_location("distributed_scaling", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "row.json"
+    run = run_local(bench.worker, 2, args=(33, 64, 1, 0, str(out), "strong"), timeout_s=120)
+    assert run.ok, run
+    row = json.loads(out.read_text())
+    assert (row["procs"], row["layout"], row["tile"], row["backend"]) == (2, "2x1", "17x64", "gloo")
+    assert row["step_s"] > 0 and 0.0 < row["comm_share"] < 1.0 and row["mem_MB_per_rank"] > 0
+    assert bench.weak_grid((33, 64), 4) == (65, 128)
