@@ -105,3 +105,129 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({time.monotonic() - t0:.1f} s); checkpoint {s['checkpoint']}"
     )
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------- infer
+def register_infer(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "infer",
+        help="autoregressive ensemble forecasts from a checkpoint (WeatherBench 2 zarr layout)",
+        description="Roll the trained model out from one or more initial times with AR(1) noise ensembles and "
+        "write (time, prediction_timedelta, realization, lat, lon) per channel, denormalised, one lead at a time.",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt of `sciml forecast train`")
+    p.add_argument("--init", action="append", required=True, help="initial time, e.g. 2004-01-05T00 (repeatable)")
+    p.add_argument("--lead", required=True, help="forecast length, a multiple of the model step (e.g. 10d, 36h)")
+    p.add_argument("--members", type=int, default=16, help="ensemble size (default 16)")
+    p.add_argument("--out", type=Path, required=True, help="output zarr store (FC.zarr)")
+    p.add_argument("--data", type=Path, default=None, help="initial-condition store (default: the training store)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (needs an even --members)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    p.set_defaults(func=cmd_infer)
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from sciml.forecasting.infer import InferConfig, run_inference
+
+    from sciml.progress import default_progress
+
+    cfg = InferConfig(
+        checkpoint=args.checkpoint,
+        inits=tuple(args.init),
+        lead=args.lead,
+        members=args.members,
+        out=args.out,
+        store=args.data,
+        seed=args.seed,
+        centered=args.antithetic,
+        overwrite=args.overwrite,
+    )
+    t0 = time.monotonic()
+    res = run_inference(cfg, default_progress(getattr(args, "quiet", False)))
+    print(
+        f"wrote {res['out']}: {len(res['inits'])} init(s) x {res['members']} members x {res['steps']} steps "
+        f"({time.monotonic() - t0:.1f} s)"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- score
+def register_score(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="CRPS, ensemble-mean RMSE, SSR, ACC, rank histograms, spectra vs truth, with baselines",
+        description="Score a forecast store against a truth store per channel and lead time, with persistence, "
+        "climatological-mean and probabilistic-climatology baselines on the same cases.",
+    )
+    p.add_argument("forecast", type=Path, help="forecast zarr of `sciml forecast infer`")
+    p.add_argument("--truth", type=Path, required=True, help="canonical truth store")
+    p.add_argument("--climatology", type=Path, default=None, help="statistics file (default TRUTH.stats.nc)")
+    p.add_argument("--clim-start", default=None, help="probabilistic climatology period start (default: training)")
+    p.add_argument("--clim-end", default=None, help="probabilistic climatology period end (default: training)")
+    p.add_argument("--out", type=Path, required=True, help="scores NetCDF file (SCORES.nc)")
+    p.set_defaults(func=cmd_score)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from sciml.forecasting.score import ScoreConfig, format_table, score_forecast
+
+    from sciml.progress import default_progress
+
+    cfg = ScoreConfig(
+        forecast=args.forecast,
+        truth=args.truth,
+        out=args.out,
+        stats=args.climatology,
+        clim_start=args.clim_start,
+        clim_end=args.clim_end,
+    )
+    scores = score_forecast(cfg, default_progress(getattr(args, "quiet", False)))
+    print(format_table(scores))
+    print(f"wrote {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- plot
+def register_plot(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "forecast",
+        help="skill vs lead, rank histograms, power spectra and maps of a scored forecast",
+    )
+    p.add_argument("scores", type=Path, help="SCORES.nc of `sciml forecast score`")
+    p.add_argument("--forecast", type=Path, default=None, help="forecast zarr (for maps)")
+    p.add_argument("--truth", type=Path, default=None, help="truth store (for maps)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="image format (default png)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from sciml.forecasting.plots import plot_all
+
+    if (args.forecast is None) != (args.truth is None):
+        raise UsageError("maps need both --forecast and --truth (or neither)")
+    for f in plot_all(args.scores, args.out, args.forecast, args.truth, args.format):
+        print(f"wrote {f}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- demo
+def register_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="synthetic data -> train -> ensemble forecasts -> scores -> plots, end to end",
+        description="The forecasting demo. Default: a short run (minutes on 2 cores, config 'quick'); --full: "
+        "the demo config on the built-in year-long dataset (make demo-forecast).",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo/forecast"), help="output folder")
+    p.add_argument("--full", action="store_true", help="full demo config (about 10+ minutes of training)")
+    p.add_argument("--members", type=int, default=None, help="ensemble size of the forecasts")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training config key")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sciml.forecasting.demo import run_demo
+
+    return run_demo(args.out, full=args.full, members=args.members, overrides=_parse_set(args.set))

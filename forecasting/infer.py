@@ -1,0 +1,302 @@
+r"""Autoregressive ensemble inference, streamed to a WeatherBench 2-layout zarr store one lead time at a time.
+
+For every initial time :math:`t_0` and member :math:`e`,
+
+.. math::
+
+    \hat u^e_0 = u(t_0),\qquad \hat u^e_{k+1} = F_\theta(\hat u^e_k, a(t_0 + k\Delta), z^e_k),\qquad
+    z^e_{k+1} = \varphi z^e_k + \sqrt{1-\varphi^2}\,\xi^e_k,
+
+with the AR(1) diffusion noise of the training run (stationary first draw, then AR updates, one seeded stream per
+member, optionally antithetic pairs). Members and initial times are folded into one batch per model call.
+
+Output layout (WeatherBench 2 forecast convention): one float32 variable per channel (denormalised, with
+``units``/``long_name``), dims ``(time, prediction_timedelta, realization, lat, lon)``; ``time`` is the
+initialisation time, ``prediction_timedelta`` the lead (``Δ, 2Δ, ...``; lead 0 is the analysis and is not
+written), chunks ``(1, 1, M, nlat, nlon)``. Each lead is appended as soon as it is computed, so memory holds one
+state per member, whatever the lead; the store is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from sciml import __version__
+from sciml.errors import SciMLError, UsageError
+from sciml.io import atomic_path
+from sciml.progress import NoProgress, Progress
+
+LOGGER = logging.getLogger(__name__)
+
+
+def parse_lead(text: str) -> pd.Timedelta:
+    """``'10d'``, ``'36h'``, ``'6h'``, ``'P5D'``... -> a positive :class:`pandas.Timedelta`."""
+    t = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?\s*d", t):
+        t = t[:-1] + "D"  # pandas deprecates the lower-case day unit
+    try:
+        lead = pd.Timedelta(t)
+    except (ValueError, TypeError):
+        raise UsageError(f"lead {text!r} is not a duration; write e.g. 10d, 36h or 6h") from None
+    if lead <= pd.Timedelta(0):
+        raise UsageError(f"lead {text!r} must be positive")
+    return lead
+
+
+def parse_time(text: str) -> pd.Timestamp:
+    """``'2020-01-01T00'`` / ``'2020-01-01 06:00'`` -> :class:`pandas.Timestamp` (naive, UTC)."""
+    t = str(text).strip()
+    if len(t) == 13 and t[10] == "T":  # 2020-01-01T00: hour only
+        t += ":00"
+    try:
+        return pd.Timestamp(t)
+    except (ValueError, TypeError):
+        raise UsageError(f"time {text!r} is not an ISO date/time such as 2020-01-01T00") from None
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """What ``sciml forecast infer`` computes."""
+
+    checkpoint: Path
+    inits: tuple[str, ...]
+    lead: str
+    members: int = 16
+    out: Path = Path("forecast.zarr")
+    store: Path | None = None  # initial conditions; default: the training store recorded in the checkpoint
+    seed: int = 0
+    centered: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise UsageError(f"--members must be >= 1, got {self.members}")
+        if not self.inits:
+            raise UsageError("give at least one --init time")
+        if self.centered and self.members % 2:
+            raise UsageError(f"--antithetic needs an even --members, got {self.members}")
+
+
+class LoadedModel:
+    """A trained model rebuilt from a checkpoint, with everything inference needs to check and normalise."""
+
+    def __init__(self, checkpoint: str | os.PathLike[str]) -> None:
+        from sciml.forecasting.models import FCN3, FCN3Config
+        from sciml.forecasting.train.checkpoint import load_checkpoint
+        from sciml.forecasting.train.components import DataFacts
+
+        from sciml.config import from_dict
+
+        ck = load_checkpoint(checkpoint)
+        self.path = Path(checkpoint)
+        self.facts = DataFacts.from_dict({k: v for k, v in ck["data"].items() if k not in ("mean", "std")})
+        self.mean = ck["data"]["mean"].double().reshape(1, -1, 1, 1)
+        self.std = ck["data"]["std"].double().reshape(1, -1, 1, 1)
+        self.train_config: dict[str, Any] = ck["config"]["train"]
+        self.model_config = from_dict(FCN3Config, ck["model_config"])
+        self.noise_scales = tuple(float(s) for s in ck.get("noise_scales_km", []))
+        self.step_count = int(ck["position"]["step"])
+        self.model = FCN3(self.model_config)
+        self.model.load_state_dict(ck["model"])
+        self.model.eval()
+
+    @property
+    def step(self) -> pd.Timedelta:
+        return pd.Timedelta(hours=self.facts.step_hours)
+
+    def noise(self):
+        from sciml.forecasting.noise import DiffusionNoiseS2, heat_kernel_kT
+
+        mc = self.model_config
+        if mc.n_noise == 0:
+            return None
+        nz = self.train_config.get("noise", {})
+        return DiffusionNoiseS2(
+            mc.nlat, mc.nlon, [heat_kernel_kT(s) for s in self.noise_scales], nz.get("sigma", 1.0), nz.get("lam", 1.0)
+        )
+
+
+def check_store(lm: LoadedModel, ds: xr.Dataset, where: str) -> None:
+    """The store must be on the model's grid and hold its channels and static fields."""
+    from sciml.forecasting.data.contract import grid_of
+
+    f = lm.facts
+    g = grid_of(ds, where)
+    if (g.kind, g.nlat, g.nlon) != (f.grid_kind, f.nlat, f.nlon):
+        raise UsageError(
+            f"{where} is on the {g.kind} {g.nlat}x{g.nlon} grid but the checkpoint {lm.path} was trained on "
+            f"{f.grid_kind} {f.nlat}x{f.nlon}; use a store on the model's grid (or regrid it with `sciml data convert`)"
+        )
+    missing = [c for c in (*f.channels, *f.static) if c not in ds.data_vars]
+    if missing:
+        raise UsageError(f"{where} lacks channel(s) {missing} that the model needs ({', '.join(f.channels)})")
+
+
+def lead_steps(lm: LoadedModel, lead: str) -> int:
+    """Number of model steps in ``lead``; it must be a whole multiple of the model step."""
+    td = parse_lead(lead)
+    n = td / lm.step
+    if abs(n - round(n)) > 1e-9:
+        raise UsageError(
+            f"lead {lead} is not a multiple of the model step {lm.facts.step_hours} h; use e.g. "
+            f"{int(np.ceil(n)) * lm.facts.step_hours}h"
+        )
+    return int(round(n))
+
+
+def init_indices(ds: xr.Dataset, inits: tuple[str, ...], where: str) -> list[int]:
+    """Store time indices of the initial times (each must be a time step of the store)."""
+    times = pd.DatetimeIndex(ds["time"].values)
+    pos = {t: i for i, t in enumerate(times.as_unit("ns").asi8)}
+    out = []
+    for text in inits:
+        t = parse_time(text)
+        i = pos.get(t.as_unit("ns").value)
+        if i is None:
+            step = (times[1] - times[0]) if times.size > 1 else pd.Timedelta(0)
+            raise UsageError(
+                f"init time {t} is not in {where} ({times[0]} .. {times[-1]}, every {step}); pick a time step of "
+                "the store"
+            )
+        out.append(i)
+    if len(set(out)) != len(out):
+        raise UsageError("--init lists the same time twice")
+    return out
+
+
+class ZarrForecastWriter:
+    """Appends one lead time after another to a zarr store in the WB2 forecast layout."""
+
+    def __init__(self, path: Path, template: xr.Dataset) -> None:
+        self.path = path
+        self.template = template
+        self.n = 0
+
+    def append(self, lead: pd.Timedelta, fields: np.ndarray) -> None:
+        """``fields`` ``[T, M, C, nlat, nlon]`` (physical units) of one lead."""
+        t = self.template
+        data = {
+            c: (("time", "prediction_timedelta", "realization", "lat", "lon"), fields[:, None, :, i])
+            for i, c in enumerate(t.attrs["channels"])
+        }
+        ds = xr.Dataset(data, coords={**t.coords, "prediction_timedelta": [np.timedelta64(lead.value, "ns")]})
+        for c in t.attrs["channels"]:
+            ds[c].attrs = dict(t[c].attrs)
+        ds.attrs = {k: v for k, v in t.attrs.items() if k != "channels"}  # an append rewrites the group attrs
+        if self.n == 0:
+            m, nlat, nlon = fields.shape[1], fields.shape[-2], fields.shape[-1]
+            enc = {c: {"chunks": (1, 1, m, nlat, nlon)} for c in t.attrs["channels"]}
+            enc["prediction_timedelta"] = {"units": "hours", "dtype": "int64"}
+            ds.to_zarr(self.path, mode="w", zarr_format=3, consolidated=False, encoding=enc)
+        else:
+            ds.to_zarr(self.path, append_dim="prediction_timedelta", zarr_format=3, consolidated=False)
+        self.n += 1
+
+
+def _template(lm: LoadedModel, ds: xr.Dataset, init_times: pd.DatetimeIndex, members: int, attrs: dict) -> xr.Dataset:
+    channels = list(lm.facts.channels)
+    t = xr.Dataset(
+        {c: ((), 0.0, dict(ds[c].attrs)) for c in channels},
+        coords={
+            "time": init_times.as_unit("ns").values,
+            "realization": np.arange(members),
+            "lat": ds["lat"].values,
+            "lon": ds["lon"].values,
+        },
+    )
+    t["lat"].attrs.update(units="degrees_north", long_name="latitude")
+    t["lon"].attrs.update(units="degrees_east", long_name="longitude")
+    t.attrs = {**attrs, "channels": channels}
+    return t
+
+
+@torch.no_grad()
+def run_inference(cfg: InferConfig, progress: Progress | None = None, writer_cls=ZarrForecastWriter) -> dict[str, Any]:
+    """Run the ensemble forecasts of ``cfg`` and write ``cfg.out``; returns a summary dict."""
+    from sciml.forecasting.data import NormStats, resolve_features
+    from sciml.forecasting.data.dataset import open_canonical
+    from sciml.forecasting.models import ensemble_step
+    from sciml.forecasting.noise import EnsembleNoise
+
+    progress = progress or NoProgress()
+    out = Path(cfg.out)
+    if out.exists() and not cfg.overwrite:
+        raise UsageError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    lm = LoadedModel(cfg.checkpoint)
+    store = Path(cfg.store or lm.facts.store)
+    if not store.exists():
+        raise UsageError(f"initial-condition store {store} does not exist; pass --data STORE")
+    nsteps = lead_steps(lm, cfg.lead)
+    ds = open_canonical(store)
+    try:
+        check_store(lm, ds, str(store))
+        idx = init_indices(ds, cfg.inits, str(store))
+        times = pd.DatetimeIndex(ds["time"].values)
+        init_times = times[idx]
+        f = lm.facts
+        x0 = np.stack([ds[c].isel(time=idx).values for c in f.channels], axis=1)  # [B, C, H, W]
+        if np.isnan(x0).any():
+            raise UsageError(f"{store}: NaN in the initial conditions at {[str(t) for t in init_times]}")
+        static = torch.zeros(len(idx), 0, f.nlat, f.nlon)
+        if f.static:
+            st = NormStats.load(f.stats)
+            si = [st.static_channels.index(s) for s in f.static]
+            vals = np.stack([ds[s].values for s in f.static]).astype(np.float64)
+            m, s = st.static_mean[si][:, None, None], st.static_std[si][:, None, None]
+            static = torch.as_tensor((vals - m) / np.where(s > 0, s, 1.0), dtype=torch.float32)
+            static = static.unsqueeze(0).expand(len(idx), *static.shape)
+        attrs = {
+            "source": "sciml forecast infer",
+            "sciml_version": __version__,
+            "checkpoint": str(lm.path),
+            "checkpoint_step": lm.step_count,
+            "initial_conditions": str(store),
+            "members": cfg.members,
+            "seed": cfg.seed,
+            "antithetic": int(cfg.centered),
+            "step_hours": f.step_hours,
+            "train_start": str(lm.train_config["data"].get("train_start")),
+            "train_end": str(lm.train_config["data"].get("train_end")),
+        }
+        template = _template(lm, ds, init_times, cfg.members, attrs)
+    finally:
+        ds.close()
+    features = resolve_features(f.features)
+    lat, lon = template["lat"].values, template["lon"].values
+    mean, std = lm.mean, lm.std
+    state = ((torch.as_tensor(x0, dtype=torch.float64) - mean) / std).float()
+    state = state.unsqueeze(0).expand(cfg.members, *state.shape).contiguous()  # [M, B, C, H, W]
+    process = lm.noise()
+    noise = EnsembleNoise(process, cfg.members, cfg.seed, centered=cfg.centered) if process is not None else None
+    z = noise.initial(len(idx)) if noise is not None else None
+    progress.start(nsteps, f"forecast {cfg.members} members x {len(idx)} init(s)")
+    try:
+        with atomic_path(out, directory=True) as tmp:
+            writer = writer_cls(tmp, template)
+            for k in range(nsteps):
+                valid = init_times + k * lm.step  # the time the model steps from
+                feats = [torch.as_tensor(ft(valid.values, lat, lon)[:, :]) for ft in features]
+                aux = torch.cat([static, *feats], dim=1) if (feats or f.static) else None
+                if z is not None and k > 0:
+                    z = noise.step(z)
+                zg = noise.to_grid(z) if z is not None else None
+                state = ensemble_step(lm.model, state, aux, zg)
+                phys = (state.double() * std + mean).float().transpose(0, 1).numpy()  # [B, M, C, H, W]
+                if not np.isfinite(phys).all():
+                    raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
+                writer.append((k + 1) * lm.step, phys)
+                progress.update(1)
+    finally:
+        progress.close()
+    LOGGER.info("wrote %s", out)
+    return {"out": str(out), "inits": [str(t) for t in init_times], "steps": nsteps, "members": cfg.members}

@@ -1,0 +1,267 @@
+r"""Scoring of ensemble forecasts against a truth store, with persistence and climatology baselines.
+
+For every channel and lead time :math:`\tau`, over the cases (initial times :math:`t_0` whose verification time
+:math:`t_0+\tau` is in the truth store), with WeatherBench 2's area weights and time averaging *before* square
+roots (:mod:`sciml.forecasting.metrics`):
+
+* ``crps``: fair ensemble CRPS; ``rmse``: RMSE of the ensemble mean; ``spread``: root of the mean ddof=1
+  member variance; ``ssr = spread / rmse`` (WB2) and ``ssr_corrected`` :math:`= \sqrt{(M+1)/M}\,` ``ssr``
+  (tends to 1 for a perfect ``M``-member ensemble); ``acc`` of the ensemble mean against the climatology;
+  ``rank_histogram`` (M+1 bins, pooled over cases and grid points);
+* ``*_persistence``: the analysis at :math:`t_0` as a deterministic forecast (its CRPS is the MAE);
+* ``*_climatology``: the smooth climatological mean of the statistics file (deterministic, CRPS = MAE);
+* ``*_climatology_ensemble``: a probabilistic climatology of ``M`` truth states at the same hour and within
+  ``window_days`` of the same day of year, drawn from the climatology period (default: the training period of
+  the forecast's checkpoint), as in WB2's probabilistic climatology baseline;
+* ``psd_truth``, ``psd_member``, ``psd_ensmean``: angular power spectra :math:`P(l)` averaged over cases (and
+  members), to check that single members keep the truth's small-scale variance.
+
+Only one lead time of the forecast is held in memory at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sciml.errors import UsageError
+from sciml.io import atomic_path
+from sciml.progress import NoProgress, Progress
+
+LOGGER = logging.getLogger(__name__)
+FC_DIMS = ("time", "prediction_timedelta", "realization", "lat", "lon")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Inputs of ``sciml forecast score``."""
+
+    forecast: Path
+    truth: Path
+    out: Path = Path("scores.nc")
+    stats: Path | None = None  # climatological mean; default: TRUTH.stats.nc
+    clim_start: str | None = None  # probabilistic climatology period; default: the checkpoint's training period
+    clim_end: str | None = None
+    window_days: float = 15.0
+    seed: int = 0
+
+
+def open_forecast(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a forecast store and check the WB2 forecast layout."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"forecast {p} does not exist; write one with `sciml forecast infer`")
+    try:
+        ds = xr.open_zarr(p, consolidated=False)
+    except Exception as exc:  # zarr raises several types for a folder that is not a store
+        raise UsageError(f"{p} is not a zarr forecast store ({type(exc).__name__}: {exc})") from None
+    if not ds.data_vars:
+        raise UsageError(f"{p} holds no forecast variables")
+    for name, v in ds.data_vars.items():
+        if tuple(v.dims) != FC_DIMS:
+            raise UsageError(f"{p}: variable {name!r} has dims {v.dims}; expected the WB2 forecast layout {FC_DIMS}")
+    return ds
+
+
+def _clim_candidates(truth_times: pd.DatetimeIndex, start, end) -> np.ndarray:
+    m = np.ones(truth_times.size, dtype=bool)
+    if start is not None:
+        m &= truth_times >= pd.Timestamp(start)
+    if end is not None:
+        m &= truth_times <= pd.Timestamp(end)
+    return np.flatnonzero(m)
+
+
+def climatology_members(
+    truth_times: pd.DatetimeIndex,
+    candidates: np.ndarray,
+    valid: pd.Timestamp,
+    members: int,
+    window_days: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Indices of ``members`` truth states at ``valid``'s hour within ``window_days`` of its day of year."""
+    ct = truth_times[candidates]
+    same_hour = ct.hour == valid.hour
+    d = np.abs((ct.day_of_year - valid.day_of_year).to_numpy())
+    d = np.minimum(d, 365 - d)
+    # never the verifying state or its own weather regime: at least 10 days away from the valid time
+    far = np.abs((ct - valid) / pd.Timedelta(days=1)) > 10
+    pool = candidates[same_hour & (d <= window_days) & far]
+    if pool.size < members:
+        pool = candidates[same_hour & far]
+    if pool.size < 2:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(rng.choice(pool, size=min(members, pool.size), replace=False))
+
+
+def _det_scores(f: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+    from sciml.forecasting.metrics import rmse, spatial_mean
+
+    mae = spatial_mean(abs(f - y)).mean("time")
+    return mae, rmse(f, y, mean_dims=("time",))
+
+
+def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dataset:
+    """Compute the scores of the module docstring and write them to ``cfg.out`` (NetCDF); returns the dataset."""
+    from sciml.forecasting import metrics as M
+    from sciml.forecasting.data import NormStats, stats_path
+    from sciml.forecasting.data.dataset import open_canonical
+
+    progress = progress or NoProgress()
+    fc = open_forecast(cfg.forecast)
+    if not Path(cfg.truth).exists():
+        raise UsageError(f"truth store {cfg.truth} does not exist")
+    truth = open_canonical(cfg.truth)
+    channels = [str(c) for c in fc.data_vars]
+    missing = [c for c in channels if c not in truth.data_vars]
+    if missing:
+        raise UsageError(f"truth store {cfg.truth} lacks channel(s) {missing}")
+    if truth.sizes["lat"] != fc.sizes["lat"] or truth.sizes["lon"] != fc.sizes["lon"]:
+        raise UsageError(
+            f"forecast grid {fc.sizes['lat']}x{fc.sizes['lon']} differs from the truth grid "
+            f"{truth.sizes['lat']}x{truth.sizes['lon']}"
+        )
+    if not np.allclose(truth["lat"].values, fc["lat"].values, atol=1e-6):
+        raise UsageError("forecast and truth latitudes differ (orientation or grid); both must be canonical")
+    stats = None
+    spath = Path(cfg.stats) if cfg.stats else stats_path(cfg.truth)
+    if spath.exists():
+        stats = NormStats.load(spath)
+    elif cfg.stats:
+        raise UsageError(f"statistics file {spath} does not exist")
+    m = fc.sizes["realization"]
+    inits = pd.DatetimeIndex(fc["time"].values)
+    ttimes = pd.DatetimeIndex(truth["time"].values)
+    tpos = {t: i for i, t in enumerate(ttimes.as_unit("ns").asi8)}
+    init_idx = [tpos.get(t.as_unit("ns").value) for t in inits]
+    if any(i is None for i in init_idx):
+        raise UsageError(
+            f"initial times {[str(t) for t, i in zip(inits, init_idx, strict=True) if i is None]} "
+            f"are not in the truth store {cfg.truth}; persistence needs the analysis at t0"
+        )
+    start = cfg.clim_start or _attr(fc, "train_start")
+    end = cfg.clim_end or _attr(fc, "train_end")
+    candidates = _clim_candidates(ttimes, start, end)
+    rng = np.random.default_rng(cfg.seed)
+    persist = truth[channels].isel(time=init_idx).load().assign_coords(time=inits)
+    leads = fc["prediction_timedelta"].values
+    per_lead: list[xr.Dataset] = []
+    progress.start(len(leads), "scoring")
+    try:
+        for j, lead in enumerate(leads):
+            valid = inits + pd.Timedelta(lead)
+            vidx = [tpos.get(t.as_unit("ns").value) for t in valid]
+            cases = [i for i, v in enumerate(vidx) if v is not None]
+            if not cases:
+                LOGGER.warning("lead %s: no verification time in the truth store; skipped", pd.Timedelta(lead))
+                continue
+            f = fc.isel(prediction_timedelta=j, time=cases).load()
+            y = truth[channels].isel(time=[vidx[i] for i in cases]).load().assign_coords(time=f["time"].values)
+            p = persist.isel(time=cases)
+            out: dict[str, Any] = {}
+            for c in channels:
+                fe, yc = f[c], y[c]
+                kw = {"mean_dims": ("time",)}
+                row = {
+                    "crps": M.crps(fe, yc, **kw) if m > 1 else _det_scores(fe.isel(realization=0), yc)[0],
+                    "rmse": M.ensemble_mean_rmse(fe, yc, **kw),
+                }
+                if m > 1:
+                    row["spread"] = M.spread(fe, **kw)
+                    row["ssr"] = row["spread"] / row["rmse"]
+                    row["ssr_corrected"] = row["ssr"] * np.sqrt((m + 1) / m)
+                    row["rank_histogram"] = M.rank_histogram(fe, yc, reduce_dims=["time", "lat", "lon"], seed=cfg.seed)
+                row["crps_persistence"], row["rmse_persistence"] = _det_scores(p[c], yc)
+                if stats is not None and c in stats.channels:
+                    clim = xr.DataArray(stats.climatology(valid[cases], [c])[:, 0], dims=yc.dims, coords=yc.coords)
+                    row["crps_climatology"], row["rmse_climatology"] = _det_scores(clim, yc)
+                    row["acc"] = M.acc(fe.mean("realization"), yc, clim, **kw)
+                    row["acc_persistence"] = M.acc(p[c], yc, clim, **kw)
+                spec = M.angular_power_spectrum
+                row["psd_truth"] = spec(yc).mean("time")
+                row["psd_member"] = spec(fe).mean(("time", "realization"))
+                row["psd_ensmean"] = spec(fe.mean("realization")).mean("time")
+                out[c] = row
+            if m > 1 and candidates.size >= 2:
+                members = [climatology_members(ttimes, candidates, valid[i], m, cfg.window_days, rng) for i in cases]
+                if all(len(a) == m for a in members):
+                    for c in channels:
+                        ens = np.stack([truth[c].isel(time=a).values for a in members])  # [T, M, H, W]
+                        ce = xr.DataArray(ens, dims=("time", "realization", "lat", "lon"), coords=y[c].coords)
+                        out[c]["crps_climatology_ensemble"] = M.crps(ce, y[c], mean_dims=("time",))
+                        out[c]["rmse_climatology_ensemble"] = M.ensemble_mean_rmse(ce, y[c], mean_dims=("time",))
+            names = list(dict.fromkeys(k for r in out.values() for k in r))
+            lead_ds = xr.Dataset(
+                {
+                    k: xr.concat([_plain(out[c][k]) for c in channels], dim=pd.Index(channels, name="channel"))
+                    for k in names
+                    if all(k in out[c] for c in channels)
+                }
+            )
+            lead_ds["n_cases"] = len(cases)
+            per_lead.append(lead_ds.expand_dims(prediction_timedelta=[lead]))
+            progress.update(1)
+    finally:
+        progress.close()
+        truth.close()
+    if not per_lead:
+        raise UsageError(
+            f"no forecast lead time can be verified: the truth store {cfg.truth} has none of the valid times"
+        )
+    res = xr.concat(per_lead, dim="prediction_timedelta")
+    res = res.assign_coords(
+        lead_hours=("prediction_timedelta", res["prediction_timedelta"].values / np.timedelta64(1, "h"))
+    )
+    res["units"] = ("channel", [str(truth[c].attrs.get("units", "")) for c in channels])
+    res.attrs.update(
+        forecast=str(cfg.forecast),
+        truth=str(cfg.truth),
+        members=m,
+        climatology_period=f"{start} .. {end}",
+        climatology_window_days=cfg.window_days,
+        ssr_definition="spread / ensemble-mean RMSE (WB2); ssr_corrected multiplies by sqrt((M+1)/M)",
+    )
+    with atomic_path(cfg.out) as tmp:
+        res.to_netcdf(tmp, engine="h5netcdf")
+    return res
+
+
+def _attr(ds: xr.Dataset, key: str) -> str | None:
+    v = ds.attrs.get(key)
+    return None if v in (None, "None", "") else str(v)
+
+
+def _plain(da: xr.DataArray) -> xr.DataArray:
+    """Drop scalar leftovers (e.g. the lead coordinate of the selection) before concatenation."""
+    return da.drop_vars([c for c in da.coords if c not in da.dims], errors="ignore")
+
+
+def format_table(scores: xr.Dataset, leads_hours: list[float] | None = None) -> str:
+    """A plain-text table: per channel and lead, model CRPS vs baselines and the spread-skill ratio."""
+    cols = [
+        ("crps", "CRPS"),
+        ("crps_persistence", "persist"),
+        ("crps_climatology", "clim"),
+        ("crps_climatology_ensemble", "clim-ens"),
+        ("rmse", "RMSE"),
+        ("ssr", "SSR"),
+        ("ssr_corrected", "SSRc"),
+    ]
+    cols = [(k, t) for k, t in cols if k in scores]
+    lines = [f"{'channel':<8} {'lead':>6} " + " ".join(f"{t:>10}" for _, t in cols)]
+    hours = scores["lead_hours"].values
+    for c in scores["channel"].values:
+        for j, h in enumerate(hours):
+            if leads_hours is not None and h not in leads_hours:
+                continue
+            vals = " ".join(f"{float(scores[k].sel(channel=c).isel(prediction_timedelta=j)):10.4g}" for k, _ in cols)
+            lines.append(f"{c:<8} {h:>5g}h {vals}")
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Ensemble inference (WB2 layout, streamed), scoring against independent references, plots, bad input.
+
+One tiny model is trained for a few steps on a tiny shallow-water store per module (~15 s).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from sciml.forecasting.infer import InferConfig, ZarrForecastWriter, run_inference
+from sciml.forecasting.score import FC_DIMS, ScoreConfig, score_forecast
+
+from sciml.errors import UsageError
+
+INITS = ("2001-01-10T00", "2001-01-11T06", "2001-01-12T12")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
+    from sciml.forecasting.train import Trainer, load_train_config
+
+    root = tmp_path_factory.mktemp("fc")
+    store = root / "tiny.zarr"
+    ds, _ = simulate(PRESETS["tiny"])
+    src = source_from_dataset(ds, path=store)
+    write_store(src, store)
+    compute_stats(src).save(stats_path(store))
+    cfg = load_train_config(
+        "tiny", {"data.store": str(store), "stages.0.steps": 3, "stages.1.steps": 1, "validation.every": 100}
+    )
+    Trainer(cfg, root / "run").run()
+    ckpt = root / "run" / "checkpoint.pt"
+    fc = root / "fc.zarr"
+    run_inference(InferConfig(checkpoint=ckpt, inits=INITS, lead="1d", members=4, out=fc, seed=3))
+    return {"root": root, "store": store, "ckpt": ckpt, "fc": fc}
+
+
+def test_forecast_layout_is_weatherbench2(setup):
+    fc = xr.open_zarr(setup["fc"], consolidated=False)
+    truth = xr.open_zarr(setup["store"], consolidated=False)
+    assert sorted(fc.data_vars) == ["u500", "v500", "z500"]
+    for v in fc.data_vars.values():
+        assert v.dims == FC_DIMS and v.dtype == np.float32
+        assert v.attrs["units"] in ("m s-1", "m2 s-2") and v.attrs["long_name"]
+    assert list(pd.DatetimeIndex(fc["time"].values)) == [pd.Timestamp(t + ":00") for t in INITS]
+    assert list(pd.TimedeltaIndex(fc["prediction_timedelta"].values)) == [
+        pd.Timedelta(hours=6 * k) for k in (1, 2, 3, 4)
+    ]
+    assert fc["realization"].values.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(fc["lat"].values, truth["lat"].values)  # 90 -> -90 as the truth store
+    np.testing.assert_array_equal(fc["lon"].values, truth["lon"].values)
+    assert fc["z500"].encoding["chunks"] == (1, 1, 4, 33, 64)
+    assert fc.attrs["members"] == 4 and fc.attrs["step_hours"] == 6
+
+
+def test_first_step_matches_a_hand_rollout(setup):
+    """Normalisation, aux features, noise stream and denormalisation, against the model called by hand."""
+    from sciml.forecasting.data import NormStats, resolve_features, stats_path
+    from sciml.forecasting.infer import LoadedModel
+    from sciml.forecasting.noise import EnsembleNoise
+
+    lm = LoadedModel(setup["ckpt"])
+    chans = list(lm.facts.channels)
+    truth = xr.open_zarr(setup["store"], consolidated=False)
+    t0 = pd.Timestamp(INITS[1] + ":00")
+    x = np.stack([truth[c].sel(time=t0).values for c in chans]).astype(np.float64)
+    st = NormStats.load(stats_path(setup["store"]))
+    idx = st.index(chans)
+    mean, std = st.mean[idx][:, None, None], st.std[idx][:, None, None]
+    xn = torch.as_tensor((x - mean) / std, dtype=torch.float32)[None]
+    feats = [
+        torch.as_tensor(f(pd.DatetimeIndex([t0]).values, truth["lat"].values, truth["lon"].values))
+        for f in resolve_features(lm.facts.features)
+    ]
+    aux = torch.cat(feats, dim=1)
+    # the same member streams as inference: seed 3, 4 members, 3 initial times in one batch
+    noise = EnsembleNoise(lm.noise(), 4, 3)
+    z = noise.to_grid(noise.initial(len(INITS)))[:, 1:2]
+    with torch.no_grad():
+        out = torch.stack([lm.model(xn, aux, z[e]) for e in range(4)])[:, 0].double().numpy()
+    expect = out * std + mean  # [M, C, H, W]
+    fc = xr.open_zarr(setup["fc"], consolidated=False).sel(time=t0).isel(prediction_timedelta=0)
+    got = np.stack([fc[c].values for c in chans], axis=1)  # [M, C, H, W]
+    np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+
+
+def test_inference_streams_one_lead_at_a_time(setup, tmp_path):
+    seen = []
+
+    class Recording(ZarrForecastWriter):
+        def append(self, lead, fields):
+            seen.append((lead, fields.shape))
+            super().append(lead, fields)
+
+    run_inference(
+        InferConfig(checkpoint=setup["ckpt"], inits=INITS[:1], lead="2d", members=2, out=tmp_path / "f.zarr"),
+        writer_cls=Recording,
+    )
+    assert [s[0] for s in seen] == [pd.Timedelta(hours=6 * k) for k in range(1, 9)]
+    assert {s[1] for s in seen} == {(1, 2, 3, 33, 64)}  # one lead per write, whatever the forecast length
+    assert xr.open_zarr(tmp_path / "f.zarr", consolidated=False).sizes["prediction_timedelta"] == 8
+
+
+def _wb2_weights(lat: np.ndarray) -> np.ndarray:
+    """Independent WB2 cell-area weights: sin of the cell bounds (midpoints, +-90), normalised to mean 1."""
+    asc = np.sort(lat)
+    bounds = np.concatenate([[-90.0], (asc[1:] + asc[:-1]) / 2, [90.0]])
+    w = np.diff(np.sin(np.deg2rad(bounds)))
+    w = w / w.mean()
+    return w if lat[0] < lat[-1] else w[::-1]
+
+
+def test_scores_match_independent_references(setup, tmp_path):
+    import scoringrules
+
+    out = tmp_path / "scores.nc"
+    s = score_forecast(ScoreConfig(forecast=setup["fc"], truth=setup["store"], out=out))
+    back = xr.open_dataset(out, engine="h5netcdf")
+    assert set(back["channel"].values) == {"u500", "v500", "z500"} and back.sizes["prediction_timedelta"] == 4
+    fc = xr.open_zarr(setup["fc"], consolidated=False)
+    truth = xr.open_zarr(setup["store"], consolidated=False)
+    w = _wb2_weights(truth["lat"].values)[:, None]
+    inits = pd.DatetimeIndex(fc["time"].values)
+    for c in ("z500", "u500"):
+        for j in (0, 3):
+            lead = pd.Timedelta(fc["prediction_timedelta"].values[j])
+            f = fc[c].isel(prediction_timedelta=j).values.astype(np.float64)  # [T, M, H, W]
+            y = truth[c].sel(time=inits + lead).values.astype(np.float64)  # [T, H, W]
+            y0 = truth[c].sel(time=inits).values.astype(np.float64)
+            amean = lambda a: (a * w).mean(axis=(-2, -1))  # noqa: E731
+            crps = amean(scoringrules.crps_ensemble(y, f, m_axis=1, estimator="fair")).mean()
+            rmse = np.sqrt(amean((f.mean(1) - y) ** 2).mean())
+            spread = np.sqrt(amean(f.var(1, ddof=1)).mean())
+            mae_persist = amean(np.abs(y0 - y)).mean()
+            got = s.sel(channel=c).isel(prediction_timedelta=j)
+            np.testing.assert_allclose(float(got["crps"]), crps, rtol=1e-5)
+            np.testing.assert_allclose(float(got["rmse"]), rmse, rtol=1e-5)
+            np.testing.assert_allclose(float(got["ssr"]), spread / rmse, rtol=1e-5)
+            np.testing.assert_allclose(float(got["crps_persistence"]), mae_persist, rtol=1e-5)
+            hist = got["rank_histogram"].values
+            assert hist.shape == (5,) and hist.sum() == f.shape[0] * f.shape[2] * f.shape[3]
+            assert np.all(np.isfinite([float(got[k]) for k in ("crps_climatology", "acc", "acc_persistence")]))
+            if c == "z500":  # a scalar field synthesised at T16: band-limited, so Parseval holds to round-off
+                from sciml.forecasting.sphere import quadrature_weights
+
+                q = quadrature_weights(33, 64, normalize=False).numpy()
+                np.testing.assert_allclose(got["psd_truth"].values.sum(), (y**2 * q).sum((-2, -1)).mean(), rtol=1e-5)
+
+
+def test_plots_render_nontrivial_pngs(setup, tmp_path):
+    import matplotlib.image as mpimg
+    from sciml.forecasting.plots import plot_all
+
+    scores = tmp_path / "scores.nc"
+    score_forecast(ScoreConfig(forecast=setup["fc"], truth=setup["store"], out=scores))
+    files = plot_all(scores, tmp_path / "plots", setup["fc"], setup["store"])
+    assert sorted(f.name for f in files) == ["maps.png", "rank_histograms.png", "skill.png", "spectra.png"]
+    for f in files:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 20_000
+        img = mpimg.imread(f)
+        assert img.shape[0] > 300 and img.shape[1] > 600 and img[..., :3].std() > 0.05
+
+
+def _other_grid_store(path):
+    from sciml.forecasting.data import source_from_dataset, write_store
+    from sciml.forecasting.data.contract import finalize_canonical
+    from sciml.forecasting.data.grid import Grid
+
+    g = Grid("equiangular", 17, 32)
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset(
+        {c: (("time", "lat", "lon"), rng.standard_normal((4, 17, 32)).astype("f4")) for c in ("z500", "u500", "v500")},
+        coords={"time": pd.date_range("2001-01-10", periods=4, freq="6h"), "lat": g.lat, "lon": g.lon},
+    )
+    write_store(source_from_dataset(finalize_canonical(ds), path=path), path)
+    return path
+
+
+def test_bad_input_gives_one_clear_line(setup, tmp_path, capsys):
+    from sciml.cli import main
+
+    base = ["forecast", "infer", "--members", "2", "--out", str(tmp_path / "x.zarr")]
+    ck = ["--checkpoint", str(setup["ckpt"])]
+    cases = [
+        ([*base, "--checkpoint", str(tmp_path / "nope.pt"), "--init", INITS[0], "--lead", "1d"], "does not exist"),
+        (
+            [*base, *ck, "--init", INITS[0], "--lead", "1d", "--data", str(_other_grid_store(tmp_path / "g.zarr"))],
+            "17x32 grid but the checkpoint",
+        ),
+        ([*base, *ck, "--init", "2030-01-01T00", "--lead", "1d"], "not in"),
+        ([*base, *ck, "--init", INITS[0], "--lead", "7h"], "not a multiple of the model step 6 h"),
+        ([*base, *ck, "--init", INITS[0], "--lead", "soon"], "not a duration"),
+        (
+            ["forecast", "score", str(tmp_path / "none.zarr"), "--truth", str(setup["store"]), "--out", "s.nc"],
+            "does not exist",
+        ),
+    ]
+    for argv, msg in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], (argv, err)
+    with pytest.raises(UsageError, match="exists"):
+        run_inference(InferConfig(checkpoint=setup["ckpt"], inits=INITS, lead="6h", members=2, out=setup["fc"]))
+
+
+def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys):
+    from sciml.cli import main
+
+    fc, scores = tmp_path / "fc.zarr", tmp_path / "s.nc"
+    argv = ["forecast", "infer", "--checkpoint", str(setup["ckpt"]), "--init", INITS[0], "--init", INITS[2]]
+    assert main([*argv, "--lead", "12h", "--members", "2", "--antithetic", "--out", str(fc)]) == 0
+    assert main(["forecast", "score", str(fc), "--truth", str(setup["store"]), "--out", str(scores)]) == 0
+    out = capsys.readouterr().out
+    assert "CRPS" in out and "persist" in out and "z500" in out
+    assert main(["plot", "forecast", str(scores), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "skill.png").stat().st_size > 20_000
