@@ -78,6 +78,7 @@ class Trainer:
         self.steps = {"adam": 0, "lbfgs": 0, "lm": 0}
         self.timings: dict[str, float] = {}
         self.t0 = time.monotonic()
+        self.cpu0 = time.process_time()
 
     # -- helpers -------------------------------------------------------------------------------------
     def _with_singular(self, pts: np.ndarray) -> Tensor:
@@ -267,17 +268,18 @@ class Trainer:
                 params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
                 jac = self.model.jacobians(params, self.x)
                 jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
-                if cfg.linear_solve_every and it % cfg.linear_solve_every == 0:
+                if cfg.probe_every and it % cfg.probe_every == 0:
+                    # probe: where would the exact output-layer solve land? (not taken: it disturbs LM)
                     dc = torch.zeros_like(theta)
                     dc[out_cols] = torch.linalg.lstsq(jm[:, out_cols], -r[:, None], driver="gelsd").solution[:, 0]
                     r_c, vecs_c = rho_at(theta + dc)
                     loss_c = float(r_c @ r_c)
-                    if loss_c < loss:
+                    self._load(theta, keys, shapes, sizes)
+                    if loss_c < min(loss, self.cfg.target_loss):
                         theta, r, loss, vecs = theta + dc, r_c, loss_c, vecs_c
-                        # the hidden-layer columns of J depend on the output layer: recompute
-                        params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
-                        jac = self.model.jacobians(params, self.x)
-                        jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
+                        self._load(theta, keys, shapes, sizes)
+                        self._record("lm", it, self._losses(vecs, "lm", it), force=True)
+                        raise _Stop(f"target loss {self.cfg.target_loss:g} reached (output-layer solve)")
                 a = jm @ jm.T
                 accepted = False
                 while mu < 1e16:
@@ -351,6 +353,7 @@ class Trainer:
             self.progress.close()
         self._record("final", sum(self.steps.values()), self._term_losses(), force=True)
         self.timings["total"] = time.monotonic() - self.t0
+        self.timings["cpu"] = time.process_time() - self.cpu0
         return SolveResult(
             problem=self.problem,
             config=self.cfg,
