@@ -8,6 +8,7 @@ read it. Layouts on 4 ranks: 2x2 tiles; 2x1 and 1x2 tiles (x 2 batch ranks); 2 l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -18,6 +19,18 @@ import torch
 import torch.distributed as dist
 import torch_harmonics as th
 import torch_harmonics.distributed as thd
+from sciml.forecasting.data import (
+    PRESETS as DATA_PRESETS,
+)
+from sciml.forecasting.data import (
+    ForecastDataConfig,
+    ForecastDataset,
+    compute_stats,
+    simulate,
+    source_from_dataset,
+    stats_path,
+    write_store,
+)
 from sciml.forecasting.distributed.checkpoint import load_checkpoint, save_checkpoint
 from sciml.forecasting.distributed.comm import (
     all_max,
@@ -28,10 +41,11 @@ from sciml.forecasting.distributed.comm import (
 )
 from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
 from sciml.forecasting.distributed.crps import DistributedGridCRPSLoss, DistributedSpectralCRPSLoss
+from sciml.forecasting.distributed.hooks import DistributedTrainHooks
 from sciml.forecasting.distributed.noise import TiledEnsembleNoise
 from sciml.forecasting.distributed.ops import DistributedSphereOps, local_degree_slice, local_order_slice
 from sciml.forecasting.distributed.spawn import run_local
-from sciml.forecasting.losses import FairCRPS, GridCRPSLoss, SpectralCRPSLoss, StandardCRPS
+from sciml.forecasting.losses import FairCRPS, GridCRPSLoss, SpectralCRPSLoss, StandardCRPS, fcn3_loss
 from sciml.forecasting.models import FCN3, preset
 from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise, heat_kernel_kT
 
@@ -330,10 +344,65 @@ def _check_checkpoints(rec: _Recorder, ctx, tag: str, workdir: Path) -> None:
     rec(f"ckpt/serial_to_dist/{tag}", _err(yd, other(x, aux, z)))
 
 
+# ------------------------------------------------------------------ trainer hooks and tiled data
+
+
+def _check_hooks(rec: _Recorder, ctx, tag: str) -> None:
+    hooks = DistributedTrainHooks(ctx)
+    members, batch, chans = 4, 2, 3
+    g = torch.Generator().manual_seed(12)
+    fc = torch.randn(members, batch, chans, NLAT, NLON, generator=g)
+    obs = torch.randn(batch, chans, NLAT, NLON, generator=g)
+    mem = hooks.member_indices(members)
+    rows = hooks.batch_rows(list(range(batch)))
+    tile = ctx.tile(NLAT, NLON)
+    serial = fcn3_loss(NLAT, NLON, FairCRPS(), channel_weights=[0.2, 0.3, 0.5])
+    twin = hooks.make_loss(serial)
+    fs = fc.clone().requires_grad_(True)
+    fd = local_tile(fc[mem][:, rows], tile).requires_grad_(True)
+    ls, ld = serial(fs, obs), twin(fd, local_tile(obs[rows], tile))
+    rec(f"hooks/loss/value/{tag}", abs(ld.item() - ls.item()) / abs(ls.item()))
+    ls.backward()
+    ld.backward()
+    rec(f"hooks/loss/grad/{tag}", _rel(fd.grad / ctx.data.size, local_tile(fs.grad[mem][:, rows], tile)))
+    # every (member, sample) pair is held by exactly one rank of each spatial position
+    count = torch.zeros(members, batch, dtype=torch.float64)
+    if ctx.coords.h == 0 and ctx.coords.w == 0:
+        for e in mem:
+            for b in rows:
+                count[e, b] += 1.0
+    dist.all_reduce(count)
+    rec(f"hooks/partition/{tag}", float((count - 1.0).abs().max()))
+    mean = hooks.reduce_mean(torch.tensor([float(ctx.rank)], dtype=torch.float64))
+    rec(f"hooks/reduce_mean/{tag}", abs(mean.item() - (ctx.world_size - 1) / 2))
+    dt = hooks.data_tile(NLAT, NLON)
+    rec(f"hooks/data_tile/{tag}", 0.0 if dt.slices == tile.slices else 1.0)
+
+
+def _check_data(rec: _Recorder, ctx, tag: str, store: str) -> None:
+    """Each rank reads only its tile of its batch rows; gathered, that is the full-grid read."""
+    hooks = DistributedTrainHooks(ctx)
+    cfg = ForecastDataConfig(store=Path(store), steps=1)
+    full = ForecastDataset(cfg)
+    nlat, nlon = full.grid.nlat, full.grid.nlon
+    mine = ForecastDataset(cfg, tile=hooks.data_tile(nlat, nlon))
+    indices = [len(full) - 1, 0]
+    worst = 0.0
+    for i in hooks.batch_rows(indices):
+        got, ref = mine[i], full[i]
+        for key in ("input", "target", "static", "features"):
+            assembled = gather_tiles(got[key], ctx, nlat, nlon)
+            if ref[key].numel() == 0:  # e.g. no static fields in the shallow-water store
+                worst = max(worst, 0.0 if assembled.shape == ref[key].shape else 1.0)
+            else:
+                worst = max(worst, _err(assembled, ref[key]))
+    rec(f"data/tiles/{tag}", worst)
+
+
 # ------------------------------------------------------------------ the 4-rank job
 
 
-def _job(out: str) -> None:
+def _job(out: str, store: str) -> None:
     workdir = Path(out).parent
     timings: dict[str, float] = {}
     values: dict[str, float] = {}
@@ -368,6 +437,8 @@ def _job(out: str) -> None:
         _check_crps(rec, ctx, tag)
         _check_noise(rec, ctx, tag)
         _check_training(rec, ctx, tag, members=members, batch=batch)
+        _check_hooks(rec, ctx, tag)
+        _check_data(rec, ctx, tag, store)
         if tag == "h2e2":
             _check_checkpoints(rec, ctx, tag, workdir)
         values.update(rec.values)
@@ -381,7 +452,14 @@ def _job(out: str) -> None:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "results.json"
-    run = run_local(_job, 4, args=(str(out),), timeout_s=240)
+    # a tiny shallow-water store (33 x 64, half a day after a quarter-day spin-up) for the tiled reads
+    cfg = dataclasses.replace(DATA_PRESETS["tiny"], days=0.5, spinup_days=0.25, trajectories=1)
+    ds, _ = simulate(cfg)
+    store = out.parent / "swe.zarr"
+    src = source_from_dataset(ds)
+    write_store(src, store)
+    compute_stats(src).save(stats_path(store))
+    run = run_local(_job, 4, args=(str(out), str(store)), timeout_s=240)
     assert run.ok, f"4-rank job failed: exit codes {run.exitcodes}, timed out {run.timed_out}"
     return json.loads(out.read_text())["errors"]
 
@@ -530,3 +608,18 @@ def test_scaling_benchmark_runs(tmp_path):
     assert (row["procs"], row["layout"], row["tile"], row["backend"]) == (2, "2x1", "17x64", "gloo")
     assert row["step_s"] > 0 and 0.0 < row["comm_share"] < 1.0 and row["mem_MB_per_rank"] > 0
     assert bench.weak_grid((33, 64), 4) == (65, 128)
+
+
+@pytest.mark.parametrize("tag", ["h2e2", "h2b2"])
+def test_train_hooks(results, tag):
+    """Hooks: the fcn3 loss twin equals serial (fp32 SHT: 1e-5), members x rows partitioned, world mean, tile."""
+    assert results[f"hooks/loss/value/{tag}"] <= 1e-5 and results[f"hooks/loss/grad/{tag}"] <= 1e-5
+    assert results[f"hooks/partition/{tag}"] == 0.0
+    assert results[f"hooks/reduce_mean/{tag}"] <= 1e-12
+    assert results[f"hooks/data_tile/{tag}"] == 0.0
+
+
+@pytest.mark.parametrize("tag", ["h2e2", "h2b2"])
+def test_each_rank_reads_only_its_tile(results, tag):
+    """ForecastDataset on the rank's tile and batch rows, gathered over the spatial group == the full read."""
+    assert results[f"data/tiles/{tag}"] == 0.0

@@ -25,13 +25,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
-from sciml.forecasting.losses import CRPSKernel, crps_ensemble
+from sciml.forecasting.losses import CombinedLoss, CRPSKernel, GridCRPSLoss, SpectralCRPSLoss, crps_ensemble
 from sciml.forecasting.sphere import check_grid, exact_lmax, quadrature_weights
 
 from sciml.errors import UsageError
 
 from .comm import all_to_all, sum_partials
 from .context import CommGroup, ParallelContext
+from .layout import split_bounds
 from .ops import local_degree_slice, local_order_slice
 
 
@@ -109,7 +110,8 @@ class DistributedGridCRPSLoss(nn.Module):
         L = \frac1B \sum_b \sum_c w_c \sum_{x} q_x\, \mathrm{CRPS}_\alpha(\{u^e_{bc}(x)\}_{e=1}^{E}, u^*_{bc}(x)),
 
     ``forecast`` ``[E_r, B_r, C, h, w]`` (local members, local batch, tile), ``target`` ``[B_r, C, h, w]``.
-    The value is the global loss on every rank (see the module docstring for the gradient).
+    The value is the global loss on every rank (see the module docstring for the gradient). ``quad`` (global
+    ``[nlat, 1]`` weights) replaces the weights computed from ``grid``, e.g. to copy a serial loss's.
     """
 
     def __init__(
@@ -120,12 +122,16 @@ class DistributedGridCRPSLoss(nn.Module):
         ctx: ParallelContext,
         grid: str = "equiangular",
         channel_weights: torch.Tensor | Sequence[float] | None = None,
+        quad: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.kernel, self.ctx = kernel, ctx
-        lat, _ = ctx.tile(nlat, nlon).slices
-        quad = quadrature_weights(nlat, nlon, check_grid(grid))[lat]
-        self.register_buffer("quad", quad.float(), persistent=False)
+        lat = slice(*split_bounds(nlat, ctx.mesh.h, ctx.coords.h))
+        if quad is None:
+            quad = quadrature_weights(nlat, nlon, check_grid(grid))
+        elif tuple(quad.shape) != (nlat, 1):
+            raise UsageError(f"quadrature weights must have shape [{nlat}, 1], got {tuple(quad.shape)}")
+        self.register_buffer("quad", quad[lat].float().clone(), persistent=False)
         self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -146,10 +152,11 @@ class DistributedSpectralCRPSLoss(nn.Module):
     .. math::
 
         L = \frac1B\sum_b \sum_c w_c \sum_{l}\sum_{m \le l} c_m\,
-        \mathrm{CRPS}_\alpha(\{|\hat f^e_{lm}|\}_e, |\hat f^*_{lm}|),\qquad \hat f = \mathrm{SHT}(f)/\sqrt{4\pi}.
+        \mathrm{CRPS}_\alpha(\{|\hat f^e_{lm}|\}_e, |\hat f^*_{lm}|),\qquad \hat f = s\,\mathrm{SHT}(f),
 
     After ``torch_harmonics.distributed.DistributedRealSHT`` a rank holds its slice of degrees (h group) and orders
-    (w group); the ensemble all-to-all then runs over those coefficients.
+    (w group); the ensemble all-to-all then runs over those coefficients. ``coefficient_scale`` :math:`s` is
+    :math:`1/\sqrt{4\pi}` by default, as in the serial loss (``fcn3_loss`` uses makani's :math:`1/(4\pi)`).
     """
 
     def __init__(
@@ -161,9 +168,13 @@ class DistributedSpectralCRPSLoss(nn.Module):
         grid: str = "equiangular",
         lmax: int | None = None,
         channel_weights: torch.Tensor | Sequence[float] | None = None,
+        coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
     ) -> None:
         super().__init__()
         self.kernel, self.ctx = kernel, ctx
+        if not coefficient_scale > 0:
+            raise UsageError(f"coefficient_scale must be > 0, got {coefficient_scale}")
+        self.coefficient_scale = float(coefficient_scale)
         lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
         if not 1 <= lmax <= nlon // 2:
             raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
@@ -177,7 +188,7 @@ class DistributedSpectralCRPSLoss(nn.Module):
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """This rank's :math:`|\\hat f_{lm}|` of tiles ``[..., h, w]`` -> ``[..., L_r, M_r]`` (float32 SHT)."""
         with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
-            return (self.sht(f.float()) / math.sqrt(4.0 * math.pi)).abs()
+            return self.sht(f.float()).abs() * self.coefficient_scale
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecast.ndim != 5:
@@ -190,3 +201,28 @@ class DistributedSpectralCRPSLoss(nn.Module):
 
     def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return _channel_sum(self.per_channel(forecast, target), self.channel_weights)
+
+
+def distributed_loss(loss: nn.Module, ctx: ParallelContext) -> nn.Module:
+    """The ensemble-parallel, tiled twin of a serial loss (grid CRPS, spectral CRPS, or a weighted combination).
+
+    The twin copies the serial module's kernel, channel weights and quadrature (its rows of the serial weights),
+    so it computes the serial loss exactly, whatever grid the serial loss was built for.
+    """
+    if isinstance(loss, CombinedLoss):
+        return CombinedLoss([distributed_loss(part, ctx) for part in loss.losses], loss.weights)
+    if isinstance(loss, GridCRPSLoss):
+        nlat = loss.quad.shape[0]
+        twin = DistributedGridCRPSLoss(nlat, 0, loss.kernel, ctx, quad=loss.quad)
+        twin.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
+        return twin
+    if isinstance(loss, SpectralCRPSLoss):
+        sht = loss.sht
+        twin = DistributedSpectralCRPSLoss(
+            sht.nlat, sht.nlon, loss.kernel, ctx, sht.grid, sht.lmax, coefficient_scale=loss.coefficient_scale
+        )
+        twin.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
+        return twin
+    raise UsageError(
+        f"no distributed twin for loss {type(loss).__name__}; use GridCRPSLoss, SpectralCRPSLoss or CombinedLoss"
+    )

@@ -1,0 +1,73 @@
+"""The trainer's rank-dependent choices (:class:`sciml.forecasting.train.TrainHooks`) for a parallel context.
+
+The training loop never branches on the rank; it asks its hooks. This subclass answers for a
+``batch x ensemble x h x w`` mesh: rank 0 writes, members and batch rows are split evenly, the loss becomes its
+ensemble-parallel tiled twin, gradients are synchronised by :func:`.comm.sync_gradients`, scalars are averaged
+over the world. It also provides what a tiled run needs beyond that interface: the distributed ``SphereOps`` for
+the model, this rank's data tile and its share of each global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from sciml.forecasting.train import TrainHooks
+
+from .comm import sync_gradients
+from .context import ParallelContext
+from .crps import distributed_loss
+from .layout import split_bounds, split_evenly
+from .ops import DistributedSphereOps
+
+
+class DistributedTrainHooks(TrainHooks):
+    """:class:`TrainHooks` of one rank of ``ctx``'s mesh."""
+
+    def __init__(self, ctx: ParallelContext) -> None:
+        self.ctx = ctx
+        self.rank = ctx.rank
+        self.world_size = ctx.world_size
+
+    def is_writer(self) -> bool:
+        return self.ctx.rank == 0
+
+    def member_indices(self, members: int) -> list[int]:
+        """Global indices of this ensemble rank's members: a contiguous block of ``members / ensemble`` ranks."""
+        e_local = split_evenly(members, self.ctx.mesh.ensemble, "ensemble size")
+        first = self.ctx.coords.ensemble * e_local
+        return list(range(first, first + e_local))
+
+    def batch_rows(self, indices: list[int]) -> list[int]:
+        """This batch rank's contiguous share of a global batch (sample indices in global order)."""
+        split_evenly(len(indices), self.ctx.mesh.batch, "global batch size")
+        start, stop = split_bounds(len(indices), self.ctx.mesh.batch, self.ctx.coords.batch)
+        return list(indices[start:stop])
+
+    def sync_gradients(self, model: torch.nn.Module) -> None:
+        sync_gradients(model.parameters(), self.ctx)
+
+    def reduce_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """World average (the losses of :mod:`.crps` are already global, so their average is themselves)."""
+        if self.ctx.world_size == 1:
+            return values
+        out = values.detach().to(self.ctx.device, copy=True)
+        dist.all_reduce(out, group=self.ctx.group("world").handle)
+        return (out / self.ctx.world_size).to(values.device)
+
+    def barrier(self) -> None:
+        if self.ctx.world_size > 1:
+            dist.barrier(group=self.ctx.group("world").handle)
+
+    def make_loss(self, loss: torch.nn.Module) -> torch.nn.Module:
+        return distributed_loss(loss, self.ctx)
+
+    def sphere_ops(self) -> DistributedSphereOps:
+        """``SphereOps`` for building the model on this rank's tiles."""
+        return DistributedSphereOps(self.ctx)
+
+    def data_tile(self, nlat: int, nlon: int):
+        """This rank's tile as the data layer's ``Tile`` (``ForecastDataset(cfg, tile=...)`` reads only it)."""
+        from sciml.forecasting.data.dataset import Tile
+
+        c = self.ctx.coords
+        return Tile.from_split(nlat, nlon, self.ctx.mesh.h, self.ctx.mesh.w, c.h, c.w)
