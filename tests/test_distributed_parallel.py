@@ -377,6 +377,14 @@ def _check_hooks(rec: _Recorder, ctx, tag: str) -> None:
     rec(f"hooks/reduce_mean/{tag}", abs(mean.item() - (ctx.world_size - 1) / 2))
     dt = hooks.data_tile(NLAT, NLON)
     rec(f"hooks/data_tile/{tag}", 0.0 if dt.slices == tile.slices else 1.0)
+    # noise through the hook: the trainer's EnsembleNoise for the local members, global-batch state
+    proc = DiffusionNoiseS2(NLAT, NLON, [heat_kernel_kT(800.0)])
+    serial_noise = EnsembleNoise(proc, members=4, seed=5)
+    local_noise = EnsembleNoise(proc, members=4, seed=5, member_indices=mem)
+    full = serial_noise.to_grid(serial_noise.initial(batch))[mem][:, rows]
+    rec(
+        f"hooks/noise/{tag}", _err(hooks.noise_to_grid(local_noise, local_noise.initial(batch)), local_tile(full, tile))
+    )
 
 
 def _check_data(rec: _Recorder, ctx, tag: str, store: str) -> None:
@@ -617,6 +625,7 @@ def test_train_hooks(results, tag):
     assert results[f"hooks/partition/{tag}"] == 0.0
     assert results[f"hooks/reduce_mean/{tag}"] <= 1e-12
     assert results[f"hooks/data_tile/{tag}"] == 0.0
+    assert results[f"hooks/noise/{tag}"] <= 1e-6
 
 
 @pytest.mark.parametrize("tag", ["h2e2", "h2b2"])
