@@ -60,6 +60,7 @@ def test_tiles_reassemble_the_full_sample(store):
             for key in ("target", "features"):
                 assert torch.equal(got[key], ref[key][..., ls, xs]), key
             assert torch.equal(got["time"], ref["time"])
+    assert Tile.from_slices(slice(17, None), slice(0, 22), 33, 64) == Tile.from_split(33, 64, h, w, 1, 0)
     assert Tile.from_split(33, 64, h, w, 0, 0).shape == (17, 22) and Tile.from_split(33, 64, h, w, 1, 2).shape == (
         16,
         21,

@@ -49,6 +49,17 @@ class Tile:
         return cls(0, nlat, 0, nlon)
 
     @classmethod
+    def from_slices(cls, lat: slice, lon: slice, nlat: int, nlon: int) -> Tile:
+        """Tile from Python slices (step 1) over a ``nlat x nlon`` grid."""
+        if lat.step not in (None, 1) or lon.step not in (None, 1):
+            raise UsageError("tile slices must be contiguous (step 1)")
+        a0, a1, _ = lat.indices(nlat)
+        b0, b1, _ = lon.indices(nlon)
+        tile = cls(a0, a1, b0, b1)
+        tile.check(nlat, nlon)
+        return tile
+
+    @classmethod
     def from_split(cls, nlat: int, nlon: int, h: int, w: int, rank_h: int, rank_w: int) -> Tile:
         """The tile of polar rank ``rank_h`` of ``h`` and azimuth rank ``rank_w`` of ``w``.
 

@@ -44,7 +44,7 @@ def write_store(
     src: Source,
     dest: str | os.PathLike[str],
     *,
-    time_block: int = 64,
+    time_block: int | None = None,
     overwrite: bool = False,
     attrs: dict | None = None,
     progress: Progress | None = None,
@@ -58,7 +58,7 @@ def write_store(
     dest
         Target ``*.zarr`` folder.
     time_block
-        Time steps loaded and written per append (bounds memory).
+        Time steps loaded and written per append (bounds memory); default: about 64 MB of float32 per block.
     overwrite
         Replace an existing store (the old one stays intact until the new one is complete).
     attrs
@@ -69,6 +69,10 @@ def write_store(
         raise UsageError(f"{dest} exists; pass --overwrite to replace it or choose another --to")
     progress = progress or NoProgress()
     total = sum(p.sizes["time"] for p in src.parts)
+    if time_block is None:
+        p0 = src.parts[0]
+        step_bytes = 4 * p0.sizes["lat"] * p0.sizes["lon"] * max(1, len(p0.data_vars))
+        time_block = max(1, int(64e6 // step_bytes))
     progress.start(total, f"writing {dest.name}")
     first = True
     try:

@@ -339,7 +339,7 @@ def simulate(cfg: SWEConfig, progress: Progress | None = None) -> tuple[xr.Datas
                 if i >= 0:
                     out[:, i] = synth(model, integ.s)
                     mass[:, i] = integ.s[:, 0, 0, 0].real.numpy()
-                # the seasonal factor changes by < 0.1% in 6 h: evaluate it at mid-interval, once per sample
+                # the seasonal factor (range +-1) moves by < 0.005 in 6 h: evaluate it once per sample, mid-interval
                 mid = t + step / 2
                 seasonal = torch.tensor([seasonal_factor(mid + o) for o in offsets], dtype=torch.float64)
                 for _ in range(substeps):
