@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 export DDE_BACKEND := pytorch
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo demo-forecast test lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(VENV)/.installed
 	@if $(BIN)/sciml forecast demo --help >/dev/null 2>&1; then \
 		$(BIN)/sciml forecast demo --out runs/demo/forecast; \
 	else echo "(forecasting demo not installed yet)"; fi
+
+# The full forecasting demo: year-long shallow-water data (built once into data/swe.zarr), the `demo` training
+# config (curriculum stages), 5-day ensemble forecasts over the held-out year, scores and plots.
+demo-forecast: $(VENV)/.installed
+	$(BIN)/sciml forecast demo --full --out runs/demo/forecast-full
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -92,10 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(cfg.threads)
     trainer = Trainer(cfg, out, resume=resume, progress=default_progress(getattr(args, "quiet", False)))
     info = RunInfo(command="sciml forecast train", seed=cfg.seed)
-    if trainer.hooks.is_writer():
-        write_run_dir(out, cfg, info)
     t0 = time.monotonic()
     with _stop_on_signals(trainer):
+        if trainer.hooks.is_writer():
+            write_run_dir(out, cfg, info)
         status = trainer.run(args.max_steps)
     s = trainer.summary()
     last = trainer.log.valid[-1] if trainer.log.valid else {}

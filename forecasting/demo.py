@@ -1,6 +1,6 @@
 """``sciml forecast demo``: the forecasting workflow end to end on the built-in shallow-water data.
 
-1. ``sciml data synth``: a shallow-water store (quick: 2 trajectories x 40 days; full: the default 4 x 365 days);
+1. ``sciml data synth``: a shallow-water store (quick: 2 trajectories x 30 days; full: the default 4 x 365 days);
 2. ``sciml forecast train`` with the ``quick`` (or ``demo``) config; an existing run is resumed, not redone;
 3. ``sciml forecast infer`` from initial times spread over the held-out trajectory, 5-day lead;
 4. ``sciml forecast score`` with persistence and climatology baselines;
@@ -20,7 +20,7 @@ from sciml.progress import default_progress
 
 LOGGER = logging.getLogger(__name__)
 
-QUICK_DATA = dict(days=40.0, trajectories=2, spinup_days=20.0)
+QUICK_DATA = dict(days=30.0, trajectories=2, spinup_days=10.0)
 
 
 def _synth(store: Path, full: bool) -> None:
@@ -52,6 +52,10 @@ def run_demo(out: Path, full: bool = False, members: int | None = None, override
     _synth(store, full)
 
     cfg = load_train_config("demo" if full else "quick", {"data.store": str(store), **(overrides or {})})
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     run_dir = out / "train"
     ckpt = run_dir / CHECKPOINT_NAME
     t0 = time.monotonic()
@@ -71,11 +75,11 @@ def run_demo(out: Path, full: bool = False, members: int | None = None, override
     with open_canonical(store) as ds:
         times = pd.DatetimeIndex(ds["time"].values)
     held = times[times >= pd.Timestamp(cfg.data.valid_start)]
-    inits = [t for t in held if t.hour == 0 and t + lead <= held[-1]][:: 2 if not full else 6]
-    inits = inits[: 6 if not full else 40]
+    inits = [t for t in held if t.hour == 0 and t + lead <= held[-1]][:: 5 if not full else 20]
+    inits = inits[: 5 if not full else 18]
     fc_path = out / "forecast.zarr"
     t0 = time.monotonic()
-    members = members or (8 if not full else 16)
+    members = members or 8
     run_inference(
         InferConfig(
             checkpoint=ckpt,

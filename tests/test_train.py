@@ -252,3 +252,26 @@ def test_cli_train_and_resume(store, tmp_path, capsys):
     assert main(["forecast", "train", "--config", "tiny", "--out", str(out), "--set", "data.store=nowhere.zarr"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sciml data synth" in err[0]
+
+
+def test_sigusr1_checkpoints_and_stops_then_resume_finishes(store, tmp_path):
+    """The SLURM path: SIGUSR1 before the time limit -> checkpoint and exit 0; a requeued job resumes."""
+    import signal
+    import time
+
+    out = tmp_path / "sig"
+    cmd = [sys.executable, "-m", "sciml.cli", "forecast", "train", "--config", "tiny", "--out", str(out)]
+    cmd += ["--set", f"data.store={store}", "--set", "stages.0.steps=40", "--set", "stages.1.steps=1"]
+    cmd += ["--set", "checkpoint_every=1000", "--set", "validation.every=1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "config.yaml").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert stdout.startswith("interrupted"), stdout
+    step = load_checkpoint(out / "checkpoint.pt")["position"]["step"]
+    assert 1 <= step < 41
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("done: step 41/41"), done.stderr

@@ -163,7 +163,6 @@ class TrainConfig:
     loss: LossSection = LossSection()
     validation: ValidationSection = ValidationSection()
     checkpoint_every: int = 100
-    log_every: int = 10
     nan_policy: Literal["stop", "skip"] = "stop"
     max_bad_steps: int = 10  # consecutive skipped steps before "skip" gives up
     threads: int | None = None  # torch intra-op threads; None leaves the default (OMP_NUM_THREADS)
@@ -174,8 +173,8 @@ class TrainConfig:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
-        if self.checkpoint_every < 1 or self.log_every < 1 or self.max_bad_steps < 1:
-            raise ValueError("checkpoint_every, log_every and max_bad_steps must be >= 1")
+        if self.checkpoint_every < 1 or self.max_bad_steps < 1:
+            raise ValueError("checkpoint_every and max_bad_steps must be >= 1")
 
     @property
     def total_steps(self) -> int:
