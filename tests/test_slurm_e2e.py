@@ -63,26 +63,34 @@ def _unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
+def start_cluster(script: Path = SLURM_UP, environ: dict[str, str] | None = None) -> str | None:
+    """Run slurm-up.sh; None when the cluster is up, else why it is not (one line, with the fix)."""
+    environ = dict(os.environ if environ is None else environ)
+    if not sys.platform.startswith("linux") or shutil.which("bash") is None:
+        return "needs Linux with bash"
+    if not (environ.get("SCIML_SLURM_INSTALL") == "1" or environ.get("CI")):
+        environ["CI_SLURM_NO_INSTALL"] = "1"  # a developer's pytest never installs system packages unasked
+    try:
+        up = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600, env=environ)
+    except subprocess.TimeoutExpired:
+        return f"{script.name} did not finish within 600 s"
+    if up.returncode == 0:
+        return None
+    last = [line for line in up.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
+    hint = ""
+    if up.returncode == 3 and environ.get("CI_SLURM_NO_INSTALL") == "1":
+        hint = " (as root, set SCIML_SLURM_INSTALL=1 or run `bash scripts/ci/slurm-up.sh` first)"
+    return f"{script.name} exited {up.returncode}: {last[0]}{hint}"
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A running one-node cluster (started through slurm-up.sh), stopped again if this module started it."""
-    if not sys.platform.startswith("linux") or shutil.which("bash") is None:
-        _unavailable("needs Linux with bash")
-    env = os.environ.copy()
-    if not (os.environ.get("SCIML_SLURM_INSTALL") == "1" or os.environ.get("CI")):
-        env["CI_SLURM_NO_INSTALL"] = "1"
     was_up = _cluster_answers()
     t0 = time.monotonic()
-    try:
-        up = subprocess.run(["bash", str(SLURM_UP)], capture_output=True, text=True, timeout=600, env=env)
-    except subprocess.TimeoutExpired:
-        _unavailable("scripts/ci/slurm-up.sh did not finish within 600 s")
-    if up.returncode != 0:
-        last = [line for line in up.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
-        hint = ""
-        if up.returncode == 3 and env.get("CI_SLURM_NO_INSTALL") == "1":
-            hint = " (as root, set SCIML_SLURM_INSTALL=1 or run `bash scripts/ci/slurm-up.sh` first)"
-        _unavailable(f"scripts/ci/slurm-up.sh exited {up.returncode}: {last[0]}{hint}")
+    reason = start_cluster()
+    if reason is not None:
+        _unavailable(reason)
     print(f"\nSLURM cluster up in {time.monotonic() - t0:.1f} s (already running: {was_up})", file=sys.__stderr__)
     yield
     # jobs of this module that a failed or timed-out test left behind
@@ -93,6 +101,30 @@ def cluster():
         subprocess.run(["scancel", *ours], capture_output=True, timeout=30)
     if not was_up:
         subprocess.run(["bash", str(SLURM_DOWN)], capture_output=True, text=True, timeout=120)
+
+
+def test_unavailable_slurm_is_a_logged_skip_or_a_required_failure(tmp_path, monkeypatch, capsys):
+    """Without SLURM the module skips with slurm-up's own reason; SCIML_REQUIRE_SLURM=1 makes that a failure."""
+    fake = tmp_path / "slurm-up.sh"
+    fake.write_text("echo '[slurm-up] installing' >&2; echo '[slurm-up] ERROR: not root' >&2; exit 3\n")
+    reason = start_cluster(fake, {"PATH": os.environ["PATH"]})
+    assert reason == (
+        "slurm-up.sh exited 3: [slurm-up] ERROR: not root "
+        "(as root, set SCIML_SLURM_INSTALL=1 or run `bash scripts/ci/slurm-up.sh` first)"
+    )
+    assert (
+        start_cluster(fake, {"PATH": os.environ["PATH"], "CI": "1"})
+        == "slurm-up.sh exited 3: [slurm-up] ERROR: not root"
+    )
+    monkeypatch.delenv("SCIML_REQUIRE_SLURM", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not run: why"):
+        _unavailable("why")
+    monkeypatch.setenv("SCIML_REQUIRE_SLURM", "1")
+    with pytest.raises(pytest.fail.Exception, match="not run: why"):
+        _unavailable("why")
+    fine = tmp_path / "ok.sh"
+    fine.write_text("exit 0\n")
+    assert start_cluster(fine, {"PATH": os.environ["PATH"]}) is None
 
 
 @pytest.fixture
