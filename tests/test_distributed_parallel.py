@@ -48,6 +48,8 @@ from sciml.forecasting.distributed.spawn import run_local
 from sciml.forecasting.losses import FairCRPS, GridCRPSLoss, SpectralCRPSLoss, StandardCRPS, fcn3_loss
 from sciml.forecasting.models import FCN3, preset
 from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise, heat_kernel_kT
+from sciml.forecasting.train import Trainer, load_train_config
+from sciml.forecasting.train import load_checkpoint as load_train_checkpoint
 
 pytestmark = pytest.mark.distributed
 
@@ -458,15 +460,20 @@ def _job(out: str, store: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist") / "results.json"
-    # a tiny shallow-water store (33 x 64, half a day after a quarter-day spin-up) for the tiled reads
-    cfg = dataclasses.replace(DATA_PRESETS["tiny"], days=0.5, spinup_days=0.25, trajectories=1)
+def store(tmp_path_factory) -> Path:
+    """A small shallow-water store (33 x 64, two days after a half-day spin-up, 6-hourly) with statistics."""
+    cfg = dataclasses.replace(DATA_PRESETS["tiny"], days=2, spinup_days=0.5, trajectories=1)
     ds, _ = simulate(cfg)
-    store = out.parent / "swe.zarr"
+    path = tmp_path_factory.mktemp("swe") / "swe.zarr"
     src = source_from_dataset(ds)
-    write_store(src, store)
-    compute_stats(src).save(stats_path(store))
+    write_store(src, path)
+    compute_stats(src).save(stats_path(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, store):
+    out = tmp_path_factory.mktemp("dist") / "results.json"
     run = run_local(_job, 4, args=(str(out), str(store)), timeout_s=240)
     assert run.ok, f"4-rank job failed: exit codes {run.exitcodes}, timed out {run.timed_out}"
     return json.loads(out.read_text())["errors"]
@@ -632,3 +639,33 @@ def test_train_hooks(results, tag):
 def test_each_rank_reads_only_its_tile(results, tag):
     """ForecastDataset on the rank's tile and batch rows, gathered over the spatial group == the full read."""
     assert results[f"data/tiles/{tag}"] == 0.0
+
+
+def _train_ensemble_parallel(cfg, out: str) -> None:
+    ctx = init_parallel(ParallelConfig(ensemble=2, timeout_s=TIMEOUT_S))
+    Trainer(cfg, out, hooks=DistributedTrainHooks(ctx)).run()
+    ctx.close()
+
+
+def test_trainer_with_ensemble_parallel_hooks_matches_serial(store, tmp_path):
+    """The project's Trainer with DistributedTrainHooks on 2 ensemble ranks: same losses and weights as serial.
+
+    8 steps of the ``tiny`` curriculum: 6 with 4 members (2 per rank, standard CRPS), then 2 with 2 antithetic
+    members (1 per rank, fair CRPS, rollout 2). Only rank 0 writes the run folder.
+    """
+    cfg = load_train_config(
+        "tiny",
+        {"data.store": str(store), "data.valid_start": None, "stages.0.steps": 6, "stages.1.steps": 2},
+    )
+    run = run_local(_train_ensemble_parallel, 2, args=(cfg, str(tmp_path / "dist")), timeout_s=240)
+    assert run.ok, run
+    Trainer(cfg, tmp_path / "serial").run()
+    dist_ck = load_train_checkpoint(tmp_path / "dist" / "checkpoint.pt")
+    ser_ck = load_train_checkpoint(tmp_path / "serial" / "checkpoint.pt")
+    assert dist_ck["position"]["step"] == ser_ck["position"]["step"] == 8
+    worst = max(float((dist_ck["model"][k] - v).abs().max()) for k, v in ser_ck["model"].items())
+    assert worst <= 1e-5, worst
+    losses = [r["loss"] for r in dist_ck["metrics"]["train"]]
+    ref = [r["loss"] for r in ser_ck["metrics"]["train"]]
+    assert len(losses) == len(ref) == 8
+    assert max(abs(a - b) / abs(b) for a, b in zip(losses, ref, strict=True)) <= 1e-5
