@@ -16,9 +16,16 @@ reference is the classical solver in :mod:`sciml.problems._khronon_reference`.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any, ClassVar
 
-from sciml.problem import Parameter, ProblemSpec
+import numpy as np
+from sciml.problems._khronon_reference import KhrononSolution, solve_khronon
+
+from sciml.errors import UsageError
+from sciml.pinn.problem import AbstractProblem, Condition, Singularity, Unknown
+from sciml.problem import Parameter
 
 C_PARAMETER = Parameter(
     "c",
@@ -34,8 +41,65 @@ C_PARAMETER = Parameter(
 )
 
 
-class KhrononBH(ProblemSpec):
-    """Metadata of the ``khronon-bh`` problem (the PINN formulation is added on top of it)."""
+# forced Taylor coefficients at x = 0 (double roots of the low orders of the equation)
+_S3 = (1.0, -0.5, -0.125, -0.0625)
+_X0 = 0.1  # residual weight 1/(x^6 + X0^6), see KhrononBH.residual
+_NN_SCALE = 1.0 / 8.0  # keeps the network output O(1): (y - S3)/x^4 ranges over ~[0.02, 0.04] on [0, 2]
+
+
+X_MAX_PARAMETER = Parameter(
+    "x_max",
+    0.0,
+    low=0.0,
+    high=2.0,
+    description="right end of the domain in x = 2M/r; 0 = automatic, min(2, 4/3 + 1/(2c)) (2 for c = inf)",
+    why="the notebook's domain is [0, 2]; beyond x = 2 (r < M) the background is not meaningful",
+)
+
+
+def auto_x_max(c: float) -> float:
+    r"""Default right end of the domain: :math:`\min(2, 4/3 + 1/(2c))`, and 2 for :math:`c = \infty`.
+
+    Inside the universal horizon the finite-:math:`c` profile cannot cross the inner spin-0 horizon
+    :math:`y^2 = \epsilon P_2` (that would need a second regularity condition), so it bounces off it with
+    :math:`|y''| \approx 1.5 c^2` (30 at :math:`c = 5`, 150 at :math:`c = 10`), first at about
+    :math:`x_{UH} + 0.65/c`, and oscillates inside a band that shrinks like :math:`1/c`. That region is causally
+    disconnected even for infinitely fast signals. The automatic end keeps both horizons (:math:`x_{UH} \le
+    1.41`) and stops short of the first bounce; ``x_max=2`` gives the notebook's domain (smooth for
+    :math:`c \lesssim 3` and for :math:`c = \infty`).
+    """
+    if math.isinf(c):
+        return 2.0
+    return min(2.0, 4.0 / 3.0 + 0.5 / c)
+
+
+class KhrononBH(AbstractProblem):
+    r"""The khronon/æther profile :math:`y(x)`, regular at spatial infinity and at the sound horizon.
+
+    PINN formulation (equation divided by :math:`c^2`, :math:`\epsilon = 1/c^2`, never by a vanishing
+    coefficient):
+
+    .. math::
+
+        R = (\epsilon P_2 - y^2)\,P_2\,x^2 y'' + y\,B = 0, \qquad
+        B = -P_2 x^2 y'^2 + x^2\left(y y' + \tfrac12\right)^2 + 2P_2^2 .
+
+    * **trial solution** :math:`y = 1 - x/2 - x^2/8 - x^3/16 + \tfrac18 x^4 N(x)`: the coefficients up to
+      :math:`x^3` are forced by the equation through double roots, so a residual cannot pin them (it is
+      quadratic in their errors); building them in leaves the æther charge :math:`a_4 = N(0)/8` free, as it
+      must be.
+    * **sound horizon** :math:`x_s` is a trainable scalar. At :math:`x_s` two relations hold:
+      :math:`\epsilon P_2 - y^2 = 0` (the horizon, :math:`P_1 = 0`) and :math:`B = 0` (regularity: the
+      coefficient of :math:`y''` vanishes there). For :math:`c = \infty` they read :math:`y = 0` and
+      :math:`B = 0` (the sound horizon merges with the universal horizon; the common factor :math:`y` of
+      the equation is divided out analytically: :math:`R_\infty = -y P_2 x^2 y'' + B`).
+    * **universal horizon** :math:`x_{UH}`: a trainable scalar with the soft condition :math:`y(x_{UH}) = 0`.
+    * **residual weight** :math:`1/(x^6 + 0.1^6)`: every term of :math:`R` carries :math:`x^6` near
+      :math:`x = 0`, so an unweighted residual of 1e-7 at :math:`x \approx 0.3` still allows errors of 1e-4
+      in :math:`y` (measured: 1.4e-4 unweighted vs 6e-8 weighted, c = 2, same training).
+    * **domain** :math:`[0, x_{max}]`, by default :func:`auto_x_max` (see there: inside the universal horizon
+      the profile bounces off the inner spin-0 horizon with :math:`|y''| \sim c^2`).
+    """
 
     name: ClassVar[str] = "khronon-bh"
     aliases: ClassVar[tuple[str, ...]] = ("lorentz-bh", "einstein-aether-bh")
@@ -45,7 +109,7 @@ P1 P2 x^2 y'' + c^2 y [ -P2 x^2 y'^2 + x^2 (y y' + 1/2)^2 + 2 P2^2 ] = 0,
 P2 = y^2 - 1 + x,  P1 = P2 - c^2 y^2,
 x = 2M/r in [0, 2],  y = -u.chi,  y(0) = 1
 (c = inf: the equation divided by c^2, i.e. P1 -> -y^2)"""
-    parameters: ClassVar[tuple[Parameter, ...]] = (C_PARAMETER,)
+    parameters: ClassVar[tuple[Parameter, ...]] = (C_PARAMETER, X_MAX_PARAMETER)
     singular_points: ClassVar[str] = """\
 x = 0 (spatial infinity): coefficient of y'' ~ x^6; regular solutions form the family
   y = 1 - x/2 - x^2/8 - x^3/16 + (k/2 - 5/128) x^4 + ...   (free aether charge k)
@@ -57,3 +121,99 @@ classical solver (problems/_khronon_reference.py): power series at x = 0 and at 
 continued with DOP853 (rtol 1e-13) and matched in value and slope (Newton on k and x_s);
 self-consistent to ~1e-12, agrees with the tabulated values of the reference notes to 6e-9.
 c = inf: exact y = sign(4/3 - x) sqrt(1 - x + 27 x^4/256), x_s = x_UH = 4/3."""
+    outputs: ClassVar[tuple[str, ...]] = ("y",)
+    equations: ClassVar[tuple[str, ...]] = ("khronon",)
+    reference_accuracy: ClassVar[float] = 1e-10
+    solver_defaults: ClassVar[Mapping[str, Any]] = {
+        "network": {"hidden": (32, 32, 32)},
+        "collocation": {"n_points": 200, "distribution": "uniform"},
+        "adam": {"steps": 500, "lr": 1e-3},
+        "lbfgs": {"max_iter": 0},
+        "lm": {"max_iter": 400},
+        "time_limit_s": 280.0,
+    }
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        x_max = params["x_max"]
+        if x_max != 0 and x_max < 1.42:
+            raise UsageError(
+                f"x_max={x_max:g} is too small: the domain must contain both horizons (x_UH <= 1.41 for every "
+                "c > 1); use x_max >= 1.42, or 0 for the automatic choice"
+            )
+
+    # -- equation -----------------------------------------------------------------------------------------
+    @property
+    def eps(self) -> float:
+        r""":math:`1/c^2` (0 for :math:`c = \infty`)."""
+        return 0.0 if math.isinf(self.c) else 1.0 / (self.c * self.c)
+
+    @property
+    def x_end(self) -> float:
+        """Right end of the domain: ``x_max``, or the automatic choice :func:`auto_x_max` when it is 0."""
+        return auto_x_max(self.c) if self.x_max == 0 else float(self.x_max)
+
+    def domain(self) -> tuple[float, float]:
+        return (0.0, self.x_end)
+
+    @staticmethod
+    def _b(x, y, yp):
+        p2 = y * y - 1.0 + x
+        return -p2 * x * x * yp * yp + x * x * (y * yp + 0.5) ** 2 + 2.0 * p2 * p2
+
+    def residual(self, x, y, u):
+        yy, yp, ypp = y(0), y.d(0, 1), y.d(0, 2)
+        p2 = yy * yy - 1.0 + x
+        b = self._b(x, yy, yp)
+        if self.eps == 0.0:
+            r = -yy * p2 * x * x * ypp + b
+        else:
+            r = (self.eps * p2 - yy * yy) * p2 * x * x * ypp + yy * b
+        # every term carries x^6 near x = 0 (P2 ~ k x^4): unweighted, a residual of 1e-7 at x ~ 0.3 allows
+        # errors of 1e-4 in y; the weight makes the linearised operator O(1) there (it is a positive weight,
+        # not a division by the vanishing coefficient: x = 0 stays a regular point of the loss)
+        return (r / (x**6 + _X0**6),)
+
+    def trial(self, x, nn, u):
+        s3 = _S3[0] + x * (_S3[1] + x * (_S3[2] + x * _S3[3]))
+        return s3 + _NN_SCALE * x**4 * nn
+
+    # -- horizons -----------------------------------------------------------------------------------------
+    def _sound_relation(self, x, y, u):
+        yy, yp = y(0), y.d(0, 1)
+        horizon = yy if self.eps == 0.0 else self.eps * (yy * yy - 1.0 + x) - yy * yy
+        return (horizon, self._b(x, yy, yp))
+
+    def singularities(self) -> tuple[Singularity, ...]:
+        return (
+            Singularity(
+                lambda u: u["x_s"],
+                func=self._sound_relation,
+                label="sound-horizon",
+                description="P1 = 0 and B = 0 at the trainable x_s (regular crossing of the spin-0 horizon)",
+            ),
+        )
+
+    def conditions(self) -> tuple[Condition, ...]:
+        return (Condition("universal-horizon", lambda u: u["x_uh"], lambda x, y, u: y(0)),)
+
+    def unknowns(self) -> tuple[Unknown, ...]:
+        # starting guesses that do not use the reference: x_s interpolates between the Killing horizon (c -> 1)
+        # and 4/3 (c -> inf); the universal horizon starts at its c = inf value
+        xs0 = 4.0 / 3.0 if math.isinf(self.c) else 1.0 + (1.0 - 1.0 / self.c) / 3.0
+        return (
+            Unknown("x_s", xs0, "sound (spin-0) horizon, P1 = 0"),
+            Unknown("x_uh", 4.0 / 3.0, "universal horizon, y = 0"),
+        )
+
+    # -- reference ----------------------------------------------------------------------------------------
+    @cached_property
+    def classical(self) -> KhrononSolution:
+        """The classical reference solution for this ``c`` (solved once, ~1 s)."""
+        return solve_khronon(self.c)
+
+    def reference_solution(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.classical(np.asarray(x, dtype=float)))[:, None]
+
+    def reference_unknowns(self) -> dict[str, float]:
+        return {"x_s": self.classical.x_sound, "x_uh": self.classical.x_uh}
