@@ -243,3 +243,17 @@ def test_first_host_falls_back_when_scontrol_fails(tmp_path):
     bindir = _fake_scontrol(tmp_path, "exit 1")
     assert first_host("node[05-06]", path=bindir) == "node05"
     assert first_host("node[05-06]", path=os.devnull) == "node05"
+
+
+def test_parallel_config_and_backend_choice():
+    import torch
+    from sciml.forecasting.distributed.context import ParallelConfig, choose_backend
+
+    for bad in (dict(h=0), dict(ensemble=0), dict(threads_per_rank=0), dict(timeout_s=0), dict(backend="mpi")):
+        with pytest.raises(UsageError):
+            ParallelConfig(**bad)
+    assert choose_backend(None) == ("nccl" if torch.cuda.is_available() else "gloo")
+    assert choose_backend("gloo") == "gloo"
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="needs CUDA"):
+            choose_backend("nccl")

@@ -669,3 +669,14 @@ def test_trainer_with_ensemble_parallel_hooks_matches_serial(store, tmp_path):
     ref = [r["loss"] for r in ser_ck["metrics"]["train"]]
     assert len(losses) == len(ref) == 8
     assert max(abs(a - b) / abs(b) for a, b in zip(losses, ref, strict=True)) <= 1e-5
+
+
+def _sleep_forever() -> None:
+    time.sleep(600.0)
+
+
+def test_harness_kills_a_job_that_outlives_its_timeout():
+    run = run_local(_sleep_forever, 2, timeout_s=2.0)
+    assert run.timed_out and not run.ok
+    assert all(c is not None and c != 0 for c in run.exitcodes)  # terminated by the harness
+    assert run.seconds < 15
