@@ -61,6 +61,14 @@ class TrainHooks:
         """Wrap or replace the serial loss (e.g. an ensemble-parallel CRPS); identity serially."""
         return loss
 
+    def tile(self, nlat: int, nlon: int):
+        """The lat x lon :class:`~sciml.forecasting.data.Tile` this rank reads (``None``: the whole globe)."""
+        return None
+
+    def sphere_ops(self):
+        """Spherical primitives for the model (``None``: serial torch-harmonics layers)."""
+        return None
+
 
 @dataclass(frozen=True)
 class DataFacts:
@@ -103,14 +111,16 @@ def data_config(cfg: TrainConfig, rollout: int, start: str | None, end: str | No
     )
 
 
-def open_dataset(cfg: TrainConfig, rollout: int, split: str):
-    """Training (``split='train'``) or validation windows of ``rollout`` steps."""
+def open_dataset(cfg: TrainConfig, rollout: int, split: str, hooks: TrainHooks | None = None):
+    """Training (``split='train'``) or validation windows of ``rollout`` steps, on the rank's tile."""
     from sciml.forecasting.data import ForecastDataset
 
     d = cfg.data
     start, end = (d.train_start, d.train_end) if split == "train" else (d.valid_start, d.valid_end)
     try:
-        return ForecastDataset(data_config(cfg, rollout, start, end))
+        ds = ForecastDataset(data_config(cfg, rollout, start, end))
+        tile = hooks.tile(ds.grid.nlat, ds.grid.nlon) if hooks is not None else None
+        return ds if tile is None else ForecastDataset(data_config(cfg, rollout, start, end), tile=tile)
     except UsageError as exc:
         if not Path(d.store).exists():
             raise UsageError(

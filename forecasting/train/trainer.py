@@ -148,12 +148,12 @@ class Trainer:
                     "resume with the run's own config (config.yaml in its folder) or start a new run"
                 )
         self.cfg = cfg
-        ds0 = comp.open_dataset(cfg, cfg.stages[0].rollout, "train")
+        ds0 = comp.open_dataset(cfg, cfg.stages[0].rollout, "train", self.hooks)
         self.facts = comp.data_facts(cfg, ds0)
         self.stats = NormStats.load(self.facts.stats)
         self.mc = comp.model_config(cfg, self.facts)
         torch.manual_seed(member_seed(cfg.seed, 0))
-        self.model = FCN3(self.mc)
+        self.model = FCN3(self.mc, self.hooks.sphere_ops())
         self.noise_scales = comp.noise_scales(cfg, self.mc.n_noise)
         self.noise_process = comp.make_noise(cfg, self.mc, self.noise_scales)
         self.weights = comp.channel_weights(cfg, self.facts, self.stats)
@@ -171,7 +171,7 @@ class Trainer:
     def dataset(self, rollout: int, split: str):
         key = (rollout, split)
         if key not in self._datasets:
-            self._datasets[key] = comp.open_dataset(self.cfg, rollout, split)
+            self._datasets[key] = comp.open_dataset(self.cfg, rollout, split, self.hooks)
         return self._datasets[key]
 
     def _enter_stage(self, index: int) -> _Stage:
