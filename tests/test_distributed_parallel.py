@@ -45,6 +45,7 @@ from sciml.forecasting.distributed.hooks import DistributedTrainHooks
 from sciml.forecasting.distributed.noise import TiledEnsembleNoise
 from sciml.forecasting.distributed.ops import DistributedSphereOps, local_degree_slice, local_order_slice
 from sciml.forecasting.distributed.spawn import run_local
+from sciml.forecasting.distributed.trainer import TiledTrainer
 from sciml.forecasting.losses import FairCRPS, GridCRPSLoss, SpectralCRPSLoss, StandardCRPS, fcn3_loss
 from sciml.forecasting.models import FCN3, preset
 from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise, heat_kernel_kT
@@ -680,3 +681,46 @@ def test_harness_kills_a_job_that_outlives_its_timeout():
     assert run.timed_out and not run.ok
     assert all(c is not None and c != 0 for c in run.exitcodes)  # terminated by the harness
     assert run.seconds < 15
+
+
+def _tiled_training(cfg, out: str, layout: dict) -> None:
+    ctx = init_parallel(ParallelConfig(timeout_s=TIMEOUT_S, **layout))
+    TiledTrainer(cfg, out, hooks=DistributedTrainHooks(ctx)).run()
+    ctx.close()
+
+
+@pytest.mark.parametrize(
+    "tag, layout, batch",
+    [("h2e2", dict(h=2, ensemble=2), 1), ("w2b2", dict(w=2), 2)],
+)
+def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch):
+    """TiledTrainer on 4 ranks (2 lat x 2 ensemble; 2 lon x 2 batch) = serial Trainer: losses, weights, validation.
+
+    8 steps of the ``tiny`` curriculum (6 standard-CRPS steps with 4 members, 2 antithetic fair-CRPS steps with
+    rollout 2), validation (fair CRPS, ensemble-mean RMSE, SSR over 2 windows, 2 members) every 4 steps.
+    """
+    over = {
+        "data.store": str(store),
+        "data.train_end": "2001-01-02T06:00",
+        "data.valid_start": "2001-01-02T00:00",
+        "validation.every": 4,
+        "stages.0.steps": 6,
+        "stages.1.steps": 2,
+        "stages.0.batch_size": batch,
+        "stages.1.batch_size": batch,
+    }
+    cfg = load_train_config("tiny", over)
+    run = run_local(_tiled_training, 4, args=(cfg, str(tmp_path / "dist"), layout), timeout_s=240)
+    assert run.ok, run
+    Trainer(cfg, tmp_path / "serial").run()
+    got = load_train_checkpoint(tmp_path / "dist" / "checkpoint.pt")
+    ref = load_train_checkpoint(tmp_path / "serial" / "checkpoint.pt")
+    worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
+    assert worst <= 1e-5, worst
+    for kind in ("train", "valid"):
+        a, b = got["metrics"][kind], ref["metrics"][kind]
+        assert len(a) == len(b) > 0
+        for ra, rb in zip(a, b, strict=True):
+            for key, value in rb.items():
+                if key.startswith(("loss", "val_")):
+                    assert abs(ra[key] - value) <= 1e-5 * abs(value), (kind, key, ra[key], value)

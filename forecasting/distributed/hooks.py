@@ -67,12 +67,13 @@ class DistributedTrainHooks(TrainHooks):
         """``SphereOps`` for building the model on this rank's tiles."""
         return DistributedSphereOps(self.ctx)
 
-    def noise_to_grid(self, noise, state: torch.Tensor) -> torch.Tensor:
+    def noise_to_grid(self, noise, state: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """Grid noise of this rank's batch rows and tile from the spectral state of the *global* batch.
 
         ``noise`` is the trainer's ``EnsembleNoise`` built with :meth:`member_indices` (so its streams are the
         serial run's), ``state`` its ``[E_r, B, C, L, L]`` state for the global batch ``B``; returns
-        ``[E_r, B_r, C, h, w]`` through ``torch_harmonics.distributed.DistributedInverseRealSHT``.
+        ``[E_r, B_r, C, h, w]`` through ``torch_harmonics.distributed.DistributedInverseRealSHT``. ``rows``
+        overrides the batch rows (default: this batch rank's share of ``B``).
         """
         proc = noise.noise
         key = (proc.nlat, proc.nlon, proc.lmax, proc.isht.grid)
@@ -80,7 +81,8 @@ class DistributedTrainHooks(TrainHooks):
             self._isht[key] = thd.DistributedInverseRealSHT(
                 proc.nlat, proc.nlon, lmax=proc.lmax, mmax=proc.lmax, grid=proc.isht.grid, norm="ortho"
             ).to(state.device)
-        rows = slice(*split_bounds(state.shape[1], self.ctx.mesh.batch, self.ctx.coords.batch))
+        if rows is None:
+            rows = slice(*split_bounds(state.shape[1], self.ctx.mesh.batch, self.ctx.coords.batch))
         lsl, msl = local_degree_slice(proc.lmax, self.ctx), local_order_slice(proc.lmax, self.ctx)
         return self._isht[key](state[:, rows, :, lsl, msl].contiguous())
 

@@ -1,0 +1,199 @@
+r"""The project's :class:`~sciml.forecasting.train.Trainer` on latitude x longitude tiles.
+
+:class:`DistributedTrainHooks` alone already runs the trainer ensemble- and data-parallel (every rank holds the
+whole grid). :class:`TiledTrainer` adds the spatial split by overriding only what touches the grid:
+
+* the model is built with :class:`.ops.DistributedSphereOps` (same initial weights as the serial model: the serial
+  model is built first with the trainer's seed and its ``state_dict`` is loaded);
+* datasets read only this rank's tile (``ForecastDataset(..., tile=hooks.data_tile(...))``);
+* a step's global batch is cut to this batch rank's rows (:meth:`DistributedTrainHooks.batch_rows`);
+* noise is drawn for the global batch from the per-member streams and mapped to the rows and tile
+  (:class:`TiledNoise`), so every rank sees the serial run's noise;
+* validation metrics are reduced over the mesh: ensemble mean and spread from member sums over the ensemble
+  group, area means from tile partial sums over the spatial group.
+
+Everything else (curriculum, schedules, clipping, NaN policy, checkpoints written by rank 0, exact resume) is the
+serial trainer's code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sciml.forecasting.train import Trainer
+from sciml.forecasting.train import components as comp
+
+from sciml.errors import UsageError
+
+from .hooks import DistributedTrainHooks
+from .layout import split_bounds
+
+
+class TiledNoise:
+    """``EnsembleNoise`` adapter: states for the global batch, grid fields of this rank's rows and tile.
+
+    ``initial`` ignores the (local) batch size it is given and draws ``global_batch`` samples, so the random
+    streams advance exactly as in the serial run; ``rows`` selects the batch rows mapped to the grid (default:
+    this batch rank's share).
+    """
+
+    def __init__(self, inner, hooks: DistributedTrainHooks, global_batch: int, rows: slice | None = None) -> None:
+        self.inner, self.hooks, self.global_batch, self.rows = inner, hooks, global_batch, rows
+
+    @property
+    def member_indices(self) -> list[int]:
+        return self.inner.member_indices
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        return self.inner.generators
+
+    @property
+    def noise(self):
+        return self.inner.noise
+
+    def initial(self, batch: int) -> torch.Tensor:
+        return self.inner.initial(self.global_batch)
+
+    def step(self, state: torch.Tensor) -> torch.Tensor:
+        return self.inner.step(state)
+
+    def to_grid(self, state: torch.Tensor) -> torch.Tensor:
+        return self.hooks.noise_to_grid(self.inner, state, rows=self.rows)
+
+
+class TiledTrainer(Trainer):
+    """:class:`Trainer` whose model, data and noise live on this rank's tile (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg,
+        out: str | Path,
+        hooks: DistributedTrainHooks,
+        resume: str | Path | None = None,
+        progress=None,
+    ) -> None:
+        if not isinstance(hooks, DistributedTrainHooks):
+            raise UsageError("TiledTrainer needs DistributedTrainHooks (it reads the parallel context from them)")
+        super().__init__(cfg, out, hooks=hooks, resume=resume, progress=progress)
+        self._use_tiled_model()
+
+    # ------------------------------------------------------------------ grid-dependent pieces
+    @property
+    def ctx(self):
+        return self.hooks.ctx
+
+    def _use_tiled_model(self) -> None:
+        from sciml.forecasting.models import FCN3
+
+        if getattr(self, "_tiled", False):
+            return
+        tiled = FCN3(self.mc, self.hooks.sphere_ops())
+        tiled.load_state_dict(self.model.state_dict())
+        self.model = tiled
+        self._tiled = True
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self._use_tiled_model()  # before the resumed stage builds its optimiser over the parameters
+        super()._restore(ckpt)
+
+    def dataset(self, rollout: int, split: str):
+        from sciml.forecasting.data import ForecastDataset
+
+        cache = self.__dict__.setdefault("_tiled_datasets", {})
+        key = (rollout, split)
+        if key not in cache:
+            d = self.cfg.data
+            start, end = (d.train_start, d.train_end) if split == "train" else (d.valid_start, d.valid_end)
+            tile = self.hooks.data_tile(self.mc.nlat, self.mc.nlon)
+            cache[key] = ForecastDataset(comp.data_config(self.cfg, rollout, start, end), tile=tile)
+        return cache[key]
+
+    def _enter_stage(self, index: int):
+        st = super()._enter_stage(index)
+        if st.noise is not None:
+            st.noise = TiledNoise(st.noise, self.hooks, st.cfg.batch_size)
+        return st
+
+    def batch(self, st, stage_step: int) -> dict[str, torch.Tensor]:
+        idx = comp.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
+        return comp.collate([st.data[i] for i in self.hooks.batch_rows(idx)])
+
+    # ------------------------------------------------------------------ validation
+    def _sum(self, t: torch.Tensor, group) -> torch.Tensor:
+        if group.size > 1:
+            t = t.contiguous().clone()
+            dist.all_reduce(t, group=group.handle)
+        return t
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        r"""The serial validation metrics, reduced over the mesh.
+
+        Every batch rank evaluates all validation windows (their number need not divide by the batch ranks). With
+        :math:`S_1 = \sum_e x_e`, :math:`S_2 = \sum_e x_e^2` summed over the ensemble group, the ensemble mean is
+        :math:`S_1/E` and the unbiased variance :math:`(S_2 - S_1^2/E)/(E-1)`; area means are tile partial sums of
+        :math:`q\,f` added over the spatial group.
+        """
+        from sciml.forecasting.losses import FairCRPS
+        from sciml.forecasting.noise import EnsembleNoise, member_seed
+        from sciml.forecasting.sphere import quadrature_weights
+
+        from .crps import DistributedGridCRPSLoss
+
+        vc = self.cfg.validation
+        if self.cfg.data.valid_start is None and self.cfg.data.valid_end is None:
+            return None
+        ds = self.dataset(vc.rollout, "valid")
+        idx = sorted(set(np.linspace(0, len(ds) - 1, min(vc.samples, len(ds))).round().astype(int).tolist()))
+        batch = comp.collate([ds[i] for i in idx])
+        noise = None
+        if self.noise_process is not None:
+            inner = EnsembleNoise(
+                self.noise_process,
+                vc.members,
+                member_seed(self.cfg.seed, 999),
+                member_indices=self.hooks.member_indices(vc.members),
+            )
+            noise = TiledNoise(inner, self.hooks, len(idx), rows=slice(None))
+        self.model.eval()
+        states = self.forward_rollout(batch["input"], batch["aux"], vc.rollout, noise)
+        ctx = self.ctx
+        # all batch ranks hold the same windows here: a mesh without batch ranks scores them
+        one_replica = dataclasses.replace(ctx, groups={**ctx.groups, "batch": _solo(ctx.batch)})
+        crps_loss = DistributedGridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS(), one_replica)
+        lat = slice(*split_bounds(self.mc.nlat, ctx.mesh.h, ctx.coords.h))
+        q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()[lat]
+        members = vc.members
+        crps, rmse, spread = [], [], []
+        for k, fc in enumerate(states):
+            y = batch["target"][:, k]
+            crps.append(crps_loss.per_channel(fc, y).mean())
+            s1 = self._sum(fc.sum(0), ctx.ensemble)
+            s2 = self._sum((fc * fc).sum(0), ctx.ensemble)
+            mean = s1 / members
+            var = (s2 - s1 * s1 / members) / (members - 1)
+            mse = self._sum(((mean - y) ** 2 * q).sum((-2, -1)), ctx.spatial)
+            v = self._sum((var * q).sum((-2, -1)), ctx.spatial)
+            rmse.append(mse.mean().sqrt())
+            spread.append(v.mean().sqrt())
+        vals = torch.stack([crps[-1], torch.stack(crps).mean(), rmse[-1], spread[-1]]).double()
+        return {
+            "step": float(self.step),
+            "val_crps": float(vals[1]),
+            f"val_crps_{vc.rollout}": float(vals[0]),
+            f"val_rmse_{vc.rollout}": float(vals[2]),
+            f"val_ssr_{vc.rollout}": float(vals[3] / vals[2]),
+        }
+
+
+def _solo(group):
+    """A stand-in one-member group (this rank alone) for metrics that every batch rank computes identically."""
+    from .context import CommGroup
+
+    return CommGroup(group.name, (group.ranks[group.rank],), group.handle, 0, group.device)
