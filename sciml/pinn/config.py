@@ -120,12 +120,13 @@ class LMConfig:
     :math:`\\min_c \\|\\rho + J_c\\,\\delta c\\|` (exact when the problem is linear in the output layer, a
     Gauss-Newton step otherwise; kept only if the loss decreases): a variable-projection step that lowered the
     Legendre error by one to two orders of magnitude in our runs. Every ``probe_every`` steps the same solve is
-    tried and taken only if it reaches ``target_loss`` (taking it every step stalled the iteration).
+    tried on the side (taking it every step stalled the iteration): the best probe is returned if it beats the
+    final iterate, and training stops once a probe reaches ``target_loss``.
     """
 
     max_iter: int = 2000
     mu: float = 1e-3
-    probe_every: int = 10
+    probe_every: int = 5
     final_linear_solve: bool = True
 
     def __post_init__(self) -> None:

@@ -263,22 +263,23 @@ class Trainer:
         loss = float(r @ r)
         mu, nu = cfg.mu, 2.0
         eye = torch.eye(r.shape[0], dtype=r.dtype)
+        best = (math.inf, theta)
         try:
             for it in range(1, cfg.max_iter + 1):
                 params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
                 jac = self.model.jacobians(params, self.x)
                 jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
                 if cfg.probe_every and it % cfg.probe_every == 0:
-                    # probe: where would the exact output-layer solve land? (not taken: it disturbs LM)
+                    # probe: where does the exact output-layer solve land? Kept aside (taking it disturbs LM);
+                    # the best probe is the answer if it beats the final iterate.
                     dc = torch.zeros_like(theta)
                     dc[out_cols] = torch.linalg.lstsq(jm[:, out_cols], -r[:, None], driver="gelsd").solution[:, 0]
-                    r_c, vecs_c = rho_at(theta + dc)
+                    r_c, _ = rho_at(theta + dc)
                     loss_c = float(r_c @ r_c)
                     self._load(theta, keys, shapes, sizes)
-                    if loss_c < min(loss, self.cfg.target_loss):
-                        theta, r, loss, vecs = theta + dc, r_c, loss_c, vecs_c
-                        self._load(theta, keys, shapes, sizes)
-                        self._record("lm", it, self._losses(vecs, "lm", it), force=True)
+                    if math.isfinite(loss_c) and loss_c < best[0]:
+                        best = (loss_c, theta + dc)
+                    if best[0] < self.cfg.target_loss:
                         raise _Stop(f"target loss {self.cfg.target_loss:g} reached (output-layer solve)")
                 a = jm @ jm.T
                 accepted = False
@@ -312,9 +313,13 @@ class Trainer:
                 self._check_stop(loss)
         finally:
             if cfg.final_linear_solve:
-                self._final_linear_solve(theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes)
+                theta, loss = self._final_linear_solve(theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes)
+            if best[0] < loss:
+                LOGGER.info("levenberg-marquardt: keeping the best output-layer probe (loss %.3e)", best[0])
+                theta = best[1]
+            self._load(theta, keys, shapes, sizes)
 
-    def _final_linear_solve(self, theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes) -> None:
+    def _final_linear_solve(self, theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes) -> tuple[Tensor, float]:
         """Exact least squares for the output layer at the end (kept only if the loss decreases)."""
         params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
         jac = self.model.jacobians(params, self.x)
@@ -322,9 +327,11 @@ class Trainer:
         dc = torch.zeros_like(theta)
         dc[out_cols] = torch.linalg.lstsq(jc, -r[:, None], driver="gelsd").solution[:, 0]
         r_c, _ = rho_at(theta + dc)
-        if float(r_c @ r_c) < loss:
-            theta = theta + dc
+        loss_c = float(r_c @ r_c)
+        if loss_c < loss:
+            theta, loss = theta + dc, loss_c
         self._load(theta, keys, shapes, sizes)
+        return theta, loss
 
     def _load(self, theta: Tensor, keys, shapes, sizes) -> None:
         with torch.no_grad():
