@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("grid", str, "output grid: equiangular (default) or gaussian"),
         ("days", float, "simulated days per trajectory (after spin-up)"),
         ("trajectories", int, "independent trajectories"),
+        ("groups", int, "batches the trajectories advance in (one random stream each)"),
         ("seed", int, "random seed (same seed => bitwise identical store)"),
         ("spinup-days", float, "discarded spin-up"),
         ("truncation", int, "internal spectral truncation T"),
@@ -36,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("start", str, "date of the first sample of trajectory 0"),
     ):
         p.add_argument(f"--{name}", type=typ, default=None, help=text)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes running the batches (default: 2 if there are 2 cores; the store does not depend on it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--no-stats", action="store_true", help="skip writing the statistics file beside the store")
     p.set_defaults(func=cmd_synth)
@@ -82,7 +90,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     changes = {
         k: getattr(args, k)
-        for k in ("nlat", "nlon", "grid", "days", "trajectories", "seed", "spinup_days", "truncation", "dt", "start")
+        for k in (
+            "nlat",
+            "nlon",
+            "grid",
+            "days",
+            "trajectories",
+            "groups",
+            "seed",
+            "spinup_days",
+            "truncation",
+            "dt",
+            "start",
+        )
         if getattr(args, k) is not None
     }
     try:
@@ -92,7 +112,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it or choose another --out")
     t0 = time.monotonic()
-    ds, _ = simulate(cfg, _progress(args))
+    ds, _ = simulate(cfg, _progress(args), workers=args.workers)
     t_sim = time.monotonic() - t0
     src = source_from_dataset(ds, path=args.out)
     write_store(src, args.out, overwrite=args.overwrite, attrs={"swe_config": repr(cfg)})

@@ -68,6 +68,7 @@ class SWEConfig:
     grid: str = "equiangular"
     days: float = 365.0
     trajectories: int = 4
+    groups: int = 2  # trajectories advance in this many batches (one random stream each; parallel with --workers)
     seed: int = 0
     spinup_days: float = 30.0
     step_hours: int = 6
@@ -88,6 +89,8 @@ class SWEConfig:
             raise ValueError(f"grid must be 'equiangular' or 'gaussian', got {self.grid!r}")
         if self.trajectories < 1 or self.days <= 0 or self.spinup_days < 0:
             raise ValueError("need trajectories >= 1, days > 0 and spinup_days >= 0")
+        if not 1 <= self.groups <= self.trajectories:
+            raise ValueError(f"groups must be between 1 and trajectories ({self.trajectories}), got {self.groups}")
         if self.truncation < 4:
             raise ValueError(f"truncation must be >= 4, got {self.truncation}")
         max_l = (self.nlat + 1) // 2 if self.grid == "equiangular" else self.nlat
@@ -116,7 +119,7 @@ class SWEConfig:
 PRESETS = {
     "default": SWEConfig(),
     # seconds: tests and quick demos
-    "tiny": SWEConfig(nlat=33, nlon=64, days=8, trajectories=2, spinup_days=2, truncation=16, dt=2400.0),
+    "tiny": SWEConfig(nlat=33, nlon=64, days=8, trajectories=2, groups=1, spinup_days=2, truncation=16, dt=2400.0),
 }
 
 
@@ -303,8 +306,109 @@ class OutputSynth:
         return torch.cat((phi_vrt[:, :1], uv, phi_vrt[:, 1:2]), dim=1).numpy()
 
 
-def simulate(cfg: SWEConfig, progress: Progress | None = None) -> tuple[xr.Dataset, np.ndarray]:
+def group_members(cfg: SWEConfig) -> list[list[int]]:
+    """Trajectory indices of each batch group (balanced, first groups larger)."""
+    base, extra = divmod(cfg.trajectories, cfg.groups)
+    out, k = [], 0
+    for g in range(cfg.groups):
+        n = base + (1 if g < extra else 0)
+        out.append(list(range(k, k + n)))
+        k += n
+    return out
+
+
+def _group_seed(seed: int, group: int) -> int:
+    return int(np.random.SeedSequence([seed, group]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+_TICKS = None  # progress queue of a worker process (set by _init_worker; never used in the parent)
+
+
+def _init_worker(queue) -> None:
+    global _TICKS
+    _TICKS = queue
+
+
+def _simulate_group(cfg: SWEConfig, group: int, members: list[int], tick=None) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of trajectories: ``out [b, nper, 4, nlat, nlon]`` float32 and ``mass [b, nper]``.
+
+    Depends only on (cfg, group, members): the same bits whether it runs in this process or a worker.
+    """
+    if tick is None and _TICKS is not None:
+        tick = _TICKS.put
+    nper = cfg.samples_per_trajectory
+    start = pd.Timestamp(cfg.start)
+    step = pd.Timedelta(hours=cfg.step_hours)
+    substeps = int(round(cfg.step_hours * 3600 / cfg.dt))
+    spin = int(round(cfg.spinup_days * 24 / cfg.step_hours))
+    b = len(members)
+    out = np.empty((b, nper, 4, cfg.nlat, cfg.nlon), dtype=np.float32)
+    mass = np.empty((b, nper))
+    with _single_thread(), torch.no_grad():
+        gen = torch.Generator().manual_seed(_group_seed(cfg.seed, group))
+        model = BatchedShallowWater(cfg)
+        synth = OutputSynth(cfg)
+        integ = Integrator(model, model.balanced_initial_state(gen, b), gen)
+        # trajectory k covers [start + k*nper*step, ...) and feels the seasons of its own dates
+        offsets = [k * nper * step for k in members]
+        t = start - spin * step
+        for i in range(-spin, nper):
+            if i >= 0:
+                out[:, i] = synth(model, integ.s)
+                mass[:, i] = integ.s[:, 0, 0, 0].real.numpy()
+            # the seasonal factor (range +-1) moves by < 0.005 in 6 h: evaluate it once per sample, mid-interval
+            mid = t + step / 2
+            seasonal = torch.tensor([seasonal_factor(mid + o) for o in offsets], dtype=torch.float64)
+            for _ in range(substeps):
+                integ.step(seasonal)
+            t = t + step
+            if tick is not None:
+                tick(b)
+        if not torch.isfinite(integ.s).all():
+            raise UsageError(
+                "the shallow-water run became unstable (NaN/inf): use a smaller --dt or a lower --truncation"
+            )
+    return out, mass
+
+
+def _run_groups(cfg: SWEConfig, groups: list[list[int]], workers: int, progress: Progress) -> list:
+    if workers <= 1:
+        return [_simulate_group(cfg, g, m, tick=lambda n: progress.update(n)) for g, m in enumerate(groups)]
+    import multiprocessing as mp
+    import queue as queue_mod
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked torch process can deadlock in OpenMP; the workers re-import (a few seconds)
+    ctx = mp.get_context("spawn")
+    ticks = ctx.Queue()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(ticks,)) as pool:
+        futures = [pool.submit(_simulate_group, cfg, g, m) for g, m in enumerate(groups)]
+        while not all(f.done() for f in futures):
+            try:
+                progress.update(ticks.get(timeout=0.5))
+            except queue_mod.Empty:
+                pass
+        results = [f.result() for f in futures]
+    while True:
+        try:
+            progress.update(ticks.get_nowait())
+        except queue_mod.Empty:
+            break
+    return results
+
+
+def simulate(cfg: SWEConfig, progress: Progress | None = None, workers: int = 1) -> tuple[xr.Dataset, np.ndarray]:
     """Run the generator; return the canonical dataset and the conserved mass ``Phi_00(t)`` per trajectory.
+
+    Parameters
+    ----------
+    cfg
+        Generator settings. Trajectories are advanced in ``cfg.groups`` batches, each with its own random stream
+        (seeded from ``(seed, group)``).
+    progress
+        Progress reporter (samples, spin-up included, summed over trajectories).
+    workers
+        Processes that run the batches (at most ``cfg.groups``); the store is bitwise the same for any value.
 
     Returns
     -------
@@ -312,46 +416,27 @@ def simulate(cfg: SWEConfig, progress: Progress | None = None) -> tuple[xr.Datas
         Canonical dataset (time, lat, lon), float32 channels z500, u500, v500, vo500, coordinate ``segment``.
     mass
         ``[trajectories, samples]`` float64 spectral coefficient :math:`\\Phi_{00}` of each stored sample
-        (:math:`\\int \\Phi\\, d\\Omega = \\sqrt{4\\pi}\\,\\Phi_{00}`); constant to round-off if mass is conserved.
+        (:math:`\\int \\Phi\\, d\\Omega = \\sqrt{4\\pi}\\,\\Phi_{00}`); constant to round-off if mass is
+        conserved.
     """
     progress = progress or NoProgress()
     nper = cfg.samples_per_trajectory
     if nper < 1:
         raise UsageError(f"--days {cfg.days} gives no {cfg.step_hours}-hourly sample")
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    B = cfg.trajectories
+    spin = int(round(cfg.spinup_days * 24 / cfg.step_hours))
+    groups = group_members(cfg)
+    progress.start(B * (spin + nper), f"shallow water {B}x{cfg.days:g} d at {cfg.nlat}x{cfg.nlon}")
+    try:
+        results = _run_groups(cfg, groups, min(workers, len(groups)), progress)
+    finally:
+        progress.close()
+    out = np.concatenate([r[0] for r in results])
+    mass = np.concatenate([r[1] for r in results])
     start = pd.Timestamp(cfg.start)
     step = pd.Timedelta(hours=cfg.step_hours)
-    substeps = int(round(cfg.step_hours * 3600 / cfg.dt))
-    spin = int(round(cfg.spinup_days * 24 / cfg.step_hours))
-    B = cfg.trajectories
-    out = np.empty((B, nper, 4, cfg.nlat, cfg.nlon), dtype=np.float32)
-    mass = np.empty((B, nper))
-    with _single_thread(), torch.no_grad():
-        gen = torch.Generator().manual_seed(cfg.seed)
-        model = BatchedShallowWater(cfg)
-        synth = OutputSynth(cfg)
-        integ = Integrator(model, model.balanced_initial_state(gen, B), gen)
-        # trajectory k covers [start + k*nper*step, ...) and feels the seasons of its own dates
-        offsets = [k * nper * step for k in range(B)]
-        progress.start(spin + nper, f"shallow water {B}x{cfg.days:g} d at {cfg.nlat}x{cfg.nlon}")
-        try:
-            t = start - spin * step
-            for i in range(-spin, nper):
-                if i >= 0:
-                    out[:, i] = synth(model, integ.s)
-                    mass[:, i] = integ.s[:, 0, 0, 0].real.numpy()
-                # the seasonal factor (range +-1) moves by < 0.005 in 6 h: evaluate it once per sample, mid-interval
-                mid = t + step / 2
-                seasonal = torch.tensor([seasonal_factor(mid + o) for o in offsets], dtype=torch.float64)
-                for _ in range(substeps):
-                    integ.step(seasonal)
-                t = t + step
-                progress.update(1)
-        finally:
-            progress.close()
-        if not torch.isfinite(integ.s).all():
-            raise UsageError(
-                "the shallow-water run became unstable (NaN/inf): use a smaller --dt or a lower --truncation"
-            )
     times = pd.DatetimeIndex([start + k * nper * step + i * step for k in range(B) for i in range(nper)])
     data = out.reshape(B * nper, 4, cfg.nlat, cfg.nlon)
     g = Grid(cfg.grid, cfg.nlat, cfg.nlon)  # type: ignore[arg-type]
