@@ -54,10 +54,23 @@ def _cluster_answers() -> bool:
     return ping.returncode == 0 and "is UP" in ping.stdout
 
 
-def _unavailable(reason: str) -> None:
+def say(config: pytest.Config | None, text: str) -> None:
+    """A line in the test run's own output (CI log), whatever the capture mode."""
+    LOG.warning(text)
+    if config is None:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.write_line("")
+        reporter.write_line(text)
+
+
+def _unavailable(reason: str, config: pytest.Config | None = None) -> None:
     message = f"SLURM end-to-end tests not run: {reason}"
-    print(f"\n{message}", file=sys.__stderr__, flush=True)  # visible in the CI log even with capture on
-    LOG.warning(message)
+    say(config, message)
     if os.environ.get("SCIML_REQUIRE_SLURM") == "1":
         pytest.fail(message)
     pytest.skip(message)
@@ -84,14 +97,14 @@ def start_cluster(script: Path = SLURM_UP, environ: dict[str, str] | None = None
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(pytestconfig):
     """A running one-node cluster (started through slurm-up.sh), stopped again if this module started it."""
     was_up = _cluster_answers()
     t0 = time.monotonic()
     reason = start_cluster()
     if reason is not None:
-        _unavailable(reason)
-    print(f"\nSLURM cluster up in {time.monotonic() - t0:.1f} s (already running: {was_up})", file=sys.__stderr__)
+        _unavailable(reason, pytestconfig)
+    say(pytestconfig, f"SLURM cluster up in {time.monotonic() - t0:.1f} s (already running: {was_up})")
     yield
     # jobs of this module that a failed or timed-out test left behind
     queue = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, timeout=30).stdout
@@ -222,7 +235,7 @@ def _wait_for(predicate, timeout: float, what: str, log) -> None:
         time.sleep(0.2)
 
 
-def test_four_rank_job_checkpoints_on_usr1_requeues_and_resumes(cluster, tmp_path, config):
+def test_four_rank_job_checkpoints_on_usr1_requeues_and_resumes(cluster, tmp_path, config, pytestconfig):
     """4 ranks (2x2 mesh) under `sbatch --wait`; SIGUSR1 as before the time limit -> checkpoint -> requeue ->
     resume -> success. Every rank of both runs logs its rank, rendezvous and mesh coordinates."""
     runs = tmp_path / "runs"
@@ -253,7 +266,8 @@ def test_four_rank_job_checkpoints_on_usr1_requeues_and_resumes(cluster, tmp_pat
             subprocess.run(["scancel", str(j)], capture_output=True, timeout=30)
     rc, job_id = result["out"]
     text = log()
-    print(f"job {job}: 4 ranks, requeued once, sbatch --wait took {time.monotonic() - t0:.1f} s", file=sys.__stderr__)
+    ranks = "\n".join(f"  {m.group(0)}" for m in RANK_LINE.finditer(text))
+    say(pytestconfig, f"SLURM job {job}: 4 ranks, requeued once, sbatch --wait {time.monotonic() - t0:.1f} s\n{ranks}")
     assert (rc, job_id) == (0, job), text
     run0, run1 = text.split("restart 1: ", 1)
     check_rank_lines(run0, job)
@@ -313,7 +327,7 @@ def max_weight_diff(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
 
 
-def test_training_job_equals_serial_run_and_a_second_job_resumes_it(cluster, tmp_path, tiny_train_config):
+def test_training_job_equals_serial_run_and_a_second_job_resumes_it(cluster, tmp_path, tiny_train_config, pytestconfig):
     """`sciml forecast train` through the template: checkpoint weights equal a serial run of the same steps
     (|diff| <= 1e-6; same code, one thread each, so in practice bitwise); a second job started from that
     checkpoint with --resume-from ends with the weights of an uninterrupted serial run of all its steps."""
@@ -327,7 +341,7 @@ def test_training_job_equals_serial_run_and_a_second_job_resumes_it(cluster, tmp
     ckpt = runs / f"{_job_name('train')}-{job}" / "checkpoint.pt"
     first = load_checkpoint(ckpt)
     d3 = max_weight_diff(first["model"], serial_weights(tiny_train_config, tmp_path / "serial3", 3))
-    print(f"job {job}: 3 steps, max |w_slurm - w_serial| = {d3:.3g}", file=sys.__stderr__)
+    say(pytestconfig, f"SLURM job {job}: sciml forecast train, 3 steps, max |w_slurm - w_serial| = {d3:.3g}")
     assert d3 <= 1e-6
 
     rc2, job2 = launch(runs, tiny_train_config, "train2", ["--max-steps", "6"], "--resume-from", str(ckpt), tasks=1,
@@ -337,6 +351,6 @@ def test_training_job_equals_serial_run_and_a_second_job_resumes_it(cluster, tmp
     assert f"resuming from {ckpt}" in log2 and "done: step 6/" in log2, log2
     second = load_checkpoint(runs / f"{_job_name('train2')}-{job2}" / "checkpoint.pt")
     d6 = max_weight_diff(second["model"], serial_weights(tiny_train_config, tmp_path / "serial6", 6))
-    print(f"job {job2}: resumed 3 -> 6 steps, max |w_slurm - w_serial| = {d6:.3g}", file=sys.__stderr__)
+    say(pytestconfig, f"SLURM job {job2}: resumed 3 -> 6 steps, max |w_slurm - w_serial| = {d6:.3g}")
     assert d6 <= 1e-6
     assert max_weight_diff(second["model"], first["model"]) > 1e-4  # the resumed job really trained on
