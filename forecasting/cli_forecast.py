@@ -73,12 +73,15 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
+    from sciml.forecasting.distributed.cli import add_parallel_arguments
+
+    add_parallel_arguments(p)
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
-    from sciml.forecasting.train import CHECKPOINT_NAME, Trainer, load_train_config
+    from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
 
     from sciml.progress import default_progress
     from sciml.runinfo import RunInfo, write_run_dir
@@ -90,13 +93,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    trainer = Trainer(cfg, out, resume=resume, progress=default_progress(getattr(args, "quiet", False)))
+    from sciml.forecasting.distributed.cli import make_trainer, parallel_config
+
+    progress = default_progress(getattr(args, "quiet", False))
+    trainer, ctx = make_trainer(cfg, out, parallel_config(args, cfg.threads), resume=resume, progress=progress)
     info = RunInfo(command="sciml forecast train", seed=cfg.seed)
     t0 = time.monotonic()
     with _stop_on_signals(trainer):
         if trainer.hooks.is_writer():
             write_run_dir(out, cfg, info)
         status = trainer.run(args.max_steps)
+    if ctx is not None:
+        ctx.close()
     s = trainer.summary()
     last = trainer.log.valid[-1] if trainer.log.valid else {}
     val = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")

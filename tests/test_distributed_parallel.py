@@ -724,3 +724,28 @@ def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch):
             for key, value in rb.items():
                 if key.startswith(("loss", "val_")):
                     assert abs(ra[key] - value) <= 1e-5 * abs(value), (kind, key, ra[key], value)
+
+
+def _cli(argv: list[str]) -> None:
+    from sciml.cli import main
+
+    code = main(argv)
+    if code != 0:
+        raise SystemExit(code)
+
+
+def test_cli_train_with_h_and_w_parallel_matches_serial(store, tmp_path):
+    """`sciml forecast train ... --h-parallel 2 --w-parallel 2` on 4 torchrun-style ranks = the serial command."""
+    common = ["forecast", "train", "--config", "tiny", "--set", f"data.store={store}", "--set", "data.valid_start=null"]
+    common += ["--set", "stages.0.steps=3", "--set", "stages.1.steps=1"]
+    run = run_local(
+        _cli, 4, args=([*common, "--out", str(tmp_path / "dist"), "--h-parallel", "2", "--w-parallel", "2"],)
+    )
+    assert run.ok, run
+    _cli([*common, "--out", str(tmp_path / "serial")])
+    got = load_train_checkpoint(tmp_path / "dist" / "checkpoint.pt")
+    ref = load_train_checkpoint(tmp_path / "serial" / "checkpoint.pt")
+    assert got["position"]["step"] == ref["position"]["step"] == 4
+    worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
+    assert worst <= 1e-5, worst
+    assert (tmp_path / "dist" / "config.yaml").exists() and (tmp_path / "dist" / "train.csv").exists()

@@ -9,16 +9,24 @@
 - :mod:`.spawn`: run a function on N local ranks (tests, benchmarks).
 """
 
-from .context import CommGroup, ParallelConfig, ParallelContext, init_parallel
-from .layout import MeshCoords, MeshShape, Tile, split_sizes
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CommGroup",
-    "MeshCoords",
-    "MeshShape",
-    "ParallelConfig",
-    "ParallelContext",
-    "Tile",
-    "init_parallel",
-    "split_sizes",
-]
+# Names resolved on first use, so that importing this package (e.g. for its CLI flags) does not import torch.
+_EXPORTS = {
+    "CommGroup": ".context",
+    "ParallelConfig": ".context",
+    "ParallelContext": ".context",
+    "init_parallel": ".context",
+    "MeshCoords": ".layout",
+    "MeshShape": ".layout",
+    "Tile": ".layout",
+    "split_sizes": ".layout",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

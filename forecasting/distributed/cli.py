@@ -1,0 +1,72 @@
+"""Command-line glue for parallel training: the ``--h-parallel/--w-parallel/--ensemble-parallel`` flags and the
+choice between the serial :class:`~sciml.forecasting.train.Trainer` and :class:`.trainer.TiledTrainer`.
+
+``sciml forecast train --config CFG --h-parallel 2 --w-parallel 2`` under ``torchrun --nproc_per_node 4`` (or one
+``srun`` task per GPU) runs on a 2 x 2 tile split; data parallelism takes the remaining ranks. Without a launcher
+and without splits the serial trainer runs unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .env import launch_env
+
+if TYPE_CHECKING:  # the flags are registered on every `sciml` start: no torch at import time
+    from .context import ParallelConfig
+
+
+def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the mesh flags to a sub-command's parser."""
+    g = parser.add_argument_group("parallel layout (under torchrun or srun; data parallel = the remaining ranks)")
+    g.add_argument("--h-parallel", type=int, default=1, metavar="H", help="ranks along latitude (default 1)")
+    g.add_argument("--w-parallel", type=int, default=1, metavar="W", help="ranks along longitude (default 1)")
+    g.add_argument(
+        "--ensemble-parallel", type=int, default=1, metavar="E", help="ranks sharing one ensemble (default 1)"
+    )
+    g.add_argument(
+        "--comm-timeout", type=float, default=600.0, metavar="S", help="collective timeout in seconds (default 600)"
+    )
+
+
+def parallel_config(args: argparse.Namespace, threads: int | None = None) -> ParallelConfig:
+    """:class:`ParallelConfig` from the flags of :func:`add_parallel_arguments`."""
+    from .context import ParallelConfig
+
+    return ParallelConfig(
+        h=args.h_parallel,
+        w=args.w_parallel,
+        ensemble=args.ensemble_parallel,
+        timeout_s=args.comm_timeout,
+        threads_per_rank=threads or 1,
+    )
+
+
+def wants_parallel(config: ParallelConfig, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a run must start ``torch.distributed``: a launcher with several ranks, or a split was asked for."""
+    env = launch_env(os.environ if environ is None else environ)
+    return env.world_size > 1 or config.h * config.w * config.ensemble > 1
+
+
+def make_trainer(cfg, out: Path, config: ParallelConfig, resume=None, progress=None):
+    """``(trainer, ctx)``: the serial trainer and ``None``, or a :class:`.trainer.TiledTrainer` and its context."""
+    from sciml.forecasting.train import Trainer
+
+    if not wants_parallel(config):
+        return Trainer(cfg, out, resume=resume, progress=progress), None
+    from .context import init_parallel
+    from .hooks import DistributedTrainHooks
+    from .trainer import TiledTrainer
+
+    ctx = init_parallel(config)
+    try:
+        hooks = DistributedTrainHooks(ctx)
+        trainer = TiledTrainer(cfg, out, hooks=hooks, resume=resume, progress=progress if ctx.rank == 0 else None)
+    except BaseException:
+        ctx.close()
+        raise
+    return trainer, ctx
