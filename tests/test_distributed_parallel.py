@@ -749,3 +749,25 @@ def test_cli_train_with_h_and_w_parallel_matches_serial(store, tmp_path):
     worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
     assert worst <= 1e-5, worst
     assert (tmp_path / "dist" / "config.yaml").exists() and (tmp_path / "dist" / "train.csv").exists()
+
+
+@pytest.mark.slow  # ~20-35 s: two fresh interpreters import torch
+def test_real_torchrun_launch(store, tmp_path):
+    """`torchrun --nproc_per_node 2 -m sciml.cli forecast train ... --h-parallel 2`: the real launcher."""
+    import os
+    import subprocess
+    import sys
+
+    from sciml.forecasting.distributed.spawn import free_port
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    cmd += ["-m", "sciml.cli", "forecast", "train", "--config", "tiny", "--set", f"data.store={store}"]
+    cmd += ["--set", "data.valid_start=null", "--set", "stages.0.steps=1", "--set", "stages.1.steps=1"]
+    cmd += ["--out", str(out), "--h-parallel", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("done: step 2/2") == 2  # both ranks finished the run
+    ck = load_train_checkpoint(out / "checkpoint.pt")
+    assert ck["position"]["step"] == 2
