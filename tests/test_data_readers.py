@@ -226,3 +226,14 @@ def test_shipped_dataset_specs_load(tmp_path):
     bad.write_text("channels: [z500]\nchanels: [t850]\n")
     with pytest.raises(ConfigError, match="unknown key chanels"):
         load_spec(bad)
+
+
+def test_makani_invalid_steps_become_nan(truth, tmp_path, capsys):
+    """valid_data[t, c] == 0 marks a missing field: it reads as NaN and `check` counts it."""
+    path = write_makani(truth, tmp_path / "mk", invalid=((5, 2),))  # t500 at the 6th step (second file)
+    ds = _read(path)
+    assert np.isnan(ds["t500"].values[5]).all() and not np.isnan(ds["t500"].values[4]).any()
+    np.testing.assert_array_equal(ds["z500"].values, truth["z500"].values)
+    assert main(["data", "check", str(path), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["layout"] == "makani" and rep["nan_counts"]["t500"] == 9 * 16 and rep["nan_total"] == 9 * 16

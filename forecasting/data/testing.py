@@ -133,8 +133,11 @@ def write_cds(truth: xr.Dataset, folder: str | Path, *, as_zip: bool = False, sp
     return zpath
 
 
-def write_makani(truth: xr.Dataset, folder: str | Path) -> Path:
-    """makani HDF5: one ``YYYY.h5`` per year with ``fields[time, channel, lat, lon]`` and a ``data.json``."""
+def write_makani(truth: xr.Dataset, folder: str | Path, invalid: tuple[tuple[int, int], ...] = ()) -> Path:
+    """makani HDF5: one ``YYYY.h5`` per year with ``fields[time, channel, lat, lon]`` and a ``data.json``.
+
+    ``invalid`` lists global (time index, channel index) pairs flagged 0 in ``valid_data``.
+    """
     import h5py
 
     folder = Path(folder)
@@ -155,7 +158,11 @@ def write_makani(truth: xr.Dataset, folder: str | Path) -> Path:
                 s = f.create_dataset(name, data=values)
                 s.make_scale(name)
                 d.dims[i].attach_scale(s)
-            f.create_dataset("valid_data", data=np.ones((sel.size, len(CHANNELS)), dtype=np.int8))
+            valid = np.ones((sel.size, len(CHANNELS)), dtype=np.int8)
+            for t, c in invalid:
+                if t in sel:
+                    valid[int(np.where(sel == t)[0][0]), c] = 0
+            f.create_dataset("valid_data", data=valid)
     meta = {
         "dataset_name": "synthetic",
         "h5_path": "fields",
