@@ -198,7 +198,7 @@ of the transonic branch within 5% of r_c; agrees with 50-digit mpmath to ~1e-13"
     def reference_unknowns(self) -> dict[str, float]:
         return {"r_s": float(self.r_c)}
 
-    def accuracy_metrics(self, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    def extra_metrics(self, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         """Errors against the exact flow and the spread of the conserved mass flux of a solution ``pred``.
 
         ``pred`` has columns ``(rho, v)`` at radii ``x``. The flux :math:`\rho_0 u r^2` with

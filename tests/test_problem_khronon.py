@@ -174,3 +174,36 @@ def test_problem_metadata():
             cls.resolve_params({"c": bad})
     text = cls.describe()
     assert "sound" in text and "P1" in text and "27 x^4/256" in text
+
+
+def test_pinn_short_training_c2():
+    """CI-sized PINN solve (c = 2): a short Adam + Levenberg-Marquardt run against the classical solver.
+
+    Measured with these settings: |y - y_ref| <= 1.3e-5 at x = 0.25..1, horizons within 2e-5 (~20-50 s).
+    The default settings reach ~6e-8 (see the README section "Gravitational problems").
+    """
+    from sciml.problems.khronon_bh import KhrononBH
+
+    from sciml.pinn.config import build_config
+    from sciml.pinn.train import solve
+
+    problem = KhrononBH(c=2.0)
+    cfg = build_config(
+        problem.solver_defaults,
+        {
+            "network": {"hidden": (24, 24, 24)},
+            "collocation": {"n_points": 120},
+            "adam": {"steps": 300},
+            "lm": {"max_iter": 120},
+        },
+    )
+    res = solve(problem, cfg)
+    assert res.steps["lm"] > 50, res.stop_reason
+    err = np.abs(res.model.predict(X_TABLE)[:, 0] - solved(2.0)(X_TABLE))
+    assert np.all(err < 1e-4), err
+    u = {k: float(v) for k, v in res.model.unknown_values().items()}
+    ref = problem.reference_unknowns()
+    assert abs(u["x_s"] - ref["x_s"]) < 1e-3 and abs(u["x_uh"] - ref["x_uh"]) < 1e-3, (u, ref)
+    # the trained profile has its sound horizon where P1 = 0 and crosses y = 0 at x_uh
+    y_s = float(res.model.predict(np.array([u["x_s"]]))[0, 0])
+    assert abs(y_s**2 - (u["x_s"] - 1) / 3.0) < 1e-4
