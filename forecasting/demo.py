@@ -41,7 +41,7 @@ def _synth(store: Path, full: bool) -> None:
 def run_demo(out: Path, full: bool = False, members: int | None = None, overrides: dict | None = None) -> int:
     from sciml.forecasting.infer import InferConfig, run_inference
     from sciml.forecasting.plots import plot_all
-    from sciml.forecasting.score import ScoreConfig, format_table, score_forecast
+    from sciml.forecasting.score import ScoreConfig, acceptance_report, format_table, score_forecast
     from sciml.forecasting.train import CHECKPOINT_NAME, Trainer, load_train_config
 
     from sciml.runinfo import RunInfo, write_run_dir
@@ -75,8 +75,8 @@ def run_demo(out: Path, full: bool = False, members: int | None = None, override
     with open_canonical(store) as ds:
         times = pd.DatetimeIndex(ds["time"].values)
     held = times[times >= pd.Timestamp(cfg.data.valid_start)]
-    inits = [t for t in held if t.hour == 0 and t + lead <= held[-1]][:: 5 if not full else 20]
-    inits = inits[: 5 if not full else 18]
+    inits = [t for t in held if t.hour == 0 and t + lead <= held[-1]][:: 5 if not full else 30]
+    inits = inits[: 5 if not full else 12]
     fc_path = out / "forecast.zarr"
     t0 = time.monotonic()
     members = members or 8
@@ -101,6 +101,8 @@ def run_demo(out: Path, full: bool = False, members: int | None = None, override
     scores = score_forecast(ScoreConfig(forecast=fc_path, truth=store, out=scores_path), default_progress())
     print(f"[4/5] score: {scores_path}")
     print(format_table(scores, [6.0, 24.0, 72.0, 120.0]))
+    print("skill targets (6 h - 5 d):")
+    print(acceptance_report(scores))
 
     files = plot_all(scores_path, out / "plots", fc_path, store)
     print(f"[5/5] plots: {', '.join(str(f) for f in files)}")

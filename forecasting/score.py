@@ -265,3 +265,48 @@ def format_table(scores: xr.Dataset, leads_hours: list[float] | None = None) -> 
             vals = " ".join(f"{float(scores[k].sel(channel=c).isel(prediction_timedelta=j)):10.4g}" for k, _ in cols)
             lines.append(f"{c:<8} {h:>5g}h {vals}")
     return "\n".join(lines)
+
+
+def acceptance_report(scores: xr.Dataset, first_hours: float = 6.0, last_hours: float = 120.0) -> str:
+    """The demo's skill targets, checked on ``scores`` (one line per channel and criterion, PASS/FAIL).
+
+    * CRPS below persistence and below both climatologies at every lead in ``[first_hours, last_hours]``;
+    * spread-skill ratio in [0.7, 1.3] at every lead from 24 h to ``last_hours`` (WB2 SSR and corrected SSR);
+    * member power spectrum within a factor 2 of the truth's for :math:`1 \\le l \\le l_{max}/2` at ``last_hours``.
+    """
+    h = scores["lead_hours"].values
+    lines = []
+    win = (h >= first_hours) & (h <= last_hours)
+    late = (h >= 24.0) & (h <= last_hours)
+    if not win.any():
+        return "no lead time in the target window"
+    lmax = scores.sizes["l"]
+    for c in scores["channel"].values:
+        s = scores.sel(channel=c)
+        crps = s["crps"].values[win]
+        for base in ("persistence", "climatology", "climatology_ensemble"):
+            k = f"crps_{base}"
+            if k in s:
+                ratio = crps / s[k].values[win]
+                ok = bool(np.all(ratio < 1))
+                lines.append(
+                    f"{c:<6} CRPS / {base:<20} max {ratio.max():.3f} over {h[win][0]:g}-{h[win][-1]:g} h: "
+                    f"{'PASS' if ok else 'FAIL'}"
+                )
+        for k in ("ssr", "ssr_corrected"):
+            if k in s and late.any():
+                v = s[k].values[late]
+                ok = bool(np.all((v >= 0.7) & (v <= 1.3)))
+                lines.append(
+                    f"{c:<6} {k:<13} range {v.min():.3f}..{v.max():.3f} at 24-{h[late][-1]:g} h: "
+                    f"{'PASS' if ok else 'FAIL'}"
+                )
+        j = int(np.argmin(np.abs(h - last_hours)))
+        ls = slice(1, lmax // 2 + 1)
+        r = s["psd_member"].values[j, ls] / s["psd_truth"].values[j, ls]
+        ok = bool(np.all((r >= 0.5) & (r <= 2.0)))
+        lines.append(
+            f"{c:<6} P_member/P_truth at {h[j]:g} h, l=1..{lmax // 2}: {r.min():.3f}..{r.max():.3f}: "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
+    return "\n".join(lines)

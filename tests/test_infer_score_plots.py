@@ -218,3 +218,37 @@ def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys):
     assert "CRPS" in out and "persist" in out and "z500" in out
     assert main(["plot", "forecast", str(scores), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "skill.png").stat().st_size > 20_000
+
+
+def test_acceptance_report_checks_each_target():
+    from sciml.forecasting.score import acceptance_report
+
+    hours = np.array([6.0, 24.0, 120.0])
+    l = np.arange(8)
+    psd_truth = np.tile(1.0 / (1 + l) ** 3, (3, 1))
+    s = xr.Dataset(
+        {
+            "crps": (("prediction_timedelta", "channel"), [[1.0], [2.0], [3.0]]),
+            "crps_persistence": (("prediction_timedelta", "channel"), [[1.5], [2.5], [2.9]]),  # beaten but at 120 h
+            "crps_climatology": (("prediction_timedelta", "channel"), [[4.0], [4.0], [4.0]]),
+            "ssr": (("prediction_timedelta", "channel"), [[0.2], [0.8], [1.2]]),  # 6 h is outside the SSR window
+            "ssr_corrected": (("prediction_timedelta", "channel"), [[0.2], [0.8], [1.4]]),
+            "psd_truth": (("prediction_timedelta", "channel", "l"), psd_truth[:, None]),
+            "psd_member": (
+                ("prediction_timedelta", "channel", "l"),
+                (psd_truth * np.r_[1, 1, 1, 1, 1.9, 3, 3, 3])[:, None],
+            ),
+        },
+        coords={"channel": ["z500"], "lead_hours": ("prediction_timedelta", hours), "l": l},
+    )
+    lines = acceptance_report(s).splitlines()
+    verdict = {
+        ln.split(":")[0].split(" max")[0].split(" range")[0].split(" at")[0].strip(): ln.split()[-1] for ln in lines
+    }
+    assert verdict == {
+        "z500   CRPS / persistence": "FAIL",
+        "z500   CRPS / climatology": "PASS",
+        "z500   ssr": "PASS",
+        "z500   ssr_corrected": "FAIL",
+        "z500   P_member/P_truth": "PASS",  # l = 1..4 only: the factor 3 at l >= 5 is beyond lmax/2
+    }
