@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from sciml.problems.legendre import Legendre
 
 from sciml.cli import main
 from sciml.errors import UsageError
 from sciml.pinn.cli import parse_sweep
-from sciml.problems.legendre import Legendre
 
 TINY = ["--steps", "10", "--lm-steps", "15", "--time-limit", "60"]
 
@@ -154,3 +154,12 @@ def test_parse_sweep_forms():
     assert parse_sweep("l=1,3,10", Legendre) == ("l", [1.0, 3.0, 10.0])
     with pytest.raises(UsageError, match="KEY=START:STOP"):
         parse_sweep("l", Legendre)
+
+
+def test_out_below_a_regular_file_exits_2(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("not a directory")
+    assert main(["solve", "legendre", "--out", str(f / "sub")]) == 2
+    assert capsys.readouterr().err.startswith("error: --out")
+    assert main(["solve", "legendre", "--out", str(f)]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -78,10 +78,11 @@ def test_bad_parameters_are_usage_errors(over, match):
         Hypergeometric.resolve_params(over)
 
 
-FAST = {"adam": {"steps": 50}, "lm": {"max_iter": 60}, "collocation": {"n_points": 40}}
+FAST = {"adam": {"steps": 50}, "lm": {"max_iter": 20}, "collocation": {"n_points": 40}}
 
 
-@pytest.mark.parametrize(("abc", "tol"), [((-2.0, 1.0, 1.0), 1e-6), ((0.5, 0.3, 1.5), 1e-6)])
+# CI-sized (70 steps); measured 6.7e-10 / 1.5e-7 (seed 0)
+@pytest.mark.parametrize(("abc", "tol"), [((-2.0, 1.0, 1.0), 1e-7), ((0.5, 0.3, 1.5), 1e-6)])
 def test_short_solve(abc, tol):
     res = solve(Hypergeometric(a=abc[0], b=abc[1], c=abc[2]), build_config(FAST))
     m = compute_metrics(res)

@@ -64,12 +64,12 @@ def test_bad_degree_is_a_usage_error(bad):
 
 
 def test_short_solve_l3_is_accurate_and_regular():
-    cfg = build_config({"adam": {"steps": 50}, "lm": {"max_iter": 60}, "collocation": {"n_points": 40}})
+    cfg = build_config({"adam": {"steps": 50}, "lm": {"max_iter": 20}, "collocation": {"n_points": 40}})
     res = solve(Legendre(l=3), cfg)
     m = compute_metrics(res)
-    # CI-sized training (~100 steps); the default solve goes far below (see README)
-    assert m["rel_l2"] < 1e-5, m["rel_l2"]
+    # CI-sized training (70 steps, ~2 s CPU); measured 5.7e-10 (seed 0) and 5.3e-9 (seed 1)
+    assert m["rel_l2"] < 1e-7, m["rel_l2"]
     for term in ("regularity@x=-1", "regularity@x=1"):
         (r,) = m["singular_points"][term]["residual"]
-        assert abs(r) < 1e-4 * 12, (term, r)
+        assert abs(r) < 1e-6, (term, r)
     assert m["steps"]["adam"] == 50

@@ -80,6 +80,8 @@ def _check_out(out: Path) -> None:
     parent = out if out.exists() else out.parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: cannot write to {parent} (choose a writable directory)")
     if (

@@ -109,7 +109,7 @@ class Trainer:
         total_steps = sum(self.steps.values())
         if not force and total_steps % self.cfg.history_every:
             return
-        vals = {n: float(losses[n]) for n in self.names}
+        vals = {n: float(torch.as_tensor(losses[n]).detach()) for n in self.names}
         row: dict[str, Any] = {
             "stage": stage,
             "step": total_steps,
