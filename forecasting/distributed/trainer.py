@@ -35,36 +35,44 @@ from .layout import split_bounds
 
 
 class TiledNoise:
-    """``EnsembleNoise`` adapter: states for the global batch, grid fields of this rank's rows and tile.
+    r"""``EnsembleNoise`` adapter: the serial streams of *all* members, grid fields of this rank's share.
 
-    ``initial`` ignores the (local) batch size it is given and draws ``global_batch`` samples, so the random
-    streams advance exactly as in the serial run; ``rows`` selects the batch rows mapped to the grid (default:
-    this batch rank's share).
+    Every rank advances the generators of all ``E`` members for the global batch (the spectral states are small:
+    :math:`E\,B\,C\,L^2` normal draws per step), exactly as the serial run does, and maps only its members,
+    batch rows (``rows``; default its batch rank's share) and tile to the grid. So the noise is the serial noise
+    on any layout, and the generator states a checkpoint holds (``generators``, all members, as serially)
+    resume a run at any other layout.
     """
 
     def __init__(self, inner, hooks: DistributedTrainHooks, global_batch: int, rows: slice | None = None) -> None:
-        self.inner, self.hooks, self.global_batch, self.rows = inner, hooks, global_batch, rows
+        from sciml.forecasting.noise import EnsembleNoise
+
+        self.local = list(inner.member_indices)
+        self.full = EnsembleNoise(inner.noise, inner.members, inner.seed, inner.centered)
+        self.hooks, self.global_batch, self.rows = hooks, global_batch, rows
 
     @property
     def member_indices(self) -> list[int]:
-        return self.inner.member_indices
+        return self.local
 
     @property
     def generators(self) -> list[torch.Generator]:
-        return self.inner.generators
+        return self.full.generators
 
     @property
     def noise(self):
-        return self.inner.noise
+        return self.full.noise
 
     def initial(self, batch: int) -> torch.Tensor:
-        return self.inner.initial(self.global_batch)
+        """Stationary state ``[E, B, C, L, L]`` of all members for the global batch (``batch`` is the local one)."""
+        return self.full.initial(self.global_batch)
 
     def step(self, state: torch.Tensor) -> torch.Tensor:
-        return self.inner.step(state)
+        return self.full.step(state)
 
     def to_grid(self, state: torch.Tensor) -> torch.Tensor:
-        return self.hooks.noise_to_grid(self.inner, state, rows=self.rows)
+        """This rank's members, rows and tile, ``[E_r, B_r, C, h, w]``."""
+        return self.hooks.noise_to_grid(self.full, state[self.local], rows=self.rows)
 
 
 class TiledTrainer(Trainer):
