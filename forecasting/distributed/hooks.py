@@ -5,6 +5,10 @@ The training loop never branches on the rank; it asks its hooks. This subclass a
 ensemble-parallel tiled twin, gradients are synchronised by :func:`.comm.sync_gradients`, scalars are averaged
 over the world. It also provides what a tiled run needs beyond that interface: the distributed ``SphereOps`` for
 the model, this rank's data tile and its share of each global batch.
+
+Use them with :class:`.trainer.TiledTrainer` (what ``sciml forecast train`` does under a launcher). The plain
+``Trainer`` with these hooks trains ensemble-parallel correctly, but its checkpoints hold only rank 0's member
+noise streams, so such a run cannot resume at another ensemble split.
 """
 
 from __future__ import annotations
