@@ -143,3 +143,26 @@ def test_cos_zenith_mean_insolation_is_one_quarter():
     assert f.shape == (1, 1, 3, 4) and f.dtype == np.float32
     doy = DayOfYear()(pd.DatetimeIndex(["2021-01-01"]).values, g.lat[:3], g.lon[:4])
     np.testing.assert_allclose(doy[0, :, 0, 0], [1.0, 0.0], atol=1e-7)
+
+
+def test_stats_cli_writes_beside_the_store(tmp_path, capsys):
+    from sciml.forecasting.data import open_source, stats_path
+    from sciml.forecasting.data.testing import synthetic_truth, write_wb2
+
+    from sciml.cli import main
+
+    truth = synthetic_truth(steps=8)
+    path = write_wb2(truth, tmp_path / "era.zarr")
+    assert main(["-q", "data", "stats", str(path), "--end", "2002-01-01T06"]) == 0
+    assert "z500" in capsys.readouterr().out and stats_path(path) == tmp_path / "era.stats.nc"
+    st = NormStats.load(stats_path(path))
+    with open_source(path) as src:
+        ref = compute_stats(src, StatsConfig(end="2002-01-01T06"))
+    np.testing.assert_array_equal(st.mean, ref.mean)
+    np.testing.assert_array_equal(st.diff_std, ref.diff_std)
+    assert st.attrs["n_samples"] == 6 and st.static_channels == ("orog", "lsm")
+    w = Grid("equiangular", 9, 16).quadrature_weights()
+    assert st.static_mean[1] == pytest.approx((truth["lsm"].values * w).sum(), rel=1e-6)
+    clim = st.climatology_dataset(truth["time"].values[:2], truth["lat"].values, truth["lon"].values)
+    assert clim["t850"].dims == ("time", "lat", "lon") and clim["t850"].shape == (2, 9, 16)
+    assert main(["data", "stats", str(tmp_path / "missing.zarr")]) == 2

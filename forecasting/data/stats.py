@@ -125,6 +125,14 @@ class NormStats:
         coef = self.clim[:, self.index(channels)][..., tile[0], tile[1]]
         return np.einsum("tf,fchw->tchw", X, coef.astype(np.float64)).astype(np.float32)
 
+    def climatology_dataset(self, times: np.ndarray | pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
+        """The climatology as a canonical ``xarray.Dataset`` (time, lat, lon) for xarray scoring code (ACC)."""
+        clim = self.climatology(times)
+        return xr.Dataset(
+            {c: (("time", "lat", "lon"), clim[:, i]) for i, c in enumerate(self.channels)},
+            coords={"time": pd.DatetimeIndex(times), "lat": lat, "lon": lon},
+        )
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         ds = xr.Dataset(
             {
