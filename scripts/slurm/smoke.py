@@ -4,9 +4,12 @@ r"""Smoke test for a SLURM (or torchrun) launch: run it through the sbatch templ
         --command "python scripts/slurm/smoke.py" --submit -- --h-parallel 2 --w-parallel 2 --steps 20
 
 It takes the training command's interface (``--config CFG --out DIR [--resume CKPT] ...``), so it exercises the
-exact path a training job takes: every rank joins ``torch.distributed`` from the launcher's variables (NCCL on
-GPUs, else gloo), logs its rank and its coordinates in the process mesh ``batch x ensemble x h x w``, and runs
-``--steps`` steps of one all-reduce each, checked against the closed form
+path a training job takes: every rank reads its rank and rendezvous with the training code's own parser
+(:func:`sciml.forecasting.distributed.env.launch_env`: SLURM or torchrun variables), joins ``torch.distributed``
+(NCCL on GPUs, else gloo), logs its coordinates in the process mesh ``batch x ensemble x h x w``
+(:class:`~sciml.forecasting.distributed.layout.MeshShape`), creates the mesh groups and checks one all-reduce
+over each group ``G`` against :math:`\sum_{r \in G} (r + 1)`, then runs ``--steps`` steps of one world
+all-reduce each, checked against the closed form
 
 .. math::
 
@@ -33,6 +36,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+# env and layout are pure Python (no torch-harmonics import: four ranks start seconds faster)
+from sciml.forecasting.distributed.env import launch_env
+from sciml.forecasting.distributed.layout import GROUP_ORDER, MeshShape
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -50,28 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def launcher_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's or SLURM's variables."""
-    env = os.environ
-    if "RANK" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0"))
-    if "SLURM_PROCID" in env:
-        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", "0"))
-    return 0, 1, 0
-
-
-def mesh_coords(rank: int, world: int, h: int, w: int, e: int) -> tuple[int, int, int, int]:
-    r"""Row-major ``(batch, ensemble, h, w)`` of ``rank``: :math:`r = ((bE + e)H + i)W + j`."""
-    inner = h * w * e
-    if world % inner:
-        raise SystemExit(f"world size {world} is not a multiple of h*w*ensemble = {inner}")
-    j = rank % w
-    i = (rank // w) % h
-    k = (rank // (w * h)) % e
-    b = rank // inner
-    return b, k, i, j
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
@@ -81,7 +66,8 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    rank, world, local = launcher_env()
+    env = launch_env(os.environ)
+    rank, world, local = env.rank, env.world_size, env.local_rank
     stop = {"flag": False}
     signal.signal(signal.SIGUSR1, lambda *_: stop.update(flag=True))
 
@@ -89,21 +75,28 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda", local % torch.cuda.device_count()) if backend == "nccl" else torch.device("cpu")
     if backend == "nccl":
         torch.cuda.set_device(device)
-    addr, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), os.environ.get("MASTER_PORT", "29500")
-    dist.init_process_group(
-        backend,
-        init_method=f"tcp://{addr}:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=args.timeout),
-    )
-    coords = mesh_coords(rank, world, args.h_parallel, args.w_parallel, args.ensemble_parallel)
+    addr, port = env.master_addr, env.master_port
+    timeout = timedelta(seconds=args.timeout)
+    dist.init_process_group(backend, init_method=env.init_method, rank=rank, world_size=world, timeout=timeout)
+    mesh = MeshShape.from_world(world, h=args.h_parallel, w=args.w_parallel, ensemble=args.ensemble_parallel)
+    c = mesh.coords(rank)
+    coords = (c.batch, c.ensemble, c.h, c.w)
     host = socket.gethostname()
     print(
         f"rank {rank}/{world} local {local} host {host} backend {backend} master {addr}:{port} "
-        f"mesh coords batch={coords[0]} ensemble={coords[1]} h={coords[2]} w={coords[3]}",
+        f"mesh coords batch={c.batch} ensemble={c.ensemble} h={c.h} w={c.w}",
         flush=True,
     )
+    groups = {}
+    for name in GROUP_ORDER:  # every rank creates every group in the same order (new_group is collective)
+        for members in mesh.group_ranks(name):
+            handle = dist.new_group(list(members), timeout=timeout)
+            if rank in members:
+                x = torch.tensor([rank + 1.0], dtype=torch.float64, device=device)
+                dist.all_reduce(x, group=handle)
+                if x.item() != sum(r + 1.0 for r in members):
+                    raise SystemExit(f"rank {rank}: all-reduce over group {name} {members} gave {x.item()}")
+                groups[name] = list(members)
     if rank == args.fail_rank:
         raise RuntimeError(f"rank {rank} fails on purpose (--fail-rank)")
 
@@ -145,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "local_rank": local,
         "host": host,
         "coords": dict(zip(("batch", "ensemble", "h", "w"), coords, strict=True)),
+        "groups": groups,
         "master": f"{addr}:{port}",
         "start_step": start,
         "end_step": step,
