@@ -22,6 +22,6 @@ case "${1:-}" in
     "$SCIML" data stats "data/$name.zarr"
     ;;
   *)
-    sed -n '2,7p' "$0"; exit 2
+    sed -n '2,6p' "$0"; exit 2
     ;;
 esac
