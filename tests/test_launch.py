@@ -126,9 +126,10 @@ def test_render_cpu_defaults_leave_optional_lines_as_comments(cfg, tmp_path):
 def test_infer_template(tmp_path):
     ckpt = tmp_path / "ck.pt"
     ckpt.write_bytes(b"x")
-    text = render(SlurmLaunch(kind="infer", checkpoint=ckpt, gpus_per_node=2, run_root=tmp_path))
+    text = render(SlurmLaunch(kind="infer", checkpoint=ckpt, gpus_per_node=1, run_root=tmp_path))
     opts = sbatch_options(text)
-    assert opts["ntasks-per-node"] == "2" and opts["job-name"] == "sciml-infer" and "signal" not in opts
+    assert opts["ntasks-per-node"] == "1" and opts["job-name"] == "sciml-infer" and "signal" not in opts
+    assert opts["gpus-per-node"] == "1"
     assert f"CHECKPOINT={ckpt.resolve()}" in text and "forecast infer" in text and "{{" not in text
 
 
@@ -386,3 +387,48 @@ def test_constants_agree_with_the_training_command():
 
     assert DEFAULT_CHECKPOINT_NAME == CHECKPOINT_NAME  # the file whose presence makes a requeued job resume
     assert BUILTIN_CONFIGS == BUILTIN_PACKAGE
+
+
+def test_infer_is_single_rank_until_inference_has_a_parallel_layout(tmp_path):
+    ckpt = tmp_path / "ck.pt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(UsageError, match="runs on one process"):
+        SlurmLaunch(kind="infer", checkpoint=ckpt, gpus_per_node=4)
+    # tripwire: when `sciml forecast infer` gains --h-parallel, lift the single-rank rule in SlurmLaunch
+    from sciml.cli import build_parser
+
+    with pytest.raises(UsageError, match="unrecognized arguments: --h-parallel"):
+        build_parser().parse_args(["forecast", "infer", "--checkpoint", "c", "--init", "x", "--lead", "1d",
+                                   "--out", "o", "--h-parallel", "2"])  # fmt: skip
+
+
+def test_rank_command_line_is_accepted_by_the_real_train_and_infer_parsers(cfg, tmp_path, fake_slurm):
+    """The argv bash hands every rank (fake srun) parses with the actual `sciml forecast train|infer` parsers:
+    the template's contract (--config/--out/--resume, --checkpoint/--out) matches the commands."""
+    from sciml.cli import build_parser
+
+    env, log = fake_slurm
+    runs = tmp_path / "runs"
+    spec = SlurmLaunch(config=cfg, run_root=runs, extra_args=("--h-parallel", "2", "--w-parallel", "2"))
+    own = runs.resolve() / "sciml-train-31234" / "checkpoint.pt"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"x")  # a requeued job: --resume is added
+    proc = _run_script(render(spec), env, tmp_path)
+    assert proc.communicate(timeout=30) and proc.returncode == 0
+    argv = _srun_args(log)[2:]  # after --kill-on-bad-exit and --ntasks-per-node
+    assert argv[:3] == [sys.executable, "-m", "sciml.cli"]
+    args = build_parser().parse_args(argv[3:])
+    assert args.func.__name__ == "cmd_train"
+    assert (args.config, args.out, args.resume) == (str(cfg.resolve()), own.parent, str(own))
+    assert (args.h_parallel, args.w_parallel) == (2, 2)
+
+    ckpt = tmp_path / "ck.pt"
+    ckpt.write_bytes(b"x")
+    spec = SlurmLaunch(kind="infer", checkpoint=ckpt, run_root=runs, extra_args=("--init", "2001-01-05T00", "--lead",
+                       "1d"))  # fmt: skip
+    proc = _run_script(render(spec), env | {"SLURM_JOB_NAME": "sciml-infer"}, tmp_path)
+    assert proc.communicate(timeout=30) and proc.returncode == 0
+    args = build_parser().parse_args(_srun_args(log)[5:])
+    assert args.func.__name__ == "cmd_infer"
+    assert (args.checkpoint, args.out) == (ckpt.resolve(), runs.resolve() / "sciml-infer-31234" / "forecast.zarr")
+    assert (args.init, args.lead) == (["2001-01-05T00"], "1d")
