@@ -136,3 +136,52 @@ def test_problem_solver_defaults_and_config_precedence():
 
     cfg = build_config(Wide.solver_defaults, {"seed": 3})
     assert cfg.network.hidden == (7,) and cfg.seed == 3
+
+
+def test_ntk_and_lra_weights_from_the_trainer_match_direct_autograd():
+    from sciml.pinn.train import Trainer
+    from sciml.pinn.weighting import LRAnnealing, NTKTrace
+    from sciml.progress import NoProgress
+
+    p = Rotation(k=2.0)
+    cfg = build_config(FAST, {"collocation": {"n_points": 6}})
+    tr = Trainer(p, cfg, NTKTrace(alpha=0.0), NoProgress())
+    vecs = tr.model.terms(tr.x)
+    tr._update_weights({n: torch.mean(v**2) for n, v in vecs.items()})
+    params = list(tr.model.parameters())
+    diag = {}
+    for n, v in vecs.items():  # mean over points of |d r_p / d theta|^2, one backward pass per point
+        rows = [torch.autograd.grad(v[i], params, retain_graph=True, allow_unused=True) for i in range(v.numel())]
+        diag[n] = np.mean([sum(float((g**2).sum()) for g in row if g is not None) for row in rows])
+    total = sum(diag.values())
+    for n in diag:
+        assert tr.weights[n] == pytest.approx(total / diag[n], rel=1e-9)
+
+    tr = Trainer(p, cfg, LRAnnealing(alpha=0.0), NoProgress())
+    vecs = tr.model.terms(tr.x)
+    losses = {n: torch.mean(v**2) for n, v in vecs.items()}
+    tr._update_weights(losses)
+    params = list(tr.model.parameters())
+    grads = {}
+    for n in losses:
+        g = torch.autograd.grad(losses[n], params, retain_graph=True, allow_unused=True)
+        grads[n] = torch.cat([(gi if gi is not None else torch.zeros_like(q)).reshape(-1) for gi, q in zip(g, params)])
+    gmax = float(grads["residual[y]"].abs().max())
+    for n in list(losses)[1:]:
+        assert tr.weights[n] == pytest.approx(gmax / float(grads[n].abs().mean()), rel=1e-9)
+
+
+def test_lbfgs_stage_and_residual_refinement():
+    p = Rotation(k=2.0)
+    base = build_config(FAST, {"adam": {"steps": 20}, "lm": {"max_iter": 0}})
+    adam_only = solve(p, base)
+    with_lbfgs = solve(
+        p,
+        build_config(
+            FAST,
+            {"adam": {"steps": 20}, "lm": {"max_iter": 0}, "lbfgs": {"max_iter": 40}, "collocation": {"rar_points": 5}},
+        ),
+    )
+    assert with_lbfgs.steps["lbfgs"] > 0
+    assert with_lbfgs.history[-1]["loss"] < 1e-2 * adam_only.history[-1]["loss"]
+    assert len(with_lbfgs.collocation) == len(adam_only.collocation) + 5

@@ -196,6 +196,7 @@ class Trainer:
         if k == 0:
             return
         cand = np.linspace(self.a, self.b, 20 * self.cfg.collocation.n_points + 1)
+        cand = cand[~np.isin(cand, self.x.cpu().numpy())]
         res = np.abs(self.model.residual_on(cand)).sum(1)
         new = cand[np.argsort(res)[-k:]]
         self.x = self._with_singular(np.concatenate([self.x.cpu().numpy(), new]))
