@@ -5,7 +5,9 @@
 - :mod:`.context`: :func:`init_parallel` -> :class:`ParallelContext` (groups passed explicitly);
 - :mod:`.ops`: distributed twins of the model's spherical layers (``torch_harmonics.distributed``);
 - :mod:`.comm`: tile gather, loss partial sums, gradient synchronisation;
-- :mod:`.crps`: ensemble-parallel CRPS losses (all-to-all over the ensemble group);
+- :mod:`.crps`: ensemble-parallel CRPS losses (all-to-all over the ensemble group) and :func:`.crps.distributed_loss`;
+- :mod:`.noise`, :mod:`.checkpoint`: noise on tiles, checkpoints that load at any layout;
+- :mod:`.hooks`, :mod:`.trainer`, :mod:`.cli`: the trainer on the mesh (``sciml forecast train --h-parallel``);
 - :mod:`.spawn`: run a function on N local ranks (tests, benchmarks).
 """
 
