@@ -57,7 +57,9 @@ def plot_skill(scores: xr.Dataset, out: Path) -> Path:
     chans = [str(c) for c in scores["channel"].values]
     days = scores["lead_hours"].values / 24.0
     rows = [("crps", "CRPS"), ("rmse", "ensemble-mean RMSE"), ("ssr", "spread / skill")]
-    fig, axes = plt.subplots(len(rows), len(chans), figsize=(4.2 * len(chans), 3.2 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(chans), figsize=(4.4 * len(chans), 3.3 * len(rows)), squeeze=False, layout="constrained"
+    )
     styles = {
         "persistence": ("tab:gray", "--"),
         "climatology": ("tab:green", ":"),
@@ -89,7 +91,6 @@ def plot_skill(scores: xr.Dataset, out: Path) -> Path:
                 ax.set_title(c)
             if j == 0:
                 ax.legend(fontsize=7)
-    fig.subplots_adjust(wspace=0.35, hspace=0.35)
     fig.suptitle(f"skill vs lead ({int(scores.attrs.get('members', 0))} members)")
     return _save(fig, out)
 
@@ -164,7 +165,7 @@ def plot_maps(
     y = truth[chans].sel(time=valid).load()
     lat, lon = fc["lat"].values, fc["lon"].values
     extent = [lon[0], lon[-1], lat[-1], lat[0]]
-    fig, axes = plt.subplots(len(chans), 4, figsize=(16, 2.9 * len(chans)), squeeze=False)
+    fig, axes = plt.subplots(len(chans), 4, figsize=(17, 3.2 * len(chans)), squeeze=False, layout="constrained")
     for i, c in enumerate(chans):
         u = truth[c].attrs.get("units", "")
         mean = fc[c].mean("realization").values
@@ -181,8 +182,10 @@ def plot_maps(
             im = ax.imshow(field, extent=extent, origin="upper", aspect="auto", cmap=cmap, **kw)
             fig.colorbar(im, ax=ax, label=u, shrink=0.85)
             ax.set_title(f"{c}: {title}", fontsize=9)
-            ax.set_xlabel("longitude [°E]")
-            ax.set_ylabel("latitude [°N]")
+            if i == len(chans) - 1:
+                ax.set_xlabel("longitude [°E]")
+            if j == 0:
+                ax.set_ylabel("latitude [°N]")
     fig.suptitle(
         f"init {init:%Y-%m-%d %H:%M}, lead {lead_td / pd.Timedelta(hours=1):g} h (valid {valid:%Y-%m-%d %H:%M})"
     )
