@@ -165,7 +165,9 @@ def test_ntk_and_lra_weights_from_the_trainer_match_direct_autograd():
     grads = {}
     for n in losses:
         g = torch.autograd.grad(losses[n], params, retain_graph=True, allow_unused=True)
-        grads[n] = torch.cat([(gi if gi is not None else torch.zeros_like(q)).reshape(-1) for gi, q in zip(g, params)])
+        grads[n] = torch.cat(
+            [(gi if gi is not None else torch.zeros_like(q)).reshape(-1) for gi, q in zip(g, params, strict=True)]
+        )
     gmax = float(grads["residual[y]"].abs().max())
     for n in list(losses)[1:]:
         assert tr.weights[n] == pytest.approx(gmax / float(grads[n].abs().mean()), rel=1e-9)
