@@ -90,6 +90,10 @@ class DistributedTrainHooks(TrainHooks):
         lsl, msl = local_degree_slice(proc.lmax, self.ctx), local_order_slice(proc.lmax, self.ctx)
         return self._isht[key](state[:, rows, :, lsl, msl].contiguous())
 
+    def tile(self, nlat: int, nlon: int):
+        """The data tile the trainer's datasets read (``TrainHooks.tile``); see :meth:`data_tile`."""
+        return self.data_tile(nlat, nlon)
+
     def data_tile(self, nlat: int, nlon: int):
         """This rank's tile as the data layer's ``Tile`` (``ForecastDataset(cfg, tile=...)`` reads only it)."""
         from sciml.forecasting.data.dataset import Tile

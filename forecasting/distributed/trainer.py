@@ -1,11 +1,10 @@
 r"""The project's :class:`~sciml.forecasting.train.Trainer` on latitude x longitude tiles.
 
-:class:`DistributedTrainHooks` alone already runs the trainer ensemble- and data-parallel (every rank holds the
-whole grid). :class:`TiledTrainer` adds the spatial split by overriding only what touches the grid:
+:class:`DistributedTrainHooks` gives the trainer its tiled model, data, loss and gradient sync; :class:`TiledTrainer`
+overrides the rest of what touches the grid or the batch:
 
-* the model is built with :class:`.ops.DistributedSphereOps` (same initial weights as the serial model: the serial
-  model is built first with the trainer's seed and its ``state_dict`` is loaded);
-* datasets read only this rank's tile (``ForecastDataset(..., tile=hooks.data_tile(...))``);
+* the model is built with :class:`.ops.DistributedSphereOps` and datasets read only this rank's tile (the base
+  trainer asks ``hooks.sphere_ops()`` and ``hooks.tile()``);
 * a step's global batch is cut to this batch rank's rows (:meth:`DistributedTrainHooks.batch_rows`);
 * noise is drawn for the global batch from the per-member streams and mapped to the rows and tile
   (:class:`TiledNoise`), so every rank sees the serial run's noise;
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -89,38 +87,12 @@ class TiledTrainer(Trainer):
         if not isinstance(hooks, DistributedTrainHooks):
             raise UsageError("TiledTrainer needs DistributedTrainHooks (it reads the parallel context from them)")
         super().__init__(cfg, out, hooks=hooks, resume=resume, progress=progress)
-        self._use_tiled_model()
 
     # ------------------------------------------------------------------ grid-dependent pieces
+    # The model (``hooks.sphere_ops()``) and the datasets (``hooks.tile()``) are already tiled by the base class.
     @property
     def ctx(self):
         return self.hooks.ctx
-
-    def _use_tiled_model(self) -> None:
-        from sciml.forecasting.models import FCN3
-
-        if getattr(self, "_tiled", False):
-            return
-        tiled = FCN3(self.mc, self.hooks.sphere_ops())
-        tiled.load_state_dict(self.model.state_dict())
-        self.model = tiled
-        self._tiled = True
-
-    def _restore(self, ckpt: dict[str, Any]) -> None:
-        self._use_tiled_model()  # before the resumed stage builds its optimiser over the parameters
-        super()._restore(ckpt)
-
-    def dataset(self, rollout: int, split: str):
-        from sciml.forecasting.data import ForecastDataset
-
-        cache = self.__dict__.setdefault("_tiled_datasets", {})
-        key = (rollout, split)
-        if key not in cache:
-            d = self.cfg.data
-            start, end = (d.train_start, d.train_end) if split == "train" else (d.valid_start, d.valid_end)
-            tile = self.hooks.data_tile(self.mc.nlat, self.mc.nlon)
-            cache[key] = ForecastDataset(comp.data_config(self.cfg, rollout, start, end), tile=tile)
-        return cache[key]
 
     def _enter_stage(self, index: int):
         st = super()._enter_stage(index)
