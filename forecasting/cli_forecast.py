@@ -61,7 +61,7 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
         description="Train the FCN3-style model with the curriculum of a config (a YAML path or a built-in name: "
         "demo, quick, tiny). Writes OUT/config.yaml, checkpoint.pt, train.csv, valid.csv, metrics.json.",
     )
-    p.add_argument("--config", required=True, help="YAML file or built-in config name (demo, quick, tiny)")
+    p.add_argument("--config", default="demo", help="YAML file or built-in config name: demo (default), quick, tiny")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/forecast/NAME)")
     p.add_argument(
         "--resume",
