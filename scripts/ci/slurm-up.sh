@@ -17,6 +17,8 @@
 #   CI_SLURM_NO_INSTALL set to 1 to never run apt-get (exit 3 if SLURM is not installed)
 #   CI_SLURM_FORCE_CONF set to 1 to overwrite a /etc/slurm/slurm.conf that this script did not write
 #
+# Not root: exit 0 if a running cluster already takes jobs, else 3.
+#
 # Exit codes: 0 the cluster is up; 3 SLURM cannot be provided here (not root, no apt-get, install failed);
 #             1 anything else (a daemon did not start, the node never became usable; logs are printed).
 set -euo pipefail
@@ -73,6 +75,16 @@ show_logs() {
 	done
 }
 
+# ---------------------------------------------------------------- not root: use a running cluster or give up
+if [[ $(id -u) != 0 ]]; then
+	if command -v scontrol >/dev/null && scontrol ping 2>/dev/null | grep -q 'is UP' &&
+		[[ $(sinfo -h -o %t 2>/dev/null | head -n 1) =~ ^(idle|mix|alloc|comp) ]]; then
+		log "not root, but a SLURM cluster is up and takes jobs: using it as it is"
+		exit 0
+	fi
+	die 3 "installing and starting SLURM needs root (this is uid $(id -u)) and no running cluster answers"
+fi
+
 # ---------------------------------------------------------------- serialise concurrent callers (test + CI script)
 mkdir -p "$DIR"/{state,spool,log,started}
 # fd 9 must not leak into the daemons (they would hold the lock for ever): they are started with 9>&-
@@ -86,7 +98,6 @@ for b in munged mungekey slurmctld slurmd sbatch srun sinfo scontrol; do
 done
 if ((need_install)); then
 	[[ ${CI_SLURM_NO_INSTALL:-0} == 1 ]] && die 3 "SLURM/munge are not installed and CI_SLURM_NO_INSTALL=1"
-	[[ $(id -u) == 0 ]] || die 3 "SLURM/munge are not installed and this is not root (cannot apt-get install)"
 	command -v apt-get >/dev/null || die 3 "SLURM/munge are not installed and there is no apt-get"
 	log "installing slurmd slurmctld slurm-client munge (apt-get, log in $DIR/log/apt.log)"
 	export DEBIAN_FRONTEND=noninteractive
@@ -97,7 +108,6 @@ if ((need_install)); then
 	fi
 fi
 export PATH=$PATH:/usr/sbin:/sbin
-[[ $(id -u) == 0 ]] || die 3 "starting munged/slurmctld/slurmd needs root (this is uid $(id -u))"
 
 # ---------------------------------------------------------------- munge
 # apt never starts daemons here (policy-rc.d exits 101, no systemd) and nothing creates /run/munge.
