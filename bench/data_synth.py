@@ -1,7 +1,7 @@
 """Cost of the built-in shallow-water dataset: simulation, store writing and statistics, per preset.
 
     python bench/data_synth.py                          # tiny preset, and the default preset shortened to 30 days
-    python bench/data_synth.py --full                   # the real default (4 x 365 days at 64x128): minutes
+    python bench/data_synth.py --full --workers 2       # the real default (4 x 365 days at 64x128): minutes
     python bench/data_synth.py --json bench/data_synth.json
 
 Prints a table and writes JSON. Runs with one torch thread (as the generator itself does).
@@ -23,12 +23,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run(name: str, cfg, workdir: Path) -> dict:
+def run(name: str, cfg, workdir: Path, workers: int) -> dict:
     from sciml.forecasting.data import compute_stats, simulate, source_from_dataset, stats_path, write_store
 
     t0 = time.perf_counter()
     c0 = time.process_time()
-    ds, _ = simulate(cfg)
+    ds, _ = simulate(cfg, workers=workers)
     t1 = time.perf_counter()
     store = workdir / f"{name}.zarr"
     src = source_from_dataset(ds)
@@ -43,6 +43,8 @@ def run(name: str, cfg, workdir: Path) -> dict:
         "truncation": cfg.truncation,
         "dt_s": cfg.dt,
         "trajectories": cfg.trajectories,
+        "groups": cfg.groups,
+        "workers": min(workers, cfg.groups),
         "days": cfg.days,
         "spinup_days": cfg.spinup_days,
         "steps_stored": int(ds.sizes["time"]),
@@ -59,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="also run the full default preset (minutes)")
     ap.add_argument("--json", type=Path, default=Path("bench/data_synth.json"))
+    ap.add_argument("--workers", type=int, default=1, help="worker processes for the batch groups")
     args = ap.parse_args()
 
     import torch
@@ -70,7 +73,7 @@ def main() -> None:
         cases.append(("default", PRESETS["default"]))
     workdir = Path(tempfile.mkdtemp(prefix="sciml-bench-"))
     try:
-        rows = [run(n, c, workdir) for n, c in cases]
+        rows = [run(n, c, workdir, args.workers) for n, c in cases]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     cols = [
