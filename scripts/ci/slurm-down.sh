@@ -17,8 +17,10 @@ alive() {
 	[[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]
 }
 
-# Running jobs would be orphaned by a dead controller: cancel them while slurmctld still answers.
-if command -v squeue >/dev/null && [[ -f $DIR/started/slurmctld.pid ]]; then
+# Running jobs would be orphaned by a dead controller: cancel them while slurmctld still answers (only when the
+# controller is the one this script is about to stop).
+if command -v squeue >/dev/null && [[ -f $DIR/started/slurmctld.pid ]] &&
+	alive "$(tr -dc '0-9' <"$DIR/started/slurmctld.pid")" slurmctld; then
 	jobs=$(timeout 5 squeue -h -o %i 2>/dev/null || true)
 	if [[ -n $jobs ]]; then
 		log "cancelling jobs: $(echo "$jobs" | tr '\n' ' ')"
