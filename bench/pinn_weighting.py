@@ -6,7 +6,7 @@ plain DeepXDE would run them (``dde.data.PDE`` + ``dde.Model``, hard constraint,
 fixed weights): (A) Adam only, float32; (B) Adam then L-BFGS, float64.
 
     python bench/pinn_weighting.py                      # full: 3 problems x 6 schemes x 3 seeds + baselines
-    python bench/pinn_weighting.py --quick              # reduced: legendre l=3 only, 15 s budget per solve
+    python bench/pinn_weighting.py --quick              # reduced: legendre l=3 only, 15 s per solve, 1 baseline seed
 
 Prints a table and writes JSON (``--json``, default ``bench/results/pinn_weighting.json``). Timings depend on the
 machine's load: the CPU time column is the more stable one on a shared machine.
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=None, help="seconds per engine solve (default 55; quick 15)")
     ap.add_argument("--adam-steps", type=int, default=200)
     ap.add_argument("--baseline-adam-steps", type=int, default=3000)
+    ap.add_argument("--baseline-seeds", type=int, default=None, help="seeds for the DeepXDE baselines (quick: 1)")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "pinn_weighting.json")
     args = ap.parse_args(argv)
@@ -178,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             runs[f"engine/{scheme}"] = [run_engine(key, scheme, s, limit, args.adam_steps) for s in range(args.seeds)]
         if not args.no_baselines:
             n = args.baseline_adam_steps
-            runs["deepxde/adam/float32"] = [run_deepxde(key, s, "float32", n, False) for s in range(args.seeds)]
-            runs["deepxde/adam+lbfgs/float64"] = [run_deepxde(key, s, "float64", n, True) for s in range(args.seeds)]
+            nb = args.baseline_seeds or (1 if args.quick else args.seeds)
+            runs["deepxde/adam/float32"] = [run_deepxde(key, s, "float32", n, False) for s in range(nb)]
+            runs["deepxde/adam+lbfgs/float64"] = [run_deepxde(key, s, "float64", n, True) for s in range(nb)]
         for method, rows in runs.items():
             agg = _agg(rows)
             results["rows"].append({"problem": key, "method": method, "runs": rows, **agg})

@@ -55,6 +55,18 @@ class Rotation(AbstractProblem):
         return {"a": self.k}
 
 
+class Moving(Rotation):
+    """Adds a condition at a location that moves with the trainable scalar: y(a/4) = sin(k^2/4)."""
+
+    name = "moving"
+
+    def conditions(self):
+        return (
+            *super().conditions(),
+            Condition("moving@x=a/4", lambda u: u["a"] / 4, lambda x, y, u: y("y") - math.sin(self.k**2 / 4)),
+        )
+
+
 class Diverging(Rotation):
     name = "diverging"
 
@@ -79,9 +91,10 @@ def test_multi_output_with_trainable_scalar_recovers_the_closed_form():
     assert {"L:bc@x=1", "w:bc@x=1", "wL:bc@x=1", "u:a", "error"} <= set(res.history[-1])
 
 
-def test_batched_and_functional_evaluators_agree_and_jacobian_matches_autograd():
+@pytest.mark.parametrize("cls", [Rotation, Moving])
+def test_batched_and_functional_evaluators_agree_and_jacobian_matches_autograd(cls):
     torch.manual_seed(0)
-    p = Rotation(k=2.0)
+    p = cls(k=2.0)
     m = PinnModel(p, build_config(FAST).network, "float64")
     x = torch.linspace(0, 1, 9, dtype=torch.float64)
     params = {k: v.detach() for k, v in m.named_parameters()}
@@ -91,11 +104,26 @@ def test_batched_and_functional_evaluators_agree_and_jacobian_matches_autograd()
         torch.testing.assert_close(batched[n], functional[n], rtol=1e-12, atol=1e-13)
     jac = m.jacobians(params, x)
     # row 3 of the residual[z] term, by reverse-mode autograd on the batched evaluator
-    for term, row in (("residual[z]", 3), ("bc@x=1", 0), ("regularity@x=0", 0)):
+    rows = [("residual[z]", 3), ("bc@x=1", 0), ("regularity@x=0", 0)]
+    if cls is Moving:  # d/da includes the motion of the evaluation point
+        rows.append(("moving@x=a/4", 0))
+    for term, row in rows:
         m.zero_grad()
         m.terms(x)[term][row].backward()
         g = torch.cat([q.grad.reshape(-1) if q.grad is not None else torch.zeros(q.numel()) for q in m.parameters()])
         torch.testing.assert_close(jac[term][row], g, rtol=1e-10, atol=1e-12)
+    if cls is Moving:  # independent check of d(term)/da by central differences
+        names = [k for k, _ in m.named_parameters()]
+        ia = sum(q.numel() for q in list(m.parameters())[: names.index("u.a")])  # column of u.a
+        h = 1e-6
+        vals = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                m.u["a"] += sign * h
+            vals.append(float(m.terms(x)["moving@x=a/4"][0]))
+            with torch.no_grad():
+                m.u["a"] -= sign * h
+        assert float(jac["moving@x=a/4"][0, ia]) == pytest.approx((vals[0] - vals[1]) / (2 * h), rel=1e-6)
 
 
 def test_derivatives_of_the_network_match_finite_differences():

@@ -3,7 +3,9 @@
 ``sciml solve PROBLEM [--param k=v ...] [--out DIR] [--config FILE] [--weighting NAME] [--seed N]
 [--steps N] [--lm-steps N] [--time-limit S] [--sweep KEY=START:STOP[:STEP] | KEY=V1,V2,...]``
 
-Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < ``--config`` < flags.
+Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < ``--config`` < flags. A
+``config.yaml`` written by a run (``{problem, params, solver}``) is accepted as ``--config``; its ``params`` apply
+unless overridden by ``--param``.
 """
 
 from __future__ import annotations
@@ -120,17 +122,32 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def solver_config(problem: type[ProblemSpec], args: argparse.Namespace) -> Any:
     """Resolve the solver config: defaults < problem defaults < ``--config`` < flags."""
-    from sciml.config import load_yaml
     from sciml.pinn.config import build_config
 
-    file_layer = None
-    if getattr(args, "config", None) is not None:
-        file_layer = load_yaml(args.config)
-        if file_layer is not None and not isinstance(file_layer, dict):
-            raise UsageError(f"config file {args.config} must hold a mapping of solver settings")
-        if file_layer and "solver" in file_layer and isinstance(file_layer["solver"], dict):
-            file_layer = file_layer["solver"]  # a config.yaml written by a previous run
+    file_layer = _config_file(problem, args)
+    if file_layer and "solver" in file_layer:
+        file_layer = file_layer["solver"]  # a config.yaml written by a previous run
     return build_config(getattr(problem, "solver_defaults", {}), file_layer, _flag_overrides(args))
+
+
+def _config_file(problem: type[ProblemSpec], args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--config`` mapping: solver settings, or a previous run's ``{problem, params, solver}``."""
+    from sciml.config import load_yaml
+
+    if getattr(args, "config", None) is None:
+        return None
+    data = load_yaml(args.config)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {args.config} must hold a mapping of solver settings")
+    if "solver" in data:
+        if not isinstance(data["solver"], dict):
+            raise UsageError(f"config file {args.config}: 'solver' must be a mapping")
+        name = data.get("problem", problem.name)
+        if str(name).lower() != problem.name.lower():
+            raise UsageError(f"config file {args.config} is for problem {name!r}, not {problem.name!r}")
+    return data
 
 
 def _solve_one(problem_cls: Any, params: Mapping[str, Any], cfg: Any, out: Path, quiet: bool) -> dict[str, Any]:
@@ -153,6 +170,10 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
 
     if not (isinstance(problem, type) and issubclass(problem, AbstractProblem)):
         raise UsageError(f"problem {problem.name!r} is not a PINN problem (no sciml.pinn.problem.AbstractProblem)")
+    file_params = (_config_file(problem, args) or {}).get("params") or {}
+    if not isinstance(file_params, dict):
+        raise UsageError(f"config file {args.config}: 'params' must be a mapping")
+    overrides = {**file_params, **overrides}  # a previous run's parameters, then --param
     params = problem.resolve_params(overrides)
     cfg = solver_config(problem, args)
     out = args.out if args.out is not None else Path("runs") / problem.name

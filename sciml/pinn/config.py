@@ -22,7 +22,7 @@ Scheme = Literal["fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo"]
 class NetworkConfig:
     """Fully connected network (DeepXDE ``FNN``, or ``PFNN`` with one sub-network per output)."""
 
-    hidden: tuple[int, ...] = (16, 16)
+    hidden: tuple[int, ...] = (24, 24)
     activation: str = "tanh"
     initializer: str = "Glorot normal"
     parallel: bool = False
@@ -124,7 +124,7 @@ class LMConfig:
     final iterate, and training stops once a probe reaches ``target_loss``.
     """
 
-    max_iter: int = 2000
+    max_iter: int = 300
     mu: float = 1e-3
     probe_every: int = 5
     final_linear_solve: bool = True
@@ -147,7 +147,7 @@ class SolverConfig:
     dtype: Literal["float64", "float32"] = "float64"
     seed: int = 0
     target_loss: float = 1e-20
-    time_limit_s: float = 55.0
+    time_limit_s: float = 300.0
     eval_points: int = 2001
     history_every: int = 10
 
