@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--slurm", action="store_true", help="launch with SLURM (the only launcher so far; required)")
     p.add_argument("--job", choices=JOB_KINDS, default="train", help="template: train (requeue/resume) or infer")
-    p.add_argument("--config", type=Path, help="training config YAML (train)")
+    p.add_argument("--config", type=Path, help="training config: a YAML file or a built-in name (train)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint to run (infer)")
     p.add_argument("--resume-from", type=Path, help="start training from this checkpoint of an earlier job")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--command",
         dest="payload",
+        metavar="CMD",
         help="program every rank runs instead of `sciml forecast train|infer` (quoted, e.g. for a smoke test)",
     )
     p.add_argument("--template", type=Path, help="use this template instead of scripts/slurm/<job>.sbatch")
