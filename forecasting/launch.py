@@ -14,8 +14,8 @@ World size and the rendezvous follow from the resources:
     \text{port} = 20000 + (\text{job id} \bmod 10000),
 
 one task per GPU when GPUs are requested (``T = G``), master address = first host of ``SLURM_JOB_NODELIST``.
-The checkpoint signal is sent ``signal_s`` seconds before the time limit ``t``, so ``0 <= signal_s < t`` and
-``signal_s <= 65535`` (SLURM's bound).
+The checkpoint signal is sent ``signal_s`` seconds before the time limit ``t``, and SLURM may send it up to 60 s
+early, so ``0 <= signal_s`` and ``signal_s + 60 < t``, and ``signal_s <= 65535`` (SLURM's bound).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ DEFAULT_CHECKPOINT_NAME = "checkpoint.pt"  # = sciml.forecasting.train.CHECKPOIN
 #: named here so that rendering a script does not import torch (tested to agree).
 BUILTIN_CONFIGS = "sciml.forecasting.configs.forecast"
 MAX_SIGNAL_S = 65535
+SIGNAL_SLACK_S = 60  # "the signal may be sent up to 60 seconds earlier than specified" (sbatch(1))
 
 _FIELD = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"[A-Za-z0-9_.+-]{1,128}")
@@ -166,10 +167,12 @@ class SlurmLaunch:
         _check_int("signal_seconds", self.signal_s, 0)
         if self.signal_s > MAX_SIGNAL_S:
             raise UsageError(f"--signal-seconds {self.signal_s} exceeds SLURM's maximum {MAX_SIGNAL_S}")
-        if self.kind == "train" and self.signal_s >= limit:
+        if self.kind == "train" and self.signal_s + SIGNAL_SLACK_S >= limit:
+            # SLURM may send the signal up to 60 s early; at start-up it would kill the ranks before they install
+            # their handler and the requeued job would get it again at once (seen on the CI cluster)
             raise UsageError(
-                f"--signal-seconds {self.signal_s} is not below the time limit {self.time} ({limit} s): the "
-                "checkpoint signal would come before the job starts; use a smaller value or a longer --time"
+                f"--signal-seconds {self.signal_s} + {SIGNAL_SLACK_S} (SLURM may signal up to 60 s early) is not "
+                f"below the time limit {self.time} ({limit} s); use a smaller value or a longer --time"
             )
         for name in ("partition", "account"):
             value = getattr(self, name)

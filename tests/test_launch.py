@@ -163,6 +163,8 @@ def _spec(cfg, **kw):
         ({"cpus_per_task": 0}, "--cpus-per-task must be >= 1"),
         ({"time": "forever"}, "is not a SLURM time limit"),
         ({"time": "10", "signal_s": 600}, "not below the time limit"),
+        ({"time": "1", "signal_s": 0}, "up to 60 s early"),  # a 1-minute job could be signalled at its start
+        ({"time": "6", "signal_s": 300}, "not below the time limit"),
         ({"signal_s": 70000, "time": "2-00"}, "maximum 65535"),
         ({"signal_s": -1}, "--signal-seconds must be >= 0"),
         ({"partition": "gpu queue"}, "--partition 'gpu queue' is not a SLURM name"),
