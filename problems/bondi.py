@@ -213,3 +213,13 @@ of the transonic branch within 5% of r_c; agrees with 50-digit mpmath to ~1e-13"
             "max_rel_error_v": float(rel[:, 1].max()),
             "flux_spread": float((flux.max() - flux.min()) / abs(self.flow.C1)),
         }
+
+    def plot_markers(self, unknowns: Mapping[str, float]) -> dict[str, float]:
+        """Vertical lines for ``solution.png``: the trained and the exact sonic radius (label -> r)."""
+        return {"sonic point (PINN)": float(unknowns["r_s"]), "sonic point r_c (exact)": float(self.r_c)}
+
+    def extra_curves(self, x: np.ndarray, pred: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+        """Curves to overlay on an output's panel: the sound speed a(r) of the solution, on the ``v`` panel
+        (``v`` crosses it at the sonic point). Maps a label to ``(output name, values)``."""
+        rho = np.asarray(pred, dtype=float)[:, 0]
+        return {"sound speed a": ("v", np.sqrt(np.asarray(self._a2(rho), dtype=float)))}

@@ -258,3 +258,13 @@ c = inf: exact y = sign(4/3 - x) sqrt(1 - x + 27 x^4/256), x_s = x_UH = 4/3."""
             out[f"{key}_from_profile"] = root
             out[f"{key}_error_from_profile"] = abs(root - ref_u[key])
         return out
+
+    def plot_markers(self, unknowns: Mapping[str, float]) -> dict[str, float]:
+        """Vertical lines for ``solution.png``: trained horizons and the reference ones (label -> x)."""
+        ref = self.reference_unknowns()
+        return {
+            "sound horizon (PINN)": float(unknowns["x_s"]),
+            "universal horizon (PINN)": float(unknowns["x_uh"]),
+            "sound horizon (reference)": ref["x_s"],
+            "universal horizon (reference)": ref["x_uh"],
+        }

@@ -192,3 +192,16 @@ def test_pinn_short_training():
     # extra_metrics itself: the exact profile has zero error and a constant flux
     exact = problem.extra_metrics(r, problem.reference_solution(r))
     assert exact["max_rel_error_rho"] == 0.0 and exact["flux_spread"] < 1e-12
+
+
+def test_plot_hooks():
+    from sciml.problems.bondi import Bondi
+
+    p = Bondi()
+    r = np.array([20.0, 40.5, 140.5])
+    ref = p.reference_solution(r)
+    label, (panel, a) = next(iter(p.extra_curves(r, ref).items()))
+    assert panel == "v" and "sound" in label
+    assert a[1] == pytest.approx(ref[1, 1], rel=1e-12)  # v = a at the sonic point
+    assert a[0] < ref[0, 1] and a[2] > ref[2, 1]  # supersonic inside, subsonic outside
+    assert p.plot_markers({"r_s": 40.4})["sonic point r_c (exact)"] == 40.5

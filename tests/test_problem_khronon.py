@@ -207,3 +207,27 @@ def test_pinn_short_training_c2():
     # the trained profile has its sound horizon where P1 = 0 and crosses y = 0 at x_uh
     y_s = float(res.model.predict(np.array([u["x_s"]]))[0, 0])
     assert abs(y_s**2 - (u["x_s"] - 1) / 3.0) < 1e-4
+
+
+def test_problem_domain_and_hooks():
+    from sciml.problems.khronon_bh import CHECK_POINTS, KhrononBH, auto_x_max
+
+    assert auto_x_max(math.inf) == 2.0 and auto_x_max(10.0) == pytest.approx(4 / 3 + 0.03)
+    for c in (1.01, 1.5, 10.0, 1e3):
+        sol = solved(c) if c in (1.5, 10.0) else None
+        if sol is not None:  # both horizons inside, the first inner bounce (|y''| > 20) outside
+            assert sol.x_uh < auto_x_max(c) - 0.02
+            x = np.linspace(sol.x_uh, auto_x_max(c), 50)
+            ypp = (sol.derivative(x + 1e-5) - sol.derivative(x - 1e-5)) / 2e-5
+            assert np.max(np.abs(ypp)) < 2.0  # measured 0.9 at c = 10 (5 at 1.38, 143 at the bounce, 1.40)
+        assert auto_x_max(c) > 4 / 3
+    p = KhrononBH(c=10.0, x_max=2.0)
+    assert p.domain() == (0.0, 2.0)
+    with pytest.raises(UsageError, match="both horizons"):
+        KhrononBH.resolve_params({"x_max": "1.3"})
+    grid = KhrononBH(c=2.0).eval_grid(101)
+    assert all(np.any(grid == xc) for xc in CHECK_POINTS)
+    m = KhrononBH(c=2.0).extra_metrics(grid, KhrononBH(c=2.0).reference_solution(grid))
+    assert m["max_abs_error_x<=1"] == 0.0 and m["x_uh_error_from_profile"] < 1e-4
+    markers = KhrononBH(c=2.0).plot_markers({"x_s": 1.1, "x_uh": 1.3})
+    assert markers["universal horizon (reference)"] == pytest.approx(solved(2.0).x_uh)
