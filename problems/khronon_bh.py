@@ -139,12 +139,18 @@ c = inf: exact y = sign(4/3 - x) sqrt(1 - x + 27 x^4/256), x_s = x_UH = 4/3."""
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> None:
-        x_max = params["x_max"]
-        if x_max != 0 and x_max < 1.42:
+        x_max, lowest = params["x_max"], min(1.42, auto_x_max(params["c"]))
+        if x_max != 0 and x_max < lowest - 1e-12:
             raise UsageError(
                 f"x_max={x_max:g} is too small: the domain must contain both horizons (x_UH <= 1.41 for every "
-                "c > 1); use x_max >= 1.42, or 0 for the automatic choice"
+                f"c > 1); use x_max >= {lowest:.6g} here, or 0 for the automatic choice"
             )
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.x_max == 0:  # record the automatic end, so outputs and reruns show the actual domain
+            self.x_max = auto_x_max(self.c)
+            self.params["x_max"] = self.x_max
 
     # -- equation -----------------------------------------------------------------------------------------
     @property
@@ -152,13 +158,8 @@ c = inf: exact y = sign(4/3 - x) sqrt(1 - x + 27 x^4/256), x_s = x_UH = 4/3."""
         r""":math:`1/c^2` (0 for :math:`c = \infty`)."""
         return 0.0 if math.isinf(self.c) else 1.0 / (self.c * self.c)
 
-    @property
-    def x_end(self) -> float:
-        """Right end of the domain: ``x_max``, or the automatic choice :func:`auto_x_max` when it is 0."""
-        return auto_x_max(self.c) if self.x_max == 0 else float(self.x_max)
-
     def domain(self) -> tuple[float, float]:
-        return (0.0, self.x_end)
+        return (0.0, float(self.x_max))
 
     @staticmethod
     def _b(x, y, yp):
