@@ -36,7 +36,7 @@ class Legendre(AbstractProblem):
             3,
             low=0,
             high=40,
-            description="degree",
+            description="degree (an integer: only then is a solution regular at both ends)",
             why="a solution regular at both x = -1 and x = 1 exists only for l = 0, 1, 2, ...",
         ),
     )

@@ -187,8 +187,8 @@ class Trainer:
             sched.step()
             self.steps["adam"] = step
             self._record("adam", step, losses, force=step == 1)
-            self.progress.update(1, {"loss": float(total)})
-            self._check_stop(float(total))
+            self.progress.update(1, {"loss": float(total.detach())})
+            self._check_stop(float(total.detach()))
 
     def refine(self) -> None:
         """Residual-based adaptive refinement: add the points of largest residual from a dense candidate set."""
