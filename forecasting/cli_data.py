@@ -19,7 +19,7 @@ LOGGER = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the four data sub-commands to the ``sciml data`` group."""
-    from sciml.forecasting.data.readers import LAYOUTS
+    from sciml.forecasting.data.layouts import LAYOUTS
 
     p = subparsers.add_parser("synth", help="build the built-in shallow-water dataset (no download)")
     p.add_argument("--preset", choices=["default", "tiny"], default="default", help="starting settings")

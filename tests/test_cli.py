@@ -68,8 +68,9 @@ def test_unknown_problem_is_one_line_exit_2(plugin, capsys):
     "argv, message",
     [
         (["solve", "toy-decay", "--param", "k"], "--param expects KEY=VALUE"),
-        (["solve", "toy-decay", "--param", "q=1"], "has no parameter 'q'"),
-        (["solve", "toy-decay", "--param", "k=-1"], "out of range"),
+        (["solve", "legendre", "--param", "q=1"], "has no parameter 'q'"),
+        (["solve", "legendre", "--param", "l=-1"], "out of range"),
+        (["solve", "toy-decay"], "is not a PINN problem"),
         (["frobnicate"], "invalid choice"),
         (["list", "--bogus"], "unrecognized arguments"),
     ],
@@ -107,3 +108,23 @@ def test_installed_script_exit_codes(plugin):
     assert ok.returncode == 0 and "toy-decay" in ok.stdout
     bad = subprocess.run([SCIML, "describe", "nope-nope"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown problem 'nope-nope'")
+
+
+def test_cli_start_up_imports_no_heavy_libraries():
+    """`sciml --help`/`list` must stay instant: building the parser imports neither torch, DeepXDE nor xarray."""
+    code = (
+        "import sys, sciml.cli; sciml.cli.build_parser();"
+        "print(sorted(m for m in ('torch', 'deepxde', 'xarray', 'torch_harmonics') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_built_in_problems_are_registered(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("legendre", "hypergeometric", "khronon-bh", "bondi"):
+        assert name in out
+    assert main(["describe", "legendr"]) == 2
+    assert capsys.readouterr().err == "error: unknown problem 'legendr'; did you mean 'legendre'? (see: sciml list)\n"

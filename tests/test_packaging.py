@@ -4,6 +4,7 @@ environment.yml installs exactly what pyproject.toml declares."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,12 +16,28 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _source_copy(dest: Path) -> Path:
+    """Copy the files git would ship (tracked + untracked-not-ignored) so the build leaves no
+    ``build/`` or ``*.egg-info`` in the working tree (a stale egg-info there hides new entry points)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
 @pytest.mark.slow
 def test_non_editable_install_imports_ours(tmp_path):
     target = tmp_path / "site"
+    src = _source_copy(tmp_path / "src")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
-         str(ROOT)],
+         str(src)],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]

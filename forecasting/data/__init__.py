@@ -11,46 +11,36 @@ Public API (import from here; modules are split by concern):
 - training samples: :class:`ForecastDataConfig`, :class:`ForecastDataset`, :class:`Tile`
 - specs: :class:`DatasetSpec`, :func:`load_spec`
 
-Nothing heavy is imported at package import time beyond numpy/xarray; torch-harmonics is imported on use.
+Nothing is imported at package import time: names resolve lazily (PEP 562), so ``sciml --help`` and the CLI's
+argument set-up never pay for torch or xarray.
 """
 
-from .contract import channel_meta, channel_name, finalize_canonical
-from .dataset import ForecastDataConfig, ForecastDataset, Tile
-from .features import CosZenith, DayOfYear, HourOfDay, cos_zenith, resolve_features
-from .grid import Grid, detect_grid
-from .readers import LAYOUTS, Source, detect_layout, open_source
-from .spec import DatasetSpec, load_spec
-from .stats import NormStats, StatsConfig, compute_stats, stats_path
-from .store import source_from_dataset, write_store
-from .swe import PRESETS, SWEConfig, simulate
+import importlib
+from typing import Any
 
-__all__ = [
-    "LAYOUTS",
-    "PRESETS",
-    "CosZenith",
-    "DatasetSpec",
-    "DayOfYear",
-    "ForecastDataConfig",
-    "ForecastDataset",
-    "Grid",
-    "HourOfDay",
-    "NormStats",
-    "SWEConfig",
-    "Source",
-    "StatsConfig",
-    "Tile",
-    "channel_meta",
-    "channel_name",
-    "compute_stats",
-    "cos_zenith",
-    "detect_grid",
-    "detect_layout",
-    "finalize_canonical",
-    "load_spec",
-    "open_source",
-    "resolve_features",
-    "simulate",
-    "source_from_dataset",
-    "stats_path",
-    "write_store",
-]
+_EXPORTS = {
+    "contract": ("channel_meta", "channel_name", "finalize_canonical"),
+    "dataset": ("ForecastDataConfig", "ForecastDataset", "Tile"),
+    "features": ("CosZenith", "DayOfYear", "HourOfDay", "cos_zenith", "resolve_features"),
+    "grid": ("Grid", "detect_grid"),
+    "layouts": ("LAYOUTS",),
+    "readers": ("Source", "detect_layout", "open_source"),
+    "spec": ("DatasetSpec", "load_spec"),
+    "stats": ("NormStats", "StatsConfig", "compute_stats", "stats_path"),
+    "store": ("source_from_dataset", "write_store"),
+    "swe": ("PRESETS", "SWEConfig", "simulate"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

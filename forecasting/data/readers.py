@@ -37,9 +37,9 @@ import xarray as xr
 from sciml.errors import UsageError
 
 from .contract import channel_name, finalize_canonical, segments, time_step
+from .layouts import LAYOUTS
 
 LOGGER = logging.getLogger(__name__)
-LAYOUTS = ("canonical", "wb2", "cds", "makani")
 GRAVITY = 9.80665  # ECMWF's g, converts surface geopotential to orography
 
 WB2_LEVEL_VARS = {
