@@ -41,8 +41,14 @@ lint: $(VENV)/.installed-test
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every benchmark prints a table and writes JSON under runs/bench/ (see bench/README.md for the full runs).
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench
+	mkdir -p runs/bench
+	$(BIN)/python bench/model_speed.py --out runs/bench/model_speed.json
+	$(BIN)/python bench/data_synth.py --json runs/bench/data_synth.json
+	$(BIN)/python bench/distributed_scaling.py --json runs/bench/distributed_scaling.json
+	$(BIN)/python bench/pinn_weighting.py --quick --json runs/bench/pinn_weighting.json
+	$(BIN)/python bench/pinn_gravity.py --json runs/bench/pinn_gravity.json
 
 clean-venv:
 	rm -rf $(VENV)
