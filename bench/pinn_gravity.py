@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="*", default=None, choices=list(CASES), help="part 1 cases (default: all)")
     ap.add_argument("--schemes", nargs="*", default=list(SCHEMES), choices=SCHEMES)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--first-seed", type=int, default=0, help="part 2 uses seeds first-seed ... first-seed+seeds-1")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "pinn_gravity.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\npart 2: loss-weighting strategies\n" + head + "\n" + "-" * len(head), flush=True)
         for key in WEIGHTING_CASES:
             for scheme in args.schemes:
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     row = run_case(key, scheme, seed)
                     rows.append({"part": 2, **row})
                     print(_line(row), flush=True)
