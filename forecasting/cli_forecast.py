@@ -132,6 +132,9 @@ def register_infer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (needs an even --members)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    from sciml.forecasting.distributed.cli import add_parallel_arguments
+
+    add_parallel_arguments(p)
     p.set_defaults(func=cmd_infer)
 
 
@@ -151,8 +154,19 @@ def cmd_infer(args: argparse.Namespace) -> int:
         centered=args.antithetic,
         overwrite=args.overwrite,
     )
+    from sciml.forecasting.distributed.cli import parallel_config, wants_parallel
+
     t0 = time.monotonic()
-    res = run_inference(cfg, default_progress(getattr(args, "quiet", False)))
+    progress = default_progress(getattr(args, "quiet", False))
+    parallel = parallel_config(args)
+    if wants_parallel(parallel):  # under torchrun/srun: every rank computes its tile, rank 0 writes
+        from sciml.forecasting.distributed.infer import run_distributed_inference
+
+        res = run_distributed_inference(cfg, parallel, progress)
+        if not res["writer"]:
+            return 0
+    else:
+        res = run_inference(cfg, progress)
     print(
         f"wrote {res['out']}: {len(res['inits'])} init(s) x {res['members']} members x {res['steps']} steps "
         f"({time.monotonic() - t0:.1f} s)"

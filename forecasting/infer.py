@@ -15,6 +15,10 @@ Output layout (WeatherBench 2 forecast convention): one float32 variable per cha
 initialisation time, ``prediction_timedelta`` the lead (``Δ, 2Δ, ...``; lead 0 is the analysis and is not
 written), chunks ``(1, 1, M, nlat, nlon)``. Each lead is appended as soon as it is computed, so memory holds one
 state per member, whatever the lead; the store is renamed into place only when complete.
+
+Rank-dependent choices go through :class:`InferHooks` (serial defaults here); the distributed twin
+:class:`sciml.forecasting.distributed.infer.DistributedInferHooks` puts each rank on its tile, members and initial
+times and gathers every lead to rank 0, which writes the same store.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +95,7 @@ class InferConfig:
 class LoadedModel:
     """A trained model rebuilt from a checkpoint, with everything inference needs to check and normalise."""
 
-    def __init__(self, checkpoint: str | os.PathLike[str]) -> None:
+    def __init__(self, checkpoint: str | os.PathLike[str], ops: Any = None) -> None:
         from sciml.forecasting.models import FCN3, FCN3Config
         from sciml.forecasting.train.checkpoint import load_checkpoint
         from sciml.forecasting.train.components import DataFacts
@@ -106,7 +111,7 @@ class LoadedModel:
         self.model_config = from_dict(FCN3Config, ck["model_config"])
         self.noise_scales = tuple(float(s) for s in ck.get("noise_scales_km", []))
         self.step_count = int(ck["position"]["step"])
-        self.model = FCN3(self.model_config)
+        self.model = FCN3(self.model_config, ops)  # ops: SphereOps (None: serial; a tile's twins when distributed)
         self.model.load_state_dict(ck["model"])
         self.model.eval()
 
@@ -203,6 +208,49 @@ class ZarrForecastWriter:
         self.n += 1
 
 
+class InferHooks:
+    """Rank-dependent choices of :func:`run_inference`; these serial defaults hold everything on one process.
+
+    A distributed run (:class:`sciml.forecasting.distributed.infer.DistributedInferHooks`) answers with its
+    latitude x longitude tile, its members, its initial times, and gathers each lead on the writing rank.
+    """
+
+    device = torch.device("cpu")
+
+    def sphere_ops(self) -> Any:
+        """``SphereOps`` the model is built with (None: the serial layers)."""
+        return None
+
+    def tile(self, nlat: int, nlon: int) -> tuple[slice, slice]:
+        """Latitude and longitude index ranges this process computes."""
+        return slice(None), slice(None)
+
+    def rows(self, n_inits: int) -> slice:
+        """Initial times (batch rows) this process computes."""
+        return slice(None)
+
+    def member_indices(self, members: int) -> list[int]:
+        """Global indices of the members this process computes."""
+        return list(range(members))
+
+    def noise(self, process: Any, members: int, seed: int, centered: bool, n_inits: int) -> Any:
+        """Noise streams of this process's members (``initial(B)``, ``step``, ``to_grid``: rows and tile)."""
+        from sciml.forecasting.noise import EnsembleNoise
+
+        return EnsembleNoise(process, members, seed, centered=centered)
+
+    def is_writer(self) -> bool:
+        return True
+
+    def any_true(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any process (a check every process must agree on, to stop together)."""
+        return bool(flag)
+
+    def gather(self, fields: torch.Tensor, members: int, n_inits: int) -> np.ndarray | None:
+        """``[E_r, B_r, C, h, w]`` local fields -> ``[B, M, C, nlat, nlon]`` float32 on the writer, else None."""
+        return fields.float().transpose(0, 1).cpu().numpy()
+
+
 def _template(lm: LoadedModel, ds: xr.Dataset, init_times: pd.DatetimeIndex, members: int, attrs: dict) -> xr.Dataset:
     channels = list(lm.facts.channels)
     t = xr.Dataset(
@@ -221,18 +269,27 @@ def _template(lm: LoadedModel, ds: xr.Dataset, init_times: pd.DatetimeIndex, mem
 
 
 @torch.no_grad()
-def run_inference(cfg: InferConfig, progress: Progress | None = None, writer_cls=ZarrForecastWriter) -> dict[str, Any]:
-    """Run the ensemble forecasts of ``cfg`` and write ``cfg.out``; returns a summary dict."""
+def run_inference(
+    cfg: InferConfig,
+    progress: Progress | None = None,
+    writer_cls=ZarrForecastWriter,
+    hooks: InferHooks | None = None,
+) -> dict[str, Any]:
+    """Run the ensemble forecasts of ``cfg`` and write ``cfg.out``; returns a summary dict.
+
+    ``hooks`` (default :class:`InferHooks`, serial) decide what this process computes and who writes.
+    """
     from sciml.forecasting.data import NormStats, resolve_features
     from sciml.forecasting.data.dataset import open_canonical
     from sciml.forecasting.models import ensemble_step
-    from sciml.forecasting.noise import EnsembleNoise
 
     progress = progress or NoProgress()
+    hooks = hooks or InferHooks()
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it or choose another --out")
-    lm = LoadedModel(cfg.checkpoint)
+    lm = LoadedModel(cfg.checkpoint, hooks.sphere_ops())
+    lm.model.to(hooks.device)
     store = Path(cfg.store or lm.facts.store)
     if not store.exists():
         raise UsageError(f"initial-condition store {store} does not exist; pass --data STORE")
@@ -244,17 +301,18 @@ def run_inference(cfg: InferConfig, progress: Progress | None = None, writer_cls
         times = pd.DatetimeIndex(ds["time"].values)
         init_times = times[idx]
         f = lm.facts
-        x0 = np.stack([ds[c].isel(time=idx).values for c in f.channels], axis=1)  # [B, C, H, W]
-        if np.isnan(x0).any():
+        rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon)
+        x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
+        if hooks.any_true(bool(np.isnan(x0).any())):
             raise UsageError(f"{store}: NaN in the initial conditions at {[str(t) for t in init_times]}")
-        static = torch.zeros(len(idx), 0, f.nlat, f.nlon)
+        static = torch.zeros(x0.shape[0], 0, *x0.shape[-2:])
         if f.static:
             st = NormStats.load(f.stats)
             si = [st.static_channels.index(s) for s in f.static]
-            vals = np.stack([ds[s].values for s in f.static]).astype(np.float64)
+            vals = np.stack([ds[s].isel(lat=ls, lon=xs).values for s in f.static]).astype(np.float64)
             m, s = st.static_mean[si][:, None, None], st.static_std[si][:, None, None]
             static = torch.as_tensor((vals - m) / np.where(s > 0, s, 1.0), dtype=torch.float32)
-            static = static.unsqueeze(0).expand(len(idx), *static.shape)
+            static = static.unsqueeze(0).expand(x0.shape[0], *static.shape)
         attrs = {
             "source": "sciml forecast infer",
             "sciml_version": __version__,
@@ -272,31 +330,36 @@ def run_inference(cfg: InferConfig, progress: Progress | None = None, writer_cls
     finally:
         ds.close()
     features = resolve_features(f.features)
-    lat, lon = template["lat"].values, template["lon"].values
+    lat, lon = template["lat"].values[ls], template["lon"].values[xs]
     mean, std = lm.mean, lm.std
     state = ((torch.as_tensor(x0, dtype=torch.float64) - mean) / std).float()
-    state = state.unsqueeze(0).expand(cfg.members, *state.shape).contiguous()  # [M, B, C, H, W]
+    e_local = len(hooks.member_indices(cfg.members))
+    state = state.unsqueeze(0).expand(e_local, *state.shape).contiguous().to(hooks.device)  # [M, B, C, H, W]
     process = lm.noise()
-    noise = EnsembleNoise(process, cfg.members, cfg.seed, centered=cfg.centered) if process is not None else None
+    noise = hooks.noise(process, cfg.members, cfg.seed, cfg.centered, len(idx)) if process is not None else None
     z = noise.initial(len(idx)) if noise is not None else None
+    static = static.to(hooks.device)
     progress.start(nsteps, f"forecast {cfg.members} members x {len(idx)} init(s)")
     try:
-        with atomic_path(out, directory=True) as tmp:
-            writer = writer_cls(tmp, template)
+        with atomic_path(out, directory=True) if hooks.is_writer() else nullcontext() as tmp:
+            writer = writer_cls(tmp, template) if hooks.is_writer() else None
             for k in range(nsteps):
-                valid = init_times + k * lm.step  # the time the model steps from
-                feats = [torch.as_tensor(ft(valid.values, lat, lon)[:, :]) for ft in features]
+                valid = init_times[rows] + k * lm.step  # the time the model steps from
+                feats = [torch.as_tensor(ft(valid.values, lat, lon)[:, :]).to(hooks.device) for ft in features]
                 aux = torch.cat([static, *feats], dim=1) if (feats or f.static) else None
                 if z is not None and k > 0:
                     z = noise.step(z)
                 zg = noise.to_grid(z) if z is not None else None
                 state = ensemble_step(lm.model, state, aux, zg)
-                phys = (state.double() * std + mean).float().transpose(0, 1).numpy()  # [B, M, C, H, W]
-                if not np.isfinite(phys).all():
+                phys = (state.double().cpu() * std + mean).float()  # [M, B, C, H, W]
+                if hooks.any_true(not bool(torch.isfinite(phys).all())):
                     raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
-                writer.append((k + 1) * lm.step, phys)
+                phys = hooks.gather(phys, cfg.members, len(idx))  # [B, M, C, H, W] on the writer
+                if writer is not None:
+                    writer.append((k + 1) * lm.step, phys)
                 progress.update(1)
     finally:
         progress.close()
-    LOGGER.info("wrote %s", out)
+    if hooks.is_writer():
+        LOGGER.info("wrote %s", out)
     return {"out": str(out), "inits": [str(t) for t in init_times], "steps": nsteps, "members": cfg.members}

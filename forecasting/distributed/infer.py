@@ -1,0 +1,140 @@
+r"""``sciml forecast infer`` on the ``batch x ensemble x h x w`` mesh: the serial inference loop, tiled.
+
+:func:`sciml.forecasting.infer.run_inference` asks its :class:`~sciml.forecasting.infer.InferHooks` what to compute;
+:class:`DistributedInferHooks` answers for one rank of a :class:`.context.ParallelContext`:
+
+* the model is built with :class:`.ops.DistributedSphereOps` from the serial checkpoint (its weights are replicated,
+  so any training layout loads), and the initial conditions, static fields and time features are read for this
+  rank's latitude x longitude tile only;
+* ensemble ranks hold contiguous blocks of ``M / E`` members, batch ranks contiguous blocks of ``B / D`` initial
+  times (``M``: ``--members``, ``B``: number of ``--init`` times; both must divide evenly);
+* member :math:`e`'s noise comes from its own stream, seeded by its *global* index (:class:`.noise.TiledEnsembleNoise`),
+  and is mapped to the tile with the distributed inverse SHT, so it is the serial run's noise on any layout;
+* after every lead step the denormalised tiles ``[M/E, B/D, C, h, w]`` are gathered to rank 0
+  (``dist.gather``, tiles zero-padded to the largest one since gloo needs equal shapes) and written there in the
+  serial WeatherBench 2 layout, so memory does not grow with the lead and the store is the serial store.
+
+Checks that can fail on one rank only (NaN initial conditions on a tile, a non-finite forecast) are agreed over
+the world (MAX all-reduce) so that every rank raises together instead of leaving the others waiting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sciml.forecasting.infer import InferConfig, InferHooks, run_inference
+
+from sciml.progress import Progress
+
+from .comm import all_max
+from .context import ParallelConfig, ParallelContext, init_parallel
+from .layout import split_bounds, split_evenly
+from .noise import TiledEnsembleNoise
+from .ops import DistributedSphereOps
+
+
+class _InferNoise:
+    """:class:`.noise.TiledEnsembleNoise` behind the serial ``EnsembleNoise`` calls of the inference loop."""
+
+    def __init__(self, tiled: TiledEnsembleNoise, device: torch.device) -> None:
+        self.tiled, self.device = tiled, device
+        self.tiled.isht.to(device)
+
+    def initial(self, batch: int) -> torch.Tensor:
+        if batch != self.tiled.global_batch:
+            raise ValueError(f"noise was set up for {self.tiled.global_batch} initial times, asked for {batch}")
+        return self.tiled.initial()
+
+    def step(self, state: torch.Tensor) -> torch.Tensor:
+        return self.tiled.step(state)
+
+    def to_grid(self, state: torch.Tensor) -> torch.Tensor:
+        return self.tiled.to_grid(state.to(self.device))
+
+
+class DistributedInferHooks(InferHooks):
+    """:class:`~sciml.forecasting.infer.InferHooks` of one rank of ``ctx``'s mesh (see the module docstring)."""
+
+    def __init__(self, ctx: ParallelContext) -> None:
+        self.ctx = ctx
+        self.device = ctx.device
+        self._grid: tuple[int, int] | None = None
+
+    def sphere_ops(self) -> DistributedSphereOps:
+        return DistributedSphereOps(self.ctx)
+
+    def tile(self, nlat: int, nlon: int) -> tuple[slice, slice]:
+        self._grid = (nlat, nlon)  # the global grid that :meth:`gather` assembles
+        return self.ctx.tile(nlat, nlon).slices
+
+    def rows(self, n_inits: int) -> slice:
+        split_evenly(n_inits, self.ctx.mesh.batch, "number of --init times")
+        return slice(*split_bounds(n_inits, self.ctx.mesh.batch, self.ctx.coords.batch))
+
+    def member_indices(self, members: int) -> list[int]:
+        e_local = split_evenly(members, self.ctx.mesh.ensemble, "--members")
+        first = self.ctx.coords.ensemble * e_local
+        return list(range(first, first + e_local))
+
+    def noise(self, process: Any, members: int, seed: int, centered: bool, n_inits: int) -> _InferNoise:
+        tiled = TiledEnsembleNoise(process, members, n_inits, seed, self.ctx, centered=centered)
+        return _InferNoise(tiled, self.ctx.device)
+
+    def is_writer(self) -> bool:
+        return self.ctx.rank == 0
+
+    def any_true(self, flag: bool) -> bool:
+        return all_max(1.0 if flag else 0.0, self.ctx.group("world")) > 0.0
+
+    def gather(self, fields: torch.Tensor, members: int, n_inits: int) -> np.ndarray | None:
+        """Gather ``[M/E, B/D, C, h, w]`` tiles of every rank into ``[B, M, C, nlat, nlon]`` float32 on rank 0.
+
+        Ranks of other batch and ensemble coordinates contribute their rows and members; every rank's block goes
+        to the place its mesh coordinates and tile give it (:meth:`.layout.MeshShape.tile`).
+        """
+        ctx, mesh = self.ctx, self.ctx.mesh
+        if self._grid is None:
+            raise RuntimeError("DistributedInferHooks.gather before tile(): the global grid is unknown")
+        nlat, nlon = self._grid
+        e_r, b_r = fields.shape[:2]
+        tiles = [mesh.tile(nlat, nlon, r) for r in range(mesh.size)]
+        hmax = max(t.shape[0] for t in tiles)
+        wmax = max(t.shape[1] for t in tiles)
+        padded = fields.new_zeros((*fields.shape[:-2], hmax, wmax), dtype=torch.float32, device=ctx.device)
+        padded[..., : fields.shape[-2], : fields.shape[-1]] = fields
+        if mesh.size == 1:
+            received = [padded]
+        else:
+            received = [torch.empty_like(padded) for _ in tiles] if ctx.rank == 0 else None
+            dist.gather(padded, received, dst=0, group=ctx.group("world").handle)
+        if ctx.rank != 0:
+            return None
+        out = np.empty((n_inits, members, fields.shape[2], nlat, nlon), dtype=np.float32)
+        for r, (t, piece) in enumerate(zip(tiles, received, strict=True)):
+            c = mesh.coords(r)
+            (lat, lon), (h, w) = t.slices, t.shape
+            block = piece[..., :h, :w].cpu().numpy().transpose(1, 0, 2, 3, 4)  # [B_r, E_r, C, h, w]
+            out[c.batch * b_r : (c.batch + 1) * b_r, c.ensemble * e_r : (c.ensemble + 1) * e_r, :, lat, lon] = block
+        return out
+
+
+def run_distributed_inference(
+    cfg: InferConfig, parallel: ParallelConfig, progress: Progress | None = None
+) -> dict[str, Any]:
+    """:func:`~sciml.forecasting.infer.run_inference` on this process's rank of the mesh ``parallel``.
+
+    Starts ``torch.distributed`` from the launcher's variables (:func:`.context.init_parallel`), runs the serial
+    inference loop with :class:`DistributedInferHooks` and closes the context. Rank 0 writes ``cfg.out`` (the
+    serial store) and shows ``progress``; the summary has ``writer`` (whether this rank wrote) and ``layout``.
+    """
+    ctx = init_parallel(parallel)
+    try:
+        hooks = DistributedInferHooks(ctx)
+        res = run_inference(cfg, progress if ctx.rank == 0 else None, hooks=hooks)
+    finally:
+        ctx.close()
+    m = ctx.mesh
+    return {**res, "writer": ctx.rank == 0, "layout": {"batch": m.batch, "ensemble": m.ensemble, "h": m.h, "w": m.w}}

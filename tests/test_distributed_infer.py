@@ -1,0 +1,160 @@
+"""Distributed ``sciml forecast infer`` against the serial inference (gloo, CPU, forked ranks, one thread each).
+
+One tiny model is trained for two steps (serially) on a small shallow-water store; the serial inference from its
+checkpoint is the reference. Then, from the same checkpoint and seed:
+
+* 4 ranks run ``sciml forecast infer ... --h-parallel 2 --w-parallel 2`` through the real CLI (uneven 17/16
+  latitude tiles of the 33 x 64 grid), then, in the same job, 2 ensemble x 2 batch ranks (members and initial
+  times split), antithetic noise;
+* 2 ranks run ``--ensemble-parallel 2``.
+
+Each distributed store must equal the serial one: same coordinates, attributes and chunks, values within
+``1e-5 * max|x|`` per variable (float32; z500 is ~5e4 m2 s-2, so an absolute 1e-5 is below float32's resolution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from sciml.forecasting.data import PRESETS as DATA_PRESETS
+from sciml.forecasting.data import compute_stats, simulate, source_from_dataset, stats_path, write_store
+from sciml.forecasting.distributed.spawn import run_local
+from sciml.forecasting.infer import InferConfig, LoadedModel, run_inference
+
+from sciml.errors import UsageError
+
+pytestmark = pytest.mark.distributed
+
+INITS = ("2001-01-01T12", "2001-01-02T00")
+LEAD, MEMBERS, SEED = "12h", 4, 3
+REL_TOL = 1e-5
+
+
+def _cli(argv: list[str]) -> None:
+    from sciml.cli import main
+
+    code = main(argv)
+    if code != 0:
+        raise SystemExit(code)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from sciml.forecasting.train import Trainer, load_train_config
+
+    root = tmp_path_factory.mktemp("dinfer")
+    store = root / "swe.zarr"
+    ds, _ = simulate(dataclasses.replace(DATA_PRESETS["tiny"], days=2, spinup_days=0.5, trajectories=1))
+    src = source_from_dataset(ds)
+    write_store(src, store)
+    compute_stats(src).save(stats_path(store))
+    overrides = {"data.store": str(store), "data.valid_start": None, "stages.0.steps": 1, "stages.1.steps": 1}
+    Trainer(load_train_config("tiny", overrides), root / "run").run()
+    ckpt = root / "run" / "checkpoint.pt"
+    refs = {}
+    for centered in (False, True):
+        refs[centered] = root / f"serial-{int(centered)}.zarr"
+        cfg = InferConfig(ckpt, INITS, LEAD, MEMBERS, refs[centered], seed=SEED, centered=centered)
+        run_inference(cfg)
+    return {"root": root, "ckpt": ckpt, "refs": refs}
+
+
+def _four_ranks(ckpt: str, root: str, report: str) -> None:
+    from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
+    from sciml.forecasting.distributed.infer import run_distributed_inference
+
+    # this context owns torch.distributed; the runs below join it (a second rendezvous on the port would race)
+    base = init_parallel(ParallelConfig(timeout_s=60))
+
+    common = ["forecast", "infer", "--checkpoint", ckpt, "--lead", LEAD, "--members", str(MEMBERS)]
+    common += ["--seed", str(SEED)]
+    for t in INITS:
+        common += ["--init", t]
+    _cli([*common, "--out", f"{root}/hw.zarr", "--h-parallel", "2", "--w-parallel", "2", "--comm-timeout", "60"])
+    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/eb.zarr"), seed=SEED, centered=True)
+    res = run_distributed_inference(cfg, ParallelConfig(ensemble=2, timeout_s=60))
+    if res["writer"]:
+        Path(report).write_text(json.dumps(res["layout"]))
+    base.close()
+
+
+def _two_ranks(ckpt: str, root: str, report: str) -> None:
+    from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
+    from sciml.forecasting.distributed.infer import run_distributed_inference
+
+    base = init_parallel(ParallelConfig(timeout_s=60))
+
+    errors = []
+    try:  # 3 members cannot be split over 2 ensemble ranks: every rank refuses, none waits for the others
+        bad = InferConfig(Path(ckpt), INITS, LEAD, 3, Path(f"{root}/bad.zarr"), seed=SEED)
+        run_distributed_inference(bad, ParallelConfig(ensemble=2, timeout_s=60))
+    except UsageError as e:
+        errors.append(str(e))
+    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/ens.zarr"), seed=SEED)
+    res = run_distributed_inference(cfg, ParallelConfig(ensemble=2, timeout_s=60))
+    Path(f"{report}.{int(res['writer'])}").write_text(json.dumps({"errors": errors, "layout": res["layout"]}))
+    base.close()
+
+
+@pytest.fixture(scope="module")
+def distributed(setup):
+    root, ckpt = setup["root"] / "dist", str(setup["ckpt"])
+    root.mkdir()
+    run = run_local(_four_ranks, 4, args=(ckpt, str(root), str(root / "four.json")), timeout_s=120)
+    assert run.ok, f"4-rank inference failed: {run}"
+    run = run_local(_two_ranks, 2, args=(ckpt, str(root), str(root / "two.json")), timeout_s=120)
+    assert run.ok, f"2-rank inference failed: {run}"
+    return root
+
+
+def _assert_same_store(got_path: Path, ref_path: Path) -> None:
+    with xr.open_zarr(got_path, consolidated=False) as got, xr.open_zarr(ref_path, consolidated=False) as ref:
+        assert sorted(got.data_vars) == sorted(ref.data_vars)
+        assert got.attrs == ref.attrs  # same checkpoint, seed, members, antithetic flag
+        for c in ref.coords:
+            np.testing.assert_array_equal(got[c].values, ref[c].values)
+        for v in ref.data_vars:
+            a, b = got[v].values, ref[v].values
+            assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+            assert got[v].encoding["chunks"] == ref[v].encoding["chunks"]
+            assert got[v].attrs == ref[v].attrs
+            scale = float(np.abs(b).max())
+            err = float(np.abs(a.astype(np.float64) - b).max())
+            assert err <= REL_TOL * scale, (v, err, scale)
+
+
+def test_reference_exercises_noise_and_members(setup):
+    """The comparison is not vacuous: the model takes noise, and the serial members differ from one another."""
+    assert LoadedModel(setup["ckpt"]).model_config.n_noise > 0
+    with xr.open_zarr(setup["refs"][False], consolidated=False) as ref:
+        spread = float(ref["z500"].std("realization").max())
+        assert spread > 1e-3 * float(np.abs(ref["z500"]).max()), spread
+        assert ref.sizes == {"time": 2, "prediction_timedelta": 2, "realization": MEMBERS, "lat": 33, "lon": 64}
+
+
+def test_cli_infer_on_2x2_tiles_equals_serial(setup, distributed):
+    _assert_same_store(distributed / "hw.zarr", setup["refs"][False])
+
+
+def test_ensemble_and_batch_ranks_equal_serial_with_antithetic_noise(setup, distributed):
+    assert json.loads((distributed / "four.json").read_text()) == {"batch": 2, "ensemble": 2, "h": 1, "w": 1}
+    _assert_same_store(distributed / "eb.zarr", setup["refs"][True])
+
+
+def test_ensemble_parallel_equals_serial(setup, distributed):
+    _assert_same_store(distributed / "ens.zarr", setup["refs"][False])
+    for writer in (0, 1):
+        rep = json.loads((distributed / f"two.json.{writer}").read_text())
+        assert rep["layout"] == {"batch": 1, "ensemble": 2, "h": 1, "w": 1}
+        assert len(rep["errors"]) == 1 and "--members" in rep["errors"][0]
+
+
+def test_only_rank_0_writes(distributed):
+    """No per-rank leftovers: the stores written (atomically, by rank 0), the reports, nothing else."""
+    names = sorted(p.name for p in distributed.iterdir())
+    assert names == ["eb.zarr", "ens.zarr", "four.json", "hw.zarr", "two.json.0", "two.json.1"]
