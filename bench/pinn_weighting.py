@@ -6,7 +6,7 @@ plain DeepXDE would run them (``dde.data.PDE`` + ``dde.Model``, hard constraint,
 fixed weights): (A) Adam only, float32; (B) Adam then L-BFGS, float64.
 
     python bench/pinn_weighting.py                      # full: 3 problems x 6 schemes x 3 seeds + baselines
-    python bench/pinn_weighting.py --quick              # reduced: legendre l=3, 100 LM steps, 1 baseline seed
+    python bench/pinn_weighting.py --quick              # reduced: legendre l=3 only, 1 baseline seed
 
 Prints a table and writes JSON (``--json``, default ``bench/results/pinn_weighting.json``). Timings depend on the
 machine's load: the CPU time column is the more stable one on a shared machine.
@@ -57,6 +57,7 @@ def run_engine(key: str, scheme: str, seed: int, time_limit: float, adam_steps: 
             "seed": seed,
             "time_limit_s": time_limit,
             "adam": {"steps": adam_steps},
+            "lm": {"max_iter": lm_steps},
             "history_every": 5,
         },
     )
@@ -157,12 +158,12 @@ def _fmt(v, f="{:.2e}") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="legendre(l=3) only, 100 LM steps, 1 baseline seed")
+    ap.add_argument("--quick", action="store_true", help="legendre(l=3) only, 1 baseline seed")
     ap.add_argument("--problems", nargs="*", default=None, choices=list(PROBLEMS))
     ap.add_argument("--schemes", nargs="*", default=list(SCHEMES), choices=SCHEMES)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--time-limit", type=float, default=300.0, help="wall-clock safety limit per engine solve")
-    ap.add_argument("--lm-steps", type=int, default=None, help="Levenberg-Marquardt steps (default 300; quick 100)")
+    ap.add_argument("--lm-steps", type=int, default=300, help="Levenberg-Marquardt steps (the solver default)")
     ap.add_argument("--adam-steps", type=int, default=200)
     ap.add_argument("--baseline-adam-steps", type=int, default=3000)
     ap.add_argument("--baseline-seeds", type=int, default=None, help="seeds for the DeepXDE baselines (quick: 1)")
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     problems = args.problems or (["legendre(l=3)"] if args.quick else list(PROBLEMS))
     limit = args.time_limit
-    lm_steps = args.lm_steps if args.lm_steps is not None else (100 if args.quick else 300)
+    lm_steps = args.lm_steps
     results: dict = {"settings": vars(args) | {"json": str(args.json), "time_limit": limit}, "rows": []}
     table = []
     for key in problems:
