@@ -191,12 +191,7 @@ class SlurmLaunch:
                 _check_file("--resume-from", self.resume_from, "a checkpoint of an earlier job")
         else:
             _check_file("--checkpoint", self.checkpoint, "the checkpoint to run")
-            if self.world_size != 1:
-                # every rank would run the whole serial inference and write the same store
-                raise UsageError(
-                    f"--job infer asks for {self.world_size} ranks, but `sciml forecast infer` runs on one process "
-                    "(it has no parallel layout yet); use --nodes 1 and one task (--gpus-per-node 1 on GPUs)"
-                )
+            # any number of ranks: `sciml forecast infer` splits tiles/members/init times over them, rank 0 writes
             if self.resume_from is not None:
                 raise UsageError("--resume-from applies to training jobs only (--job train)")
         if _SBATCH_PATH_BAD.search(str(self.run_root)):

@@ -391,17 +391,20 @@ def test_constants_agree_with_the_training_command():
     assert BUILTIN_CONFIGS == BUILTIN_PACKAGE
 
 
-def test_infer_is_single_rank_until_inference_has_a_parallel_layout(tmp_path):
+def test_infer_runs_on_many_ranks(tmp_path):
+    """`sciml forecast infer` has a parallel layout (tiles x members x init times): multi-rank infer jobs render."""
     ckpt = tmp_path / "ck.pt"
     ckpt.write_bytes(b"x")
-    with pytest.raises(UsageError, match="runs on one process"):
-        SlurmLaunch(kind="infer", checkpoint=ckpt, gpus_per_node=4)
-    # tripwire: when `sciml forecast infer` gains --h-parallel, lift the single-rank rule in SlurmLaunch
+    spec = SlurmLaunch(kind="infer", checkpoint=ckpt, nodes=2, gpus_per_node=4, run_root=tmp_path,
+                       extra_args=("--h-parallel", "2", "--w-parallel", "2", "--ensemble-parallel", "2"))  # fmt: skip
+    assert spec.world_size == 8
+    opts = sbatch_options(render(spec))
+    assert (opts["nodes"], opts["ntasks-per-node"], opts["gpus-per-node"]) == ("2", "4", "4")
     from sciml.cli import build_parser
 
-    with pytest.raises(UsageError, match="unrecognized arguments: --h-parallel"):
-        build_parser().parse_args(["forecast", "infer", "--checkpoint", "c", "--init", "x", "--lead", "1d",
-                                   "--out", "o", "--h-parallel", "2"])  # fmt: skip
+    args = build_parser().parse_args(["forecast", "infer", "--checkpoint", "c", "--init", "x", "--lead", "1d",
+                                      "--out", "o", *spec.extra_args])  # fmt: skip
+    assert (args.h_parallel, args.w_parallel, args.ensemble_parallel) == (2, 2, 2)
 
 
 def test_rank_command_line_is_accepted_by_the_real_train_and_infer_parsers(cfg, tmp_path, fake_slurm):
@@ -426,11 +429,11 @@ def test_rank_command_line_is_accepted_by_the_real_train_and_infer_parsers(cfg, 
 
     ckpt = tmp_path / "ck.pt"
     ckpt.write_bytes(b"x")
-    spec = SlurmLaunch(kind="infer", checkpoint=ckpt, run_root=runs, extra_args=("--init", "2001-01-05T00", "--lead",
-                       "1d"))  # fmt: skip
+    spec = SlurmLaunch(kind="infer", checkpoint=ckpt, run_root=runs, tasks_per_node=2, extra_args=("--init",
+                       "2001-01-05T00", "--lead", "1d", "--h-parallel", "2"))  # fmt: skip
     proc = _run_script(render(spec), env | {"SLURM_JOB_NAME": "sciml-infer"}, tmp_path)
     assert proc.communicate(timeout=30) and proc.returncode == 0
     args = build_parser().parse_args(_srun_args(log)[5:])
     assert args.func.__name__ == "cmd_infer"
     assert (args.checkpoint, args.out) == (ckpt.resolve(), runs.resolve() / "sciml-infer-31234" / "forecast.zarr")
-    assert (args.init, args.lead) == (["2001-01-05T00"], "1d")
+    assert (args.init, args.lead, args.h_parallel) == (["2001-01-05T00"], "1d", 2)
