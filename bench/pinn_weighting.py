@@ -63,6 +63,12 @@ def run_engine(key: str, scheme: str, seed: int, time_limit: float, adam_steps: 
     )
     res = solve(problem, cfg)
     m = compute_metrics(res)
+    print(
+        f"  {key} {scheme} seed {seed}: rel. L2 {m['rel_l2']:.2e}, {m['steps']['total']} steps, "
+        f"{m['cpu_time_s']:.1f} s CPU",
+        file=sys.stderr,
+        flush=True,
+    )
     return {
         "rel_l2": m["rel_l2"],
         "wall_s": m["wall_time_s"],

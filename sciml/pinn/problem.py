@@ -34,13 +34,18 @@ never DeepXDE. The class provides:
   the residual evaluated exactly there: because the equation is multiplied through, it reduces to the algebraic
   regularity relation (e.g. ``-2 y'(1) + l(l+1) y(1) = 0`` for Legendre). Give ``func`` to impose a different
   relation there. A singular point whose position is unknown (a sound horizon) gives ``x`` as a callable of
-  ``u``; the point then moves with the trainable scalar during training.
+  ``u``; the point then moves with the trainable scalar during training (it is a loss term of its own, not a
+  collocation point; the Jacobians include the motion of the point).
 * **trainable scalars** (unknown constants, an eigenvalue, a horizon position): :meth:`AbstractProblem.unknowns`
   returns :class:`Unknown` objects; they are optimised together with the network and reported in
   ``metrics.json`` (with :meth:`AbstractProblem.reference_unknowns` as their reference values, if known).
-* **reference solution**: :meth:`AbstractProblem.reference_solution` ``(x: ndarray) -> ndarray (n, n_outputs)`` from a
-  closed form, mpmath or a classical solver of the problem's own, with its accuracy in
+* **reference solution**: :meth:`AbstractProblem.reference_solution` ``(x: ndarray) -> ndarray (n, n_outputs)``
+  from a closed form, mpmath or a classical solver of the problem's own, with its accuracy in
   ``reference_accuracy`` (an absolute error bound used by the tests to know how far the comparison can go).
+* **loss terms** are named ``residual`` (``residual[eq]`` for systems), ``regularity@...`` and the condition names;
+  these names key the weights (``weighting.initial`` in the YAML) and the ``history.csv`` columns. Nonlinear
+  problems work unchanged; the engine's final exact output-layer solve is then a Gauss-Newton step, kept only if
+  it lowers the loss.
 * **solver defaults** the problem needs (a wider net, more points): ``solver_defaults`` is a nested mapping of
   :class:`sciml.pinn.config.SolverConfig` keys, applied before the user's ``--config`` and flags.
 
