@@ -183,12 +183,14 @@ def _other_grid_store(path):
 def test_bad_input_gives_one_clear_line(setup, tmp_path, capsys):
     from sciml.cli import main
 
+    other = _other_grid_store(tmp_path / "g.zarr")
+    capsys.readouterr()  # only what the commands below print counts
     base = ["forecast", "infer", "--members", "2", "--out", str(tmp_path / "x.zarr")]
     ck = ["--checkpoint", str(setup["ckpt"])]
     cases = [
         ([*base, "--checkpoint", str(tmp_path / "nope.pt"), "--init", INITS[0], "--lead", "1d"], "does not exist"),
         (
-            [*base, *ck, "--init", INITS[0], "--lead", "1d", "--data", str(_other_grid_store(tmp_path / "g.zarr"))],
+            [*base, *ck, "--init", INITS[0], "--lead", "1d", "--data", str(other)],
             "17x32 grid but the checkpoint",
         ),
         ([*base, *ck, "--init", "2030-01-01T00", "--lead", "1d"], "not in"),
