@@ -190,9 +190,12 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
 
 
 def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, out: Path, quiet: bool) -> int:
-    """Solve each member into ``out/KEY=VALUE/``; write ``sweep.csv``, ``sweep.json`` and ``sweep.png``."""
+    """Solve each member into ``out/KEY=VALUE/``; write ``sweep.csv``, ``sweep.json``, ``sweep.png`` (errors and
+    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid)."""
+    import xarray as xr
+
     from sciml.io import atomic_write_json, atomic_write_text
-    from sciml.plotting.pinn import plot_sweep
+    from sciml.plotting.pinn import plot_sweep, plot_sweep_profiles
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -209,10 +212,11 @@ def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, ou
                 "wall_time_s": m["wall_time_s"],
                 "steps": m["steps"]["total"],
                 "dir": sub.name,
+                **m.get("extra", {}),
             }
         )
-    header = list(rows[0])
-    lines = [",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]
+    header = list(dict.fromkeys(h for r in rows for h in r))
+    lines = [",".join(header)] + [",".join(str(r.get(h, math.nan)) for h in header) for r in rows]
     atomic_write_text(out / "sweep.csv", "\n".join(lines) + "\n")
     atomic_write_json(out / "sweep.json", {"problem": problem.name, "sweep": key, "rows": rows})
     plot_sweep(
@@ -223,11 +227,16 @@ def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, ou
         out / "sweep.png",
         f"{problem.name}: sweep over {key}",
     )
+    members = []
+    for r in rows:
+        with xr.open_dataset(out / r["dir"] / "solution.nc", engine="h5netcdf") as ds:
+            members.append((r[key], ds.load()))
+    plot_sweep_profiles(members, key, out / "sweep_profiles.png", f"{problem.name}: family over {key}")
     print(f"\n{problem.name} sweep over {key}:")
     print(f"  {key:>8}  {'rel. L2':>10}  {'max|err|':>10}  {'time [s]':>8}  steps")
     for r in rows:
         print(
             f"  {r[key]:>8g}  {r['rel_l2']:>10.3e}  {r['max_abs_error']:>10.3e}  {r['wall_time_s']:>8.1f}  {r['steps']}"
         )
-    print(f"  written to {out}/ (sweep.csv, sweep.json, sweep.png, one directory per value)")
+    print(f"  written to {out}/ (sweep.csv, sweep.json, sweep.png, sweep_profiles.png, one directory per value)")
     return 0

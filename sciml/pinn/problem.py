@@ -46,6 +46,14 @@ never DeepXDE. The class provides:
   these names key the weights (``weighting.initial`` in the YAML) and the ``history.csv`` columns. Nonlinear
   problems work unchanged; the engine's final exact output-layer solve is then a Gauss-Newton step, kept only if
   it lowers the loss.
+* **result hooks** (optional; the defaults add nothing):
+  :meth:`AbstractProblem.extra_metrics` ``(x, pred) -> {name: float}`` adds problem-specific targets (errors at
+  check points, horizon locations, conserved fluxes) to ``metrics.json`` (key ``extra``) and to the printed
+  summary; ``x`` is :meth:`AbstractProblem.eval_grid` and ``pred`` the prediction there, shape
+  ``(n, n_outputs)``. :meth:`AbstractProblem.plot_markers` ``(unknowns) -> {label: x}`` gives labelled vertical
+  lines for ``solution.png`` (horizons, a sonic point), with ``unknowns`` the trained scalars as floats.
+  :meth:`AbstractProblem.extra_curves` ``(x, pred) -> {label: (output name, values)}`` gives curves drawn on
+  that output's panel of ``solution.png`` (a sound speed on the velocity panel).
 * **solver defaults** the problem needs (a wider net, more points): ``solver_defaults`` is a nested mapping of
   :class:`sciml.pinn.config.SolverConfig` keys, applied before the user's ``--config`` and flags.
 
@@ -200,6 +208,24 @@ class AbstractProblem(ProblemSpec):
 
     def reference_unknowns(self) -> dict[str, float]:
         """Reference values of the trainable scalars, where known."""
+        return {}
+
+    def extra_metrics(self, x: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        """Problem-specific metrics of a prediction ``pred`` (shape ``(n, n_outputs)``) on ``x = eval_grid(n)``.
+
+        Merged into ``metrics.json`` under ``extra`` and printed in the summary. Default: none.
+        """
+        return {}
+
+    def plot_markers(self, unknowns: Mapping[str, float]) -> dict[str, float]:
+        """Labelled vertical lines for ``solution.png`` (label -> x), given the trained scalars. Default: none."""
+        return {}
+
+    def extra_curves(self, x: np.ndarray, pred: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+        """Curves to overlay on an output's panel of ``solution.png``: label -> ``(output name, values at x)``.
+
+        Default: none.
+        """
         return {}
 
     def eval_grid(self, n: int) -> np.ndarray:

@@ -66,6 +66,7 @@ def compute_metrics(result: SolveResult) -> dict[str, Any]:
     metrics["timings_s"] = dict(result.timings)
     metrics["stop_reason"] = result.stop_reason
     metrics["steps_to_error"] = {f"{t:g}": steps_to_error(result.history, t) for t in (1e-3, 1e-5, 1e-7)}
+    metrics["extra"] = {str(k): float(v) for k, v in problem.extra_metrics(x, pred).items()}
     note = getattr(problem, "reference_note", None)
     if note:
         metrics["reference_note"] = note
@@ -151,6 +152,10 @@ def summary_text(result: SolveResult, metrics: dict[str, Any], out: Path | None 
             )
         )
     lines.append("  loss terms : " + _fmt_map(metrics["final_term_losses"]))
+    extra = list(metrics.get("extra", {}).items())
+    for i in range(0, len(extra), 3):  # three per line keeps the summary on one screen
+        head = "  targets    : " if i == 0 else " " * 15
+        lines.append(head + ", ".join(f"{k} = {v:.3e}" for k, v in extra[i : i + 3]))
     if out is not None:
         lines.append(f"  written to : {out}/ (solution.nc, metrics.json, history.csv, solution.png, config.yaml)")
     return "\n".join(lines)
@@ -158,6 +163,15 @@ def summary_text(result: SolveResult, metrics: dict[str, Any], out: Path | None 
 
 def _fmt_map(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
+
+
+def plot_extras(result: SolveResult, ds: Any) -> dict[str, Any]:
+    """The problem's labelled markers and extra curves for :func:`sciml.plotting.pinn.plot_solution`."""
+    problem = result.problem
+    unknowns = {k: float(v.detach()) for k, v in result.model.unknown_values().items()}
+    x = ds["x"].values
+    pred = np.stack([ds[name].values for name in problem.outputs], axis=1)
+    return {"markers": problem.plot_markers(unknowns), "curves": problem.extra_curves(x, pred)}
 
 
 def write_results(result: SolveResult, out: str | Path, run_config: dict[str, Any]) -> dict[str, Any]:
@@ -173,5 +187,5 @@ def write_results(result: SolveResult, out: str | Path, run_config: dict[str, An
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "history.csv", history_csv(result.history))
         atomic_write_text(tmp / "config.yaml", dump_yaml(to_dict(run_config)))
-        plot_solution(ds, tmp / "solution.png", metrics)
+        plot_solution(ds, tmp / "solution.png", metrics, **plot_extras(result, ds))
     return metrics

@@ -125,7 +125,14 @@ class Trainer:
             row[f"u:{k}"] = float(v.detach())
         self.history.append(row)
 
+    @staticmethod
+    def _unweighted(losses: Mapping[str, Any]) -> float:
+        """:math:`\\sum_i L_i`: the early-stop criterion (adaptive weights can shrink a term towards zero, so the
+        weighted loss alone could stop training with that term unsolved)."""
+        return float(sum(float(torch.as_tensor(v).detach()) for v in losses.values()))
+
     def _check_stop(self, total: float) -> None:
+        """``total``: the unweighted loss."""
         if total < self.cfg.target_loss:
             raise _Stop(f"target loss {self.cfg.target_loss:g} reached")
         if time.monotonic() - self.t0 > self.cfg.time_limit_s:
@@ -188,7 +195,7 @@ class Trainer:
             self.steps["adam"] = step
             self._record("adam", step, losses, force=step == 1)
             self.progress.update(1, {"loss": float(total.detach())})
-            self._check_stop(float(total.detach()))
+            self._check_stop(self._unweighted(losses))
 
     def refine(self) -> None:
         """Residual-based adaptive refinement: add the points of largest residual from a dense candidate set."""
@@ -235,7 +242,7 @@ class Trainer:
             total = float(self._total(losses))
             self._record("lbfgs", self.steps["lbfgs"], losses, force=True)
             self.progress.update(max(done, 0), {"loss": total})
-            self._check_stop(total)
+            self._check_stop(self._unweighted(losses))
             if done == 0 or total >= prev:
                 break
             prev = total
@@ -251,7 +258,9 @@ class Trainer:
         offsets = np.cumsum([0, *sizes])
         out_names = {f"net.{k}" for k in _dde.output_layer_names(self.model.net)}
         out_cols = torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i, k in enumerate(keys) if k in out_names])
-        scale = {n: math.sqrt(self.weights[n]) for n in self.names}
+        # frozen weights, floored so that no term drops out of the Gauss-Newton model
+        wmax = max(self.weights.values())
+        scale = {n: math.sqrt(max(self.weights[n], 1e-6 * wmax)) for n in self.names}
 
         def rho_at(theta: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
             self._load(theta, keys, shapes, sizes)
@@ -275,13 +284,13 @@ class Trainer:
                     # the best probe is the answer if it beats the final iterate.
                     dc = torch.zeros_like(theta)
                     dc[out_cols] = torch.linalg.lstsq(jm[:, out_cols], -r[:, None], driver="gelsd").solution[:, 0]
-                    r_c, _ = rho_at(theta + dc)
+                    r_c, vecs_c = rho_at(theta + dc)
                     loss_c = float(r_c @ r_c)
                     self._load(theta, keys, shapes, sizes)
                     if math.isfinite(loss_c) and loss_c < best[0]:
                         best = (loss_c, theta + dc)
-                    if best[0] < self.cfg.target_loss:
-                        raise _Stop(f"target loss {self.cfg.target_loss:g} reached (output-layer solve)")
+                        if self._unweighted({n: torch.mean(v**2) for n, v in vecs_c.items()}) < self.cfg.target_loss:
+                            raise _Stop(f"target loss {self.cfg.target_loss:g} reached (output-layer solve)")
                 a = jm @ jm.T
                 accepted = False
                 while mu < 1e16:
@@ -311,7 +320,7 @@ class Trainer:
                 losses = self._losses(vecs, "lm", it)
                 self._record("lm", it, losses)
                 self.progress.update(1, {"loss": loss})
-                self._check_stop(loss)
+                self._check_stop(self._unweighted(losses))
         finally:
             if cfg.final_linear_solve:
                 theta, loss = self._final_linear_solve(theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes)
