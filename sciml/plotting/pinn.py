@@ -18,7 +18,20 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_solution(ds: Any, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
+def _outputs(ds: Any) -> list[str]:
+    return [str(v) for v in ds.data_vars if not v.startswith("residual_") and not v.endswith(("_ref", "_error"))]
+
+
+_MARKER_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+
+
+def plot_solution(
+    ds: Any,
+    path: str | Path,
+    metrics: Mapping[str, Any] | None = None,
+    markers: Mapping[str, float] | None = None,
+    curves: Mapping[str, tuple[str, np.ndarray]] | None = None,
+) -> Path:
     """Two rows per output: prediction and reference; |error| (log scale) with the ODE residual.
 
     Parameters
@@ -29,19 +42,52 @@ def plot_solution(ds: Any, path: str | Path, metrics: Mapping[str, Any] | None =
         PNG file to write.
     metrics
         Optional metrics for the title (relative L2 error).
+    markers
+        Labelled vertical lines (label -> x) drawn on every panel, e.g. horizons or a sonic point
+        (:meth:`sciml.pinn.problem.AbstractProblem.plot_markers`).
+    curves
+        Extra curves, label -> ``(output name, values on ds.x)``, drawn on that output's upper panel
+        (:meth:`sciml.pinn.problem.AbstractProblem.extra_curves`).
     """
     plt = _pyplot()
     x = ds["x"].values
-    outputs = [v for v in ds.data_vars if not v.startswith("residual_") and not v.endswith(("_ref", "_error"))]
+    outputs = _outputs(ds)
     sing = np.atleast_1d(ds.attrs.get("singular_points", []))
-    fig, axes = plt.subplots(2, len(outputs), figsize=(6.5 * len(outputs), 6.5), squeeze=False, sharex=True)
+    markers = {str(k): float(v) for k, v in (markers or {}).items() if np.isfinite(v)}
+    curves = dict(curves or {})
+    for label, (panel, values) in curves.items():
+        if panel not in outputs:
+            raise ValueError(f"extra curve {label!r} is for output {panel!r}; outputs are {', '.join(outputs)}")
+        if np.shape(values) != np.shape(x):
+            raise ValueError(f"extra curve {label!r} has shape {np.shape(values)}, the grid {np.shape(x)}")
+    fig, axes = plt.subplots(2, len(outputs), figsize=(6.5 * len(outputs), 7.0), squeeze=False, sharex=True)
     for j, name in enumerate(outputs):
         top, bottom = axes[0, j], axes[1, j]
         if f"{name}_ref" in ds:
             top.plot(x, ds[f"{name}_ref"].values, "k-", lw=3, alpha=0.35, label="reference")
         top.plot(x, ds[name].values, "C0--", lw=1.5, label="PINN")
+        for k, (label, (panel, values)) in enumerate(curves.items()):
+            if panel == name:
+                top.plot(x, np.asarray(values, dtype=float), color=f"C{4 + k}", lw=1.5, label=label)
+        for k, (label, xm) in enumerate(markers.items()):
+            for ax in (top, bottom):
+                ax.axvline(
+                    xm, color=f"C{(k // 2) + 1}", ls=_MARKER_STYLES[k % 4], lw=1.2, label=label if ax is top else None
+                )
+            top.annotate(
+                label,
+                (xm, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -4),
+                textcoords="offset points",
+                rotation=90,
+                va="top",
+                ha="left",
+                fontsize=7,
+                color=f"C{(k // 2) + 1}",
+            )
         top.set_ylabel(name)
-        top.legend(loc="best")
+        top.legend(loc="best", fontsize=8)
         if f"{name}_error" in ds:
             err = np.abs(ds[f"{name}_error"].values)
             bottom.semilogy(x, np.maximum(err, 1e-17), "C3-", lw=1, label="|error|")
@@ -59,7 +105,49 @@ def plot_solution(ds: Any, path: str | Path, metrics: Mapping[str, Any] | None =
     title = str(ds.attrs.get("title", ""))
     if metrics and "rel_l2" in metrics:
         title += f"   rel. L2 error {metrics['rel_l2']:.2e}"
-    fig.suptitle(title + "   (dotted: singular points)")
+    fig.suptitle(title + "   (dotted grey: singular points)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_sweep_profiles(members: Sequence[tuple[float, Any]], param: str, path: str | Path, title: str) -> Path:
+    """The family of a sweep in one figure: one panel per output, one colour per parameter value.
+
+    Parameters
+    ----------
+    members
+        ``(value, dataset)`` pairs, datasets as from :func:`sciml.pinn.results.solution_dataset`.
+    param
+        Swept parameter name (legend entries read ``param=value``).
+    path, title
+        PNG file to write and figure title.
+
+    The prediction is solid and the reference (where present) dashed in the same colour.
+    """
+    if not members:
+        raise ValueError("plot_sweep_profiles needs at least one member")
+    plt = _pyplot()
+    outputs = _outputs(members[0][1])
+    fig, axes = plt.subplots(1, len(outputs), figsize=(6.5 * len(outputs), 4.5), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    n = len(members)
+    for i, (value, ds) in enumerate(members):
+        color = cmap(i / max(n - 1, 1) * 0.9)
+        x = ds["x"].values
+        for j, name in enumerate(outputs):
+            ax = axes[0, j]
+            ax.plot(x, ds[name].values, "-", color=color, lw=1.6, label=f"{param}={value:g}")
+            if f"{name}_ref" in ds:
+                ax.plot(x, ds[f"{name}_ref"].values, "--", color=color, lw=1.2, alpha=0.9)
+    for j, name in enumerate(outputs):
+        ax = axes[0, j]
+        ax.set_xlabel("x")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(f"{title}   (solid: PINN, dashed: reference)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
