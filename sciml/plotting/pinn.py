@@ -23,6 +23,24 @@ def _outputs(ds: Any) -> list[str]:
 
 
 _MARKER_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+_MARKER_COLORS = ("C1", "C5", "C6", "C8", "C9")
+
+
+def _marker_style(k: int) -> tuple[str, Any]:
+    return _MARKER_COLORS[k % len(_MARKER_COLORS)], _MARKER_STYLES[k % len(_MARKER_STYLES)]
+
+
+def _marker_groups(markers: Mapping[str, float], span: float) -> list[tuple[float, list[str], str]]:
+    """Markers closer than 1% of the x range share one text label (they would overprint each other)."""
+    groups: list[tuple[float, list[str], str]] = []
+    for k, (label, xm) in enumerate(markers.items()):
+        for xg, labels, _ in groups:
+            if abs(xm - xg) < 0.01 * span:
+                labels.append(label)
+                break
+        else:
+            groups.append((xm, [label], _marker_style(k)[0]))
+    return groups
 
 
 def plot_solution(
@@ -70,12 +88,12 @@ def plot_solution(
             if panel == name:
                 top.plot(x, np.asarray(values, dtype=float), color=f"C{4 + k}", lw=1.5, label=label)
         for k, (label, xm) in enumerate(markers.items()):
+            color, ls = _marker_style(k)
             for ax in (top, bottom):
-                ax.axvline(
-                    xm, color=f"C{(k // 2) + 1}", ls=_MARKER_STYLES[k % 4], lw=1.2, label=label if ax is top else None
-                )
+                ax.axvline(xm, color=color, ls=ls, lw=1.2, label=label if ax is top else None)
+        for xm, labels, color in _marker_groups(markers, float(np.ptp(x)) if len(x) else 1.0):
             top.annotate(
-                label,
+                " / ".join(labels),
                 (xm, 1.0),
                 xycoords=("data", "axes fraction"),
                 xytext=(2, -4),
@@ -84,18 +102,19 @@ def plot_solution(
                 va="top",
                 ha="left",
                 fontsize=7,
-                color=f"C{(k // 2) + 1}",
+                color=color,
             )
         top.set_ylabel(name)
         top.legend(loc="best", fontsize=8)
         if f"{name}_error" in ds:
             err = np.abs(ds[f"{name}_error"].values)
             bottom.semilogy(x, np.maximum(err, 1e-17), "C3-", lw=1, label="|error|")
-        for var in ds.data_vars:
-            if var.startswith("residual_"):
-                bottom.semilogy(
-                    x, np.maximum(np.abs(ds[var].values), 1e-17), "C2-", lw=0.8, alpha=0.7, label=f"|{var}|"
-                )
+        residuals = [var for var in ds.data_vars if var.startswith("residual_")]
+        for i, var in enumerate(residuals):
+            color = "C2" if i == 0 else f"C{6 + i}"  # one colour per equation
+            bottom.semilogy(
+                x, np.maximum(np.abs(ds[var].values), 1e-17), "-", color=color, lw=0.8, alpha=0.7, label=f"|{var}|"
+            )
         bottom.set_xlabel("x")
         bottom.legend(loc="best")
         for ax in (top, bottom):
