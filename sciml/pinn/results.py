@@ -155,7 +155,7 @@ def summary_text(result: SolveResult, metrics: dict[str, Any], out: Path | None 
     extra = list(metrics.get("extra", {}).items())
     for i in range(0, len(extra), 3):  # three per line keeps the summary on one screen
         head = "  targets    : " if i == 0 else " " * 15
-        lines.append(head + ", ".join(f"{k} = {v:.3e}" for k, v in extra[i : i + 3]))
+        lines.append(head + ", ".join(f"{k} = {v:.6g}" for k, v in extra[i : i + 3]))
     if out is not None:
         lines.append(f"  written to : {out}/ (solution.nc, metrics.json, history.csv, solution.png, config.yaml)")
     return "\n".join(lines)

@@ -78,7 +78,8 @@ def plot_solution(
             raise ValueError(f"extra curve {label!r} is for output {panel!r}; outputs are {', '.join(outputs)}")
         if np.shape(values) != np.shape(x):
             raise ValueError(f"extra curve {label!r} has shape {np.shape(values)}, the grid {np.shape(x)}")
-    fig, axes = plt.subplots(2, len(outputs), figsize=(6.5 * len(outputs), 7.0), squeeze=False, sharex=True)
+    width = max(6.5 * len(outputs), 9.0)  # room for the title with one output
+    fig, axes = plt.subplots(2, len(outputs), figsize=(width, 7.0), squeeze=False, sharex=True)
     for j, name in enumerate(outputs):
         top, bottom = axes[0, j], axes[1, j]
         if f"{name}_ref" in ds:
@@ -124,7 +125,7 @@ def plot_solution(
     title = str(ds.attrs.get("title", ""))
     if metrics and "rel_l2" in metrics:
         title += f"   rel. L2 error {metrics['rel_l2']:.2e}"
-    fig.suptitle(title + "   (dotted grey: singular points)")
+    fig.suptitle(title + "\n(dotted grey: singular points)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -149,7 +150,7 @@ def plot_sweep_profiles(members: Sequence[tuple[float, Any]], param: str, path: 
         raise ValueError("plot_sweep_profiles needs at least one member")
     plt = _pyplot()
     outputs = _outputs(members[0][1])
-    fig, axes = plt.subplots(1, len(outputs), figsize=(6.5 * len(outputs), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(outputs), figsize=(max(6.5 * len(outputs), 9.0), 4.8), squeeze=False)
     cmap = plt.get_cmap("viridis")
     n = len(members)
     for i, (value, ds) in enumerate(members):
@@ -166,7 +167,7 @@ def plot_sweep_profiles(members: Sequence[tuple[float, Any]], param: str, path: 
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-    fig.suptitle(f"{title}   (solid: PINN, dashed: reference)")
+    fig.suptitle(f"{title}\n(solid: PINN, dashed: reference)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
