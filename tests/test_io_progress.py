@@ -57,3 +57,16 @@ def test_log_progress_emits_periodic_lines(caplog):
 def test_default_progress_off_tty_is_log_lines():
     assert isinstance(default_progress(quiet=True), NoProgress)
     assert isinstance(default_progress(), LogProgress)  # pytest captures stderr: not a TTY
+
+
+def test_cli_logging_follows_the_current_stderr(monkeypatch):
+    """The handler must write to sys.stderr as it is at emit time, not a stream captured at set-up."""
+    import io
+
+    from sciml.logs import setup_logging
+
+    setup_logging(0)
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stderr", buf)
+    logging.getLogger("sciml.test").info("hello from a later stream")
+    assert "hello from a later stream" in buf.getvalue()

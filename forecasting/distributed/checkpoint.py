@@ -65,7 +65,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
+    payload = torch.load(path, map_location=map_location, weights_only=True)  # data, never code
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path} is not a sciml forecasting checkpoint (format {FORMAT})")
     model.load_state_dict(payload["model"])
