@@ -153,6 +153,26 @@ def _weighted_sum(per_channel: torch.Tensor, weights: torch.Tensor | None) -> to
     return (per_channel * weights.to(per_channel.dtype)).sum()
 
 
+def spectral_setup(nlat: int, nlon: int, grid: str, lmax: int | None, coefficient_scale: float) -> tuple[int, float]:
+    """Validated ``(lmax, coefficient_scale)`` of a spectral CRPS (shared by the serial and distributed losses).
+
+    ``lmax`` defaults to the band exactly resolved by the grid and must lie in ``[1, nlon/2]``.
+    """
+    if not coefficient_scale > 0:
+        raise UsageError(f"coefficient_scale must be > 0, got {coefficient_scale}")
+    lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
+    if not 1 <= lmax <= nlon // 2:
+        raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
+    return lmax, float(coefficient_scale)
+
+
+def mode_weights(lmax: int) -> torch.Tensor:
+    """:math:`c_m` on the triangular ``[l, m]`` grid: 1 for m = 0, 2 for m > 0 (the ±m pair of a real field)."""
+    cm = torch.full((lmax, lmax), 2.0)
+    cm[:, 0] = 1.0
+    return torch.tril(cm)
+
+
 class SpectralCRPSLoss(nn.Module):
     r"""Ensemble CRPS of spherical-harmonic coefficient magnitudes.
 
@@ -182,16 +202,9 @@ class SpectralCRPSLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.kernel = kernel
-        if not coefficient_scale > 0:
-            raise UsageError(f"coefficient_scale must be > 0, got {coefficient_scale}")
-        self.coefficient_scale = float(coefficient_scale)
-        lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
-        if not 1 <= lmax <= nlon // 2:
-            raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
+        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
         self.sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
-        cm = torch.full((lmax, lmax), 2.0)
-        cm[:, 0] = 1.0
-        self.register_buffer("mode_weights", torch.tril(cm), persistent=False)
+        self.register_buffer("mode_weights", mode_weights(lmax), persistent=False)
         w = _check_weights(channel_weights, None)
         self.register_buffer("channel_weights", None if w is None else w.float(), persistent=False)
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,14 +137,21 @@ def test_bad_input_exits_2_and_writes_nothing(argv, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_out_exits_2(tmp_path, capsys):
+    # A read-only directory stops ordinary users but not root (CI runs as root); nothing, not even root, can
+    # create a directory inside /proc, so that case runs everywhere.
+    targets = [Path("/proc/sciml-out/x")]
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    if os.geteuid() != 0:
+        targets.append(ro / "x")
     try:
-        assert main(["solve", "legendre", "--out", str(ro / "x")]) == 2
-        assert "cannot write" in capsys.readouterr().err
+        for target in targets:
+            assert main(["solve", "legendre", "--out", str(target)]) == 2
+            err = capsys.readouterr().err
+            assert "cannot write" in err and err.count("\n") == 1
+            assert not target.exists()
     finally:
         ro.chmod(0o700)
 

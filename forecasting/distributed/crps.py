@@ -25,8 +25,16 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
-from sciml.forecasting.losses import CombinedLoss, CRPSKernel, GridCRPSLoss, SpectralCRPSLoss, crps_ensemble
-from sciml.forecasting.sphere import check_grid, exact_lmax, quadrature_weights
+from sciml.forecasting.losses import (
+    CombinedLoss,
+    CRPSKernel,
+    GridCRPSLoss,
+    SpectralCRPSLoss,
+    crps_ensemble,
+    mode_weights,
+    spectral_setup,
+)
+from sciml.forecasting.sphere import check_grid, quadrature_weights
 
 from sciml.errors import UsageError
 
@@ -172,16 +180,9 @@ class DistributedSpectralCRPSLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.kernel, self.ctx = kernel, ctx
-        if not coefficient_scale > 0:
-            raise UsageError(f"coefficient_scale must be > 0, got {coefficient_scale}")
-        self.coefficient_scale = float(coefficient_scale)
-        lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
-        if not 1 <= lmax <= nlon // 2:
-            raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
+        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
         self.sht = thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
-        cm = torch.full((lmax, lmax), 2.0)
-        cm[:, 0] = 1.0
-        cm = torch.tril(cm)[local_degree_slice(lmax, ctx), local_order_slice(lmax, ctx)]
+        cm = mode_weights(lmax)[local_degree_slice(lmax, ctx), local_order_slice(lmax, ctx)]
         self.register_buffer("mode_weights", cm.contiguous(), persistent=False)
         self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
 

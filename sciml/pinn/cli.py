@@ -14,6 +14,7 @@ import argparse
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,12 @@ def _check_out(out: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"--out {out}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: cannot write to {parent} (choose a writable directory)")
+    # Probe by creating (and removing) a directory: os.access() says yes to root even where nothing can be
+    # created (read-only mounts, /proc), and the failure would then come only after the training.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sciml-probe-", dir=parent))
+    except OSError:
+        raise UsageError(f"--out {out}: cannot write to {parent} (choose a writable directory)") from None
     if (
         out.exists()
         and any(out.iterdir())
