@@ -173,13 +173,81 @@ def mode_weights(lmax: int) -> torch.Tensor:
     return torch.tril(cm)
 
 
+def degree_amplitudes(fields: torch.Tensor, grid: str = "equiangular", lmax: int | None = None) -> torch.Tensor:
+    r"""Typical coefficient magnitude per channel and degree of sample fields ``[N, C, H, W]`` -> ``[C, L]``.
+
+    .. math::
+
+        a_{c,l} = \Big(\frac{1}{N}\sum_n \frac{P_{n,c}(l)}{2l+1}\Big)^{1/2},
+
+    the root-mean-square orthonormal coefficient :math:`|f_{lm}|` of degree :math:`l` (:math:`P` is the angular power
+    spectrum, :func:`sciml.forecasting.spectra.power_spectrum_tensor`).
+    """
+    from sciml.forecasting.spectra import power_spectrum_tensor
+
+    if fields.ndim != 4:
+        raise UsageError(f"fields must be [N, C, H, W], got shape {tuple(fields.shape)}")
+    power = power_spectrum_tensor(fields, grid, lmax).mean(dim=0)  # [C, L]
+    degrees = torch.arange(power.shape[-1], dtype=power.dtype)
+    return (power / (2 * degrees + 1)).sqrt()
+
+
+def whitening_degree_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
+    r"""Per-channel degree weights :math:`w_{c,l}` that give every degree the same say in a spectral CRPS.
+
+    The CRPS is 1-homogeneous (:math:`\mathrm{CRPS}(s X, s y) = s\,\mathrm{CRPS}(X, y)`), so weighting degree
+    :math:`l` by :math:`1/a_{c,l}` scores its magnitudes in units of their typical size :math:`a_{c,l}`
+    (:func:`degree_amplitudes`), and the further :math:`1/(2l+1)` shares one unit of weight among the
+    :math:`2l+1` coefficients of the degree. The constant keeps the total spectral weight of a field with the
+    typical magnitudes (``L`` degrees):
+
+    .. math::
+
+        w_{c,l} = \frac{\sum_{l'} (2l'+1)\, a_{c,l'}}{L\,(2l+1)\,\max(a_{c,l},\, \epsilon \max_{l'} a_{c,l'})},
+
+    and :math:`\epsilon` = ``floor`` keeps degrees with (almost) no power, such as the global mean of a conserved
+    field, from dominating. On steep spectra (geopotential) the plain spectral CRPS is decided by a few large-scale
+    coefficients; these weights make it constrain the small-scale amplitude of the members too.
+    """
+    if amplitudes.ndim != 2:
+        raise UsageError(f"amplitudes must be [C, L], got shape {tuple(amplitudes.shape)}")
+    if not torch.isfinite(amplitudes).all() or (amplitudes < 0).any():
+        raise UsageError("degree amplitudes must be finite and non-negative")
+    if not 0 < floor <= 1:
+        raise UsageError(f"floor must be in (0, 1], got {floor}")
+    top = amplitudes.max(dim=-1, keepdim=True).values
+    if (top <= 0).any():
+        raise UsageError("a channel has no spectral power at any degree (a constant-zero field cannot be weighted)")
+    a = torch.maximum(amplitudes, floor * top)
+    modes = 2 * torch.arange(amplitudes.shape[-1], dtype=amplitudes.dtype) + 1
+    total = (modes * amplitudes).sum(dim=-1, keepdim=True)
+    return total / (amplitudes.shape[-1] * modes * a)
+
+
+def check_degree_weights(weights: torch.Tensor | None, lmax: int) -> torch.Tensor | None:
+    """Validated degree weights ``[C, lmax]`` or ``[lmax]`` as float32 (``None`` passes through)."""
+    if weights is None:
+        return None
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    if w.ndim not in (1, 2) or w.shape[-1] != lmax:
+        raise UsageError(f"degree_weights must have shape [C, {lmax}] or [{lmax}], got {tuple(w.shape)}")
+    if not torch.isfinite(w).all() or (w < 0).any():
+        raise UsageError("degree_weights must be finite and non-negative")
+    return w.clone()
+
+
+def weighted_modes(modes: torch.Tensor, degree_weights: torch.Tensor | None) -> torch.Tensor:
+    """``c_m`` ``[L, M]`` times the degree weights ``[C, L]`` / ``[L]`` -> ``[C, L, M]`` or ``[L, M]``."""
+    return modes if degree_weights is None else modes * degree_weights[..., :, None]
+
+
 class SpectralCRPSLoss(nn.Module):
     r"""Ensemble CRPS of spherical-harmonic coefficient magnitudes.
 
     .. math::
 
         \hat f_{lm} = \frac{\mathrm{SHT}(f)_{lm}}{\sqrt{4\pi}},\qquad
-        L = \frac1B\sum_b \sum_c w_c \sum_{l}\sum_{m=0}^{l} c_m\,
+        L = \frac1B\sum_b \sum_c w_c \sum_{l}\sum_{m=0}^{l} c_m\, d_{c,l}\,
         \mathrm{CRPS}_\alpha(\{|\hat f^e_{lm}|\}_e, |\hat f^*_{lm}|), \quad c_0 = 1,\; c_{m>0} = 2,
 
     with the orthonormal SHT, so that :math:`\sum_{lm} c_m |\hat f_{lm}|^2` is the spherical mean of
@@ -188,6 +256,8 @@ class SpectralCRPSLoss(nn.Module):
     which penalises the blurring that the grid CRPS tolerates. ``lmax`` defaults to the exactly resolved band.
     ``coefficient_scale`` replaces the :math:`1/\sqrt{4\pi}` (makani divides the orthonormal coefficients by
     :math:`4\pi`, which scales the loss by :math:`1/\sqrt{4\pi}`; :func:`fcn3_loss` uses that to keep FCN3's balance).
+    ``degree_weights`` :math:`d_{c,l}` (``[C, L]`` or ``[L]``; default 1, as in FCN3) re-weight the degrees, e.g.
+    :func:`whitening_degree_weights`.
     """
 
     def __init__(
@@ -199,12 +269,14 @@ class SpectralCRPSLoss(nn.Module):
         lmax: int | None = None,
         channel_weights: torch.Tensor | Sequence[float] | None = None,
         coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
+        degree_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.kernel = kernel
         lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
         self.sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
         self.register_buffer("mode_weights", mode_weights(lmax), persistent=False)
+        self.register_buffer("degree_weights", check_degree_weights(degree_weights, lmax), persistent=False)
         w = _check_weights(channel_weights, None)
         self.register_buffer("channel_weights", None if w is None else w.float(), persistent=False)
 
@@ -217,7 +289,7 @@ class SpectralCRPSLoss(nn.Module):
         if forecast.ndim != 5:
             raise UsageError(f"forecast must be [E, B, C, H, W], got shape {tuple(forecast.shape)}")
         crps = crps_ensemble(self.coefficients(forecast), self.coefficients(target), self.kernel, ensemble_dim=0)
-        return (crps * self.mode_weights).sum(dim=(-2, -1)).mean(dim=0)
+        return (crps * weighted_modes(self.mode_weights, self.degree_weights)).sum(dim=(-2, -1)).mean(dim=0)
 
     def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return _weighted_sum(self.per_channel(forecast, target), self.channel_weights)
@@ -248,17 +320,25 @@ def fcn3_loss(
     grid: str = "equiangular",
     channel_weights: torch.Tensor | Sequence[float] | None = None,
     spectral_weight: float = 0.1,
+    degree_weights: torch.Tensor | None = None,
 ) -> CombinedLoss:
     """FCN3's objective: grid CRPS + ``spectral_weight`` x spectral CRPS, same kernel and channel weights.
 
     The spectral term uses makani's coefficient normalisation (orthonormal SHT / 4 pi), so that the relative
-    weight 0.1 balances the two terms as in FCN3's training.
+    weight 0.1 balances the two terms as in FCN3's training. ``degree_weights`` (default none, as in FCN3) go to
+    :class:`SpectralCRPSLoss`.
     """
+    spectral = SpectralCRPSLoss(
+        nlat,
+        nlon,
+        kernel,
+        grid,
+        channel_weights=channel_weights,
+        coefficient_scale=MAKANI_SCALE,
+        degree_weights=degree_weights,
+    )
     return CombinedLoss(
-        [
-            GridCRPSLoss(nlat, nlon, kernel, grid, channel_weights),
-            SpectralCRPSLoss(nlat, nlon, kernel, grid, channel_weights=channel_weights, coefficient_scale=MAKANI_SCALE),
-        ],
+        [GridCRPSLoss(nlat, nlon, kernel, grid, channel_weights), spectral],
         [1.0, spectral_weight],
     )
 

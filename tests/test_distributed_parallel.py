@@ -40,7 +40,11 @@ from sciml.forecasting.distributed.comm import (
     sync_gradients,
 )
 from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
-from sciml.forecasting.distributed.crps import DistributedGridCRPSLoss, DistributedSpectralCRPSLoss
+from sciml.forecasting.distributed.crps import (
+    DistributedGridCRPSLoss,
+    DistributedSpectralCRPSLoss,
+    distributed_loss,
+)
 from sciml.forecasting.distributed.hooks import DistributedTrainHooks
 from sciml.forecasting.distributed.noise import TiledEnsembleNoise
 from sciml.forecasting.distributed.ops import DistributedSphereOps, local_degree_slice, local_order_slice
@@ -215,18 +219,19 @@ def _check_crps(rec: _Recorder, ctx, tag: str) -> None:
     rows = slice(ctx.coords.batch * b_r, (ctx.coords.batch + 1) * b_r)
     tile = ctx.tile(NLAT, NLON)
     weights = [0.5, 0.3, 0.2]
+    lmax = (NLAT + 1) // 2
+    degrees = {"degree_weights": torch.rand(chans, lmax, generator=g) + 0.5}  # per channel and degree
     for kname, kernel in (("fair", FairCRPS()), ("standard", StandardCRPS())):
-        for (
-            lname,
-            ser_cls,
-            dist_cls,
-            dtype,
-        ) in (
-            ("grid", GridCRPSLoss, DistributedGridCRPSLoss, torch.float64),
-            ("spectral", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32),
+        for lname, ser_cls, dist_cls, dtype, extra in (
+            ("grid", GridCRPSLoss, DistributedGridCRPSLoss, torch.float64, {}),
+            ("spectral", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32, {}),
+            ("spectral-degrees", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32, degrees),
         ):
-            serial = ser_cls(NLAT, NLON, kernel, channel_weights=weights)
-            dloss = dist_cls(NLAT, NLON, kernel, ctx, channel_weights=weights)
+            serial = ser_cls(NLAT, NLON, kernel, channel_weights=weights, **extra)
+            # the degree-weighted twin comes from distributed_loss, which must carry this rank's degrees over
+            dloss = (
+                distributed_loss(serial, ctx) if extra else dist_cls(NLAT, NLON, kernel, ctx, channel_weights=weights)
+            )
             fs = fc.to(dtype).clone().requires_grad_(True)
             fd = local_tile(fc.to(dtype)[mem, rows], tile).requires_grad_(True)
             ls = serial(fs, obs.to(dtype))

@@ -19,8 +19,10 @@ from sciml.forecasting.losses import (
     StandardCRPS,
     auto_channel_weights,
     crps_ensemble,
+    degree_amplitudes,
     fcn3_loss,
     rollout_loss,
+    whitening_degree_weights,
 )
 from sciml.forecasting.sphere import latitudes_deg, quadrature_weights
 
@@ -144,6 +146,72 @@ def test_spectral_weights_are_parseval_consistent() -> None:
     lhs = float((loss.mode_weights * mags**2).sum())
     rhs = float((f.double() ** 2 * quadrature_weights(h, w)).sum())
     assert lhs == pytest.approx(rhs, rel=1e-5)
+
+
+def test_spectral_crps_degree_weights_equal_loop_over_modes() -> None:
+    """Per-channel degree weights d_cl multiply each (l, m) term: properscoring on the magnitudes, looped."""
+    rng = np.random.default_rng(7)
+    e, b, c, h, w = 4, 2, 2, 17, 32
+    lmax = (h + 1) // 2
+    fc = torch.from_numpy(rng.normal(size=(e, b, c, h, w))).float()
+    obs = torch.from_numpy(rng.normal(size=(b, c, h, w))).float()
+    d = rng.uniform(0.1, 3.0, size=(c, lmax))
+    ours = float(SpectralCRPSLoss(h, w, StandardCRPS(), degree_weights=torch.from_numpy(d))(fc, obs))
+    sht = th.RealSHT(h, w, lmax=lmax, mmax=lmax, grid="equiangular", norm="ortho")
+    f_hat = (sht(fc.double()) / math.sqrt(4 * math.pi)).abs().numpy()
+    o_hat = (sht(obs.double()) / math.sqrt(4 * math.pi)).abs().numpy()
+    total = 0.0
+    for ch in range(c):
+        for l in range(lmax):
+            for m in range(l + 1):
+                crps = ps.crps_ensemble(o_hat[:, ch, l, m], np.moveaxis(f_hat[:, :, ch, l, m], 0, -1))  # [b]
+                total += (1 if m == 0 else 2) * d[ch, l] * crps.mean() / c
+    assert ours == pytest.approx(total, rel=1e-5)
+
+
+def test_degree_amplitudes_of_a_single_harmonic() -> None:
+    """A field with one coefficient f_32 = z has P(3) = 2|z|^2, so a_3 = |z| sqrt(2/7) and a_l = 0 elsewhere."""
+    h, w, lmax = 17, 32, 9
+    coeffs = torch.zeros(lmax, lmax, dtype=torch.complex128)
+    coeffs[3, 2] = 0.6 - 0.8j  # |z| = 1
+    isht = th.InverseRealSHT(h, w, lmax=lmax, mmax=lmax, grid="equiangular", norm="ortho").double()
+    f = isht(coeffs)
+    two = torch.stack([f, 2 * f])[:, None]  # [N=2, C=1, H, W]: mean power (1 + 4)/2 |z|^2 at m = +-2
+    a = degree_amplitudes(two, lmax=lmax)
+    expected = torch.zeros(1, lmax, dtype=torch.float64)
+    expected[0, 3] = math.sqrt(2 * 2.5 / 7)
+    torch.testing.assert_close(a, expected, atol=1e-12, rtol=1e-10)
+
+
+def test_whitening_degree_weights_give_every_degree_the_same_say() -> None:
+    """(2l+1) w_l a_l = sum_l' (2l'+1) a_l' / L for every degree above the floor (a floored degree gets less)."""
+    a = torch.tensor([[5.0, 2.0, 1.0, 0.5, 1e-9], [1.0, 1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    wts = whitening_degree_weights(a, floor=0.01)
+    modes = 2 * torch.arange(5, dtype=torch.float64) + 1
+    per_degree = modes * wts * a
+    total = (modes * a).sum(-1)
+    torch.testing.assert_close(per_degree[0, :4], (total[0] / 5).expand(4))  # each degree: 1/L of the total
+    torch.testing.assert_close(per_degree[1].sum(), total[1])  # nothing floored: the total is kept
+    assert float(wts[0, 4]) == pytest.approx(float((modes * a[0]).sum() / (5 * 9 * 0.05)))  # floor 0.01 x 5
+    torch.testing.assert_close(wts[1], (modes * a[1]).sum() / (5 * modes))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.ones(3), "must be \\[C, L\\]"),
+        (torch.tensor([[1.0, float("nan")]]), "finite"),
+        (torch.tensor([[0.0, 0.0]]), "no spectral power"),
+    ],
+)
+def test_whitening_degree_weights_reject_bad_input(bad, match) -> None:
+    with pytest.raises(UsageError, match=match):
+        whitening_degree_weights(bad)
+
+
+def test_spectral_crps_rejects_degree_weights_of_the_wrong_shape() -> None:
+    with pytest.raises(UsageError, match="degree_weights must have shape"):
+        SpectralCRPSLoss(17, 32, FairCRPS(), degree_weights=torch.ones(2, 5))
 
 
 def test_fcn3_loss_combines_with_relative_weight() -> None:

@@ -68,6 +68,25 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
         load_train_config("no-such-config")
 
 
+def test_stage_spectral_weight_overrides_the_loss_section():
+    from sciml.forecasting.losses import CombinedLoss, GridCRPSLoss
+    from sciml.forecasting.models import preset
+    from sciml.forecasting.train.components import make_loss, spectral_weight
+
+    cfg = load_train_config("tiny", {"loss.spectral_weight": 0.3, "stages.1.spectral_weight": 0.0})
+    cfg = dataclasses.replace(
+        cfg, stages=(*cfg.stages, dataclasses.replace(cfg.stages[0], name="x", spectral_weight=2))
+    )
+    mc = preset("tiny")
+    assert [spectral_weight(cfg, s) for s in cfg.stages] == [0.3, 0.0, 2.0]
+    first, second, third = (make_loss(cfg, s, mc, None) for s in cfg.stages)
+    assert isinstance(first, CombinedLoss) and first.weights == (1.0, 0.3)
+    assert isinstance(second, GridCRPSLoss)
+    assert third.weights == (1.0, 2.0)
+    with pytest.raises(ConfigError, match="spectral_weight must be >= 0"):
+        load_train_config("tiny", {"stages.0.spectral_weight": -1.0})
+
+
 def test_lr_schedule_closed_forms():
     s = StageConfig(name="a", steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(s, 0) == pytest.approx(0.1) and lr_factor(s, 9) == pytest.approx(1.0)
@@ -165,8 +184,9 @@ class _KillAt(TrainHooks):
         return values
 
 
-def test_resume_continues_the_exact_loss_trajectory(store, tmp_path):
-    cfg = tiny_config(store, checkpoint_every=3)
+@pytest.mark.parametrize("degrees", ["uniform", "whitened"])
+def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
+    cfg = tiny_config(store, checkpoint_every=3, **{"loss.spectral_degrees": degrees})
     ref = Trainer(cfg, tmp_path / "ref")
     ref.run()
     with pytest.raises(KeyboardInterrupt):
@@ -182,6 +202,31 @@ def test_resume_continues_the_exact_loss_trajectory(store, tmp_path):
     assert b == pytest.approx(a, rel=1e-6, abs=0), list(zip(a, b, strict=True))
     for p, q in zip(ref.model.parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+    if degrees == "whitened":  # rebuilt from the same training states on resume: per channel and degree
+        assert resumed.degree_weights.shape == (3, 17)
+        torch.testing.assert_close(resumed.degree_weights, ref.degree_weights, rtol=0, atol=0)
+        spectral = resumed.stage.loss.losses[1]
+        torch.testing.assert_close(spectral.degree_weights, ref.degree_weights)
+
+
+def test_whitened_degree_weights_come_from_training_states(store):
+    """Independent recomputation: the training windows' states through torch-harmonics' SHT, then the formula."""
+    import torch_harmonics as th
+    from sciml.forecasting.data import ForecastDataset
+    from sciml.forecasting.train.components import data_config
+
+    cfg = tiny_config(store, **{"loss.spectral_degrees": "whitened", "loss.spectral_samples": 5})
+    tr = Trainer(cfg, store.parent / "unused")
+    ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
+    idx = [round(i * (len(ds) - 1) / 4) for i in range(5)]
+    x = torch.stack([ds[i]["input"] for i in idx]).double()  # [5, C, 33, 64]
+    coeffs = th.RealSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(x)
+    power = (coeffs.abs() ** 2 * torch.tensor([1.0] + [2.0] * 16, dtype=torch.float64)).sum(-1).mean(0)  # [C, 17]
+    modes = 2 * torch.arange(17, dtype=torch.float64) + 1
+    a = (power / modes).sqrt()
+    a_floor = torch.maximum(a, 1e-2 * a.max(-1, keepdim=True).values)
+    expected = (modes * a).sum(-1, keepdim=True) / (17 * modes * a_floor)
+    torch.testing.assert_close(tr.degree_weights.double(), expected, rtol=1e-5, atol=0)
 
 
 def test_resume_with_a_config_for_another_grid_or_model_fails(store, tmp_path):

@@ -30,9 +30,11 @@ from sciml.forecasting.losses import (
     CRPSKernel,
     GridCRPSLoss,
     SpectralCRPSLoss,
+    check_degree_weights,
     crps_ensemble,
     mode_weights,
     spectral_setup,
+    weighted_modes,
 )
 from sciml.forecasting.sphere import check_grid, quadrature_weights
 
@@ -177,13 +179,17 @@ class DistributedSpectralCRPSLoss(nn.Module):
         lmax: int | None = None,
         channel_weights: torch.Tensor | Sequence[float] | None = None,
         coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
+        degree_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.kernel, self.ctx = kernel, ctx
         lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
         self.sht = thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
-        cm = mode_weights(lmax)[local_degree_slice(lmax, ctx), local_order_slice(lmax, ctx)]
+        degrees = local_degree_slice(lmax, ctx)
+        cm = mode_weights(lmax)[degrees, local_order_slice(lmax, ctx)]
         self.register_buffer("mode_weights", cm.contiguous(), persistent=False)
+        dw = check_degree_weights(degree_weights, lmax)
+        self.register_buffer("degree_weights", None if dw is None else dw[..., degrees].contiguous(), persistent=False)
         self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
@@ -197,7 +203,7 @@ class DistributedSpectralCRPSLoss(nn.Module):
         crps = ensemble_crps_partial(
             self.coefficients(forecast), self.coefficients(target), self.kernel, self.ctx.ensemble
         )
-        partial = (crps * self.mode_weights).sum(dim=(-2, -1)).mean(dim=0)
+        partial = (crps * weighted_modes(self.mode_weights, self.degree_weights)).sum(dim=(-2, -1)).mean(dim=0)
         return _global_mean_over_batch(partial, self.ctx)
 
     def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -220,7 +226,14 @@ def distributed_loss(loss: nn.Module, ctx: ParallelContext) -> nn.Module:
     if isinstance(loss, SpectralCRPSLoss):
         sht = loss.sht
         twin = DistributedSpectralCRPSLoss(
-            sht.nlat, sht.nlon, loss.kernel, ctx, sht.grid, sht.lmax, coefficient_scale=loss.coefficient_scale
+            sht.nlat,
+            sht.nlon,
+            loss.kernel,
+            ctx,
+            sht.grid,
+            sht.lmax,
+            coefficient_scale=loss.coefficient_scale,
+            degree_weights=loss.degree_weights,
         )
         twin.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
         return twin

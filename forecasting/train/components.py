@@ -212,13 +212,41 @@ def channel_weights(cfg: TrainConfig, facts: DataFacts, stats) -> torch.Tensor |
     return auto_channel_weights(list(facts.channels), stats.std[idx], stats.diff_std[idx])
 
 
-def make_loss(cfg: TrainConfig, stage: StageConfig, mc, weights: torch.Tensor | None) -> torch.nn.Module:
+def degree_weights(cfg: TrainConfig) -> torch.Tensor | None:
+    """Spectral-CRPS degree weights ``[C, L]`` (``loss.spectral_degrees: whitened``), else ``None``.
+
+    Computed from ``loss.spectral_samples`` evenly spaced normalised training states of the whole grid (every rank
+    of a tiled run reads the same full fields, so all ranks hold the same weights); deterministic, so a resumed run
+    rebuilds exactly the same loss.
+    """
+    from sciml.forecasting.data import ForecastDataset
+    from sciml.forecasting.losses import degree_amplitudes, whitening_degree_weights
+
+    if cfg.loss.spectral_degrees == "uniform" or max(spectral_weight(cfg, s) for s in cfg.stages) == 0:
+        return None
+    d = cfg.data
+    ds = ForecastDataset(data_config(cfg, 1, d.train_start, d.train_end))
+    n = min(cfg.loss.spectral_samples, len(ds))
+    idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
+    fields = torch.stack([ds[int(i)]["input"] for i in idx]).double()
+    return whitening_degree_weights(degree_amplitudes(fields)).float()
+
+
+def spectral_weight(cfg: TrainConfig, stage: StageConfig) -> float:
+    """The stage's spectral-CRPS weight, falling back to ``loss.spectral_weight``."""
+    return cfg.loss.spectral_weight if stage.spectral_weight is None else stage.spectral_weight
+
+
+def make_loss(
+    cfg: TrainConfig, stage: StageConfig, mc, weights: torch.Tensor | None, degrees: torch.Tensor | None = None
+) -> torch.nn.Module:
     from sciml.forecasting.losses import GridCRPSLoss, fcn3_loss
 
     kernel = crps_kernel(stage)
-    if cfg.loss.spectral_weight == 0:
+    sw = spectral_weight(cfg, stage)
+    if sw == 0:
         return GridCRPSLoss(mc.nlat, mc.nlon, kernel, "equiangular", weights)
-    return fcn3_loss(mc.nlat, mc.nlon, kernel, "equiangular", weights, cfg.loss.spectral_weight)
+    return fcn3_loss(mc.nlat, mc.nlon, kernel, "equiangular", weights, sw, degrees)
 
 
 @lru_cache(maxsize=8)

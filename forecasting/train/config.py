@@ -95,6 +95,8 @@ class StageConfig:
     schedule, warmup_steps, step_every, step_gamma, min_lr_ratio :
         ``constant``, ``cosine`` (to ``min_lr_ratio * lr``) or ``step`` (``x step_gamma`` every ``step_every``),
         after a linear warm-up.
+    spectral_weight : float, optional
+        This stage's weight of the spectral CRPS (default: ``loss.spectral_weight``).
     """
 
     name: str
@@ -114,8 +116,11 @@ class StageConfig:
     step_every: int = 1000
     step_gamma: float = 0.5
     min_lr_ratio: float = 0.0
+    spectral_weight: float | None = None
 
     def __post_init__(self) -> None:
+        if self.spectral_weight is not None and self.spectral_weight < 0:
+            raise ValueError(f"stage {self.name!r}: spectral_weight must be >= 0, got {self.spectral_weight}")
         if self.steps < 1 or self.rollout < 1 or self.batch_size < 1:
             raise ValueError(f"stage {self.name!r}: steps, rollout and batch_size must be >= 1")
         if self.members < 1 or (self.crps != "standard" and self.members < 2):
@@ -130,10 +135,24 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class LossSection:
-    """FCN3 objective: grid CRPS + ``spectral_weight`` x spectral CRPS; channel weights ``uniform`` or ``auto``."""
+    """FCN3 objective: grid CRPS + ``spectral_weight`` x spectral CRPS; channel weights ``uniform`` or ``auto``.
+
+    ``spectral_degrees``: ``uniform`` weighs every spherical-harmonic coefficient by its magnitude (FCN3);
+    ``whitened`` divides degree ``l`` of each channel by its typical magnitude in ``spectral_samples`` training
+    states (:func:`~sciml.forecasting.losses.whitening_degree_weights`), so that the small scales of a steep
+    spectrum (geopotential) constrain the members' amplitude as much as the large ones.
+    """
 
     spectral_weight: float = 0.1
     channel_weights: Literal["uniform", "auto"] = "uniform"
+    spectral_degrees: Literal["uniform", "whitened"] = "uniform"
+    spectral_samples: int = 64
+
+    def __post_init__(self) -> None:
+        if self.spectral_weight < 0:
+            raise ValueError(f"loss.spectral_weight must be >= 0, got {self.spectral_weight}")
+        if self.spectral_samples < 1:
+            raise ValueError(f"loss.spectral_samples must be >= 1, got {self.spectral_samples}")
 
 
 @dataclass(frozen=True)

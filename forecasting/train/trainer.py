@@ -157,6 +157,7 @@ class Trainer:
         self.noise_scales = comp.noise_scales(cfg, self.mc.n_noise)
         self.noise_process = comp.make_noise(cfg, self.mc, self.noise_scales)
         self.weights = comp.channel_weights(cfg, self.facts, self.stats)
+        self.degree_weights = comp.degree_weights(cfg)
         self._datasets: dict[tuple[int, str], Any] = {(cfg.stages[0].rollout, "train"): ds0}
         self.step = 0
         self.bad_steps = 0
@@ -189,10 +190,10 @@ class Trainer:
                 centered=sc.centered,
                 member_indices=self.hooks.member_indices(sc.members),
             )
-        loss = self.hooks.make_loss(comp.make_loss(self.cfg, sc, self.mc, self.weights))
+        loss = self.hooks.make_loss(comp.make_loss(self.cfg, sc, self.mc, self.weights, self.degree_weights))
         self.stage = _Stage(index, sc, self.dataset(sc.rollout, "train"), opt, sched, noise, loss)
         LOGGER.info(
-            "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, lr %.2e",
+            "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, spectral weight %g, lr %.2e",
             index + 1,
             len(self.cfg.stages),
             sc.name,
@@ -202,6 +203,7 @@ class Trainer:
             sc.batch_size,
             sc.crps,
             ", antithetic noise" if sc.centered else "",
+            comp.spectral_weight(self.cfg, sc),
             sc.lr,
         )
         return self.stage
