@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn as nn
@@ -211,8 +211,11 @@ class DiscoEncoder(nn.Module):
         return self.conv(x)
 
 
-class DiscoDecoder(nn.Module):
-    """Bilinear resampling from the internal grid to the I/O grid, then a grouped DISCO convolution there."""
+class DiscoDecoder(DiscoEncoder):
+    """Bilinear resampling from the internal grid to the I/O grid, then a grouped DISCO convolution there.
+
+    The convolution is a :class:`DiscoEncoder` from the I/O grid to itself (same filter basis and cutoff rule).
+    """
 
     def __init__(
         self,
@@ -224,26 +227,12 @@ class DiscoDecoder(nn.Module):
         *,
         grid_in: str,
         grid_out: str,
-        kernel_shape: tuple[int, int],
-        basis_type: str,
-        basis_norm_mode: str,
+        **disco: Any,
     ) -> None:
-        super().__init__()
-        self.upsample = _FP32(ops.resample(in_shape, out_shape, grid_in, grid_out))
-        conv = ops.disco(
-            in_channels,
-            out_channels,
-            out_shape,
-            out_shape,
-            kernel_shape=kernel_shape,
-            basis_type=basis_type,
-            basis_norm_mode=basis_norm_mode,
-            groups=math.gcd(in_channels, out_channels),
-            grid_in=grid_out,
-            grid_out=grid_out,
-            theta_cutoff=cutoff_radius(out_shape[0], kernel_shape),
+        super().__init__(
+            ops, in_channels, out_channels, out_shape, out_shape, grid_in=grid_out, grid_out=grid_out, **disco
         )
-        self.conv = _FP32(conv)
+        self.upsample = _FP32(ops.resample(in_shape, out_shape, grid_in, grid_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.upsample(x))
