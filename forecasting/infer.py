@@ -207,6 +207,17 @@ class ZarrForecastWriter:
             ds.to_zarr(self.path, append_dim="prediction_timedelta", zarr_format=3, consolidated=False)
         self.n += 1
 
+    def close(self) -> None:
+        """Consolidate the metadata once all leads are in, so that a plain ``xr.open_zarr(FC)`` (as for a WB2
+        store) opens it without the fallback warning; appends stay unconsolidated (one metadata write per lead)."""
+        import warnings
+
+        import zarr
+
+        with warnings.catch_warnings():  # zarr-python flags consolidated metadata as outside the v3 spec
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            zarr.consolidate_metadata(str(self.path))
+
 
 class InferHooks:
     """Rank-dependent choices of :func:`run_inference`; these serial defaults hold everything on one process.
@@ -358,6 +369,8 @@ def run_inference(
                 if writer is not None:
                     writer.append((k + 1) * lm.step, phys)
                 progress.update(1)
+            if writer is not None:
+                writer.close()
     finally:
         progress.close()
     if hooks.is_writer():

@@ -5,6 +5,8 @@ One tiny model is trained for a few steps on a tiny shallow-water store per modu
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,6 +105,11 @@ def test_inference_streams_one_lead_at_a_time(setup, tmp_path):
     assert [s[0] for s in seen] == [pd.Timedelta(hours=6 * k) for k in range(1, 9)]
     assert {s[1] for s in seen} == {(1, 2, 3, 33, 64)}  # one lead per write, whatever the forecast length
     assert xr.open_zarr(tmp_path / "f.zarr", consolidated=False).sizes["prediction_timedelta"] == 8
+    with (
+        warnings.catch_warnings()
+    ):  # consolidated at the end: a plain open_zarr, as for WB2, neither warns nor falls back
+        warnings.simplefilter("error")
+        assert xr.open_zarr(tmp_path / "f.zarr", consolidated=True).sizes["prediction_timedelta"] == 8
 
 
 def _wb2_weights(lat: np.ndarray) -> np.ndarray:
