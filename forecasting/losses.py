@@ -277,6 +277,8 @@ class SpectralCRPSLoss(nn.Module):
         self.sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
         self.register_buffer("mode_weights", mode_weights(lmax), persistent=False)
         self.register_buffer("degree_weights", check_degree_weights(degree_weights, lmax), persistent=False)
+        # the constant [C, L, M] (or [L, M]) product, formed once rather than on every loss call
+        self.register_buffer("lm_weights", weighted_modes(self.mode_weights, self.degree_weights), persistent=False)
         w = _check_weights(channel_weights, None)
         self.register_buffer("channel_weights", None if w is None else w.float(), persistent=False)
 
@@ -289,7 +291,7 @@ class SpectralCRPSLoss(nn.Module):
         if forecast.ndim != 5:
             raise UsageError(f"forecast must be [E, B, C, H, W], got shape {tuple(forecast.shape)}")
         crps = crps_ensemble(self.coefficients(forecast), self.coefficients(target), self.kernel, ensemble_dim=0)
-        return (crps * weighted_modes(self.mode_weights, self.degree_weights)).sum(dim=(-2, -1)).mean(dim=0)
+        return (crps * self.lm_weights).sum(dim=(-2, -1)).mean(dim=0)
 
     def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return _weighted_sum(self.per_channel(forecast, target), self.channel_weights)

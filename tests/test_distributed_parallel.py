@@ -383,7 +383,7 @@ def _check_hooks(rec: _Recorder, ctx, tag: str) -> None:
     rec(f"hooks/partition/{tag}", float((count - 1.0).abs().max()))
     mean = hooks.reduce_mean(torch.tensor([float(ctx.rank)], dtype=torch.float64))
     rec(f"hooks/reduce_mean/{tag}", abs(mean.item() - (ctx.world_size - 1) / 2))
-    dt = hooks.data_tile(NLAT, NLON)
+    dt = hooks.tile(NLAT, NLON)
     rec(f"hooks/data_tile/{tag}", 0.0 if dt.slices == tile.slices else 1.0)
     # noise through the hook: the trainer's EnsembleNoise for the local members, global-batch state
     proc = DiffusionNoiseS2(NLAT, NLON, [heat_kernel_kT(800.0)])
@@ -401,7 +401,7 @@ def _check_data(rec: _Recorder, ctx, tag: str, store: str) -> None:
     cfg = ForecastDataConfig(store=Path(store), steps=1)
     full = ForecastDataset(cfg)
     nlat, nlon = full.grid.nlat, full.grid.nlon
-    mine = ForecastDataset(cfg, tile=hooks.data_tile(nlat, nlon))
+    mine = ForecastDataset(cfg, tile=hooks.tile(nlat, nlon))
     indices = [len(full) - 1, 0]
     worst = 0.0
     for i in hooks.batch_rows(indices):

@@ -84,9 +84,12 @@ def test_markers_and_curves_change_solution_png(hooked, tmp_path):
     assert extras["markers"]["node of P_2"] == pytest.approx(3**-0.5) and "3x (= P_2')" in extras["curves"]
     plot_solution(ds, tmp_path / "plain.png")
     plot_solution(ds, tmp_path / "markers.png", markers=extras["markers"])
+    plot_solution(ds, tmp_path / "both.png", markers=extras["markers"], curves=extras["curves"])
     plain, marked = _pixels(tmp_path / "plain.png"), _pixels(tmp_path / "markers.png")
-    assert plain.shape == img.shape == marked.shape
-    assert np.abs(marked - plain).sum() > 0 and np.abs(img - marked).sum() > 0  # the lines, then the curve
+    both = _pixels(tmp_path / "both.png")
+    assert plain.shape == img.shape == marked.shape == both.shape
+    # drawn the same way but for one addition each: the marker lines, then the extra curve
+    assert np.abs(marked - plain).sum() > 0 and np.abs(both - marked).sum() > 0
     with pytest.raises(ValueError, match="output 'v'"):
         plot_solution(ds, tmp_path / "bad.png", curves={"a": ("v", ds["x"].values)})
 

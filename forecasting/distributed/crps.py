@@ -190,6 +190,7 @@ class DistributedSpectralCRPSLoss(nn.Module):
         self.register_buffer("mode_weights", cm.contiguous(), persistent=False)
         dw = check_degree_weights(degree_weights, lmax)
         self.register_buffer("degree_weights", None if dw is None else dw[..., degrees].contiguous(), persistent=False)
+        self.register_buffer("lm_weights", weighted_modes(self.mode_weights, self.degree_weights), persistent=False)
         self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
@@ -203,7 +204,7 @@ class DistributedSpectralCRPSLoss(nn.Module):
         crps = ensemble_crps_partial(
             self.coefficients(forecast), self.coefficients(target), self.kernel, self.ctx.ensemble
         )
-        partial = (crps * weighted_modes(self.mode_weights, self.degree_weights)).sum(dim=(-2, -1)).mean(dim=0)
+        partial = (crps * self.lm_weights).sum(dim=(-2, -1)).mean(dim=0)
         return _global_mean_over_batch(partial, self.ctx)
 
     def forward(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

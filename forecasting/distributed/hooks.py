@@ -91,10 +91,6 @@ class DistributedTrainHooks(TrainHooks):
         return self._isht[key](state[:, rows, :, lsl, msl].contiguous())
 
     def tile(self, nlat: int, nlon: int):
-        """The data tile the trainer's datasets read (``TrainHooks.tile``); see :meth:`data_tile`."""
-        return self.data_tile(nlat, nlon)
-
-    def data_tile(self, nlat: int, nlon: int):
         """This rank's tile as the data layer's ``Tile`` (``ForecastDataset(cfg, tile=...)`` reads only it)."""
         from sciml.forecasting.data.dataset import Tile
 
