@@ -257,7 +257,7 @@ class InferHooks:
         """Whether ``flag`` is set on any process (a check every process must agree on, to stop together)."""
         return bool(flag)
 
-    def gather(self, fields: torch.Tensor, members: int, n_inits: int) -> np.ndarray | None:
+    def gather(self, fields: torch.Tensor, members: int, n_inits: int, nlat: int, nlon: int) -> np.ndarray | None:
         """``[E_r, B_r, C, h, w]`` local fields -> ``[B, M, C, nlat, nlon]`` float32 on the writer, else None."""
         return fields.float().transpose(0, 1).cpu().numpy()
 
@@ -365,7 +365,7 @@ def run_inference(
                 phys = (state.double().cpu() * std + mean).float()  # [M, B, C, H, W]
                 if hooks.any_true(not bool(torch.isfinite(phys).all())):
                     raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
-                phys = hooks.gather(phys, cfg.members, len(idx))  # [B, M, C, H, W] on the writer
+                phys = hooks.gather(phys, cfg.members, len(idx), f.nlat, f.nlon)  # [B, M, C, H, W] on the writer
                 if writer is not None:
                     writer.append((k + 1) * lm.step, phys)
                 progress.update(1)

@@ -61,13 +61,11 @@ class DistributedInferHooks(InferHooks):
     def __init__(self, ctx: ParallelContext) -> None:
         self.ctx = ctx
         self.device = ctx.device
-        self._grid: tuple[int, int] | None = None
 
     def sphere_ops(self) -> DistributedSphereOps:
         return DistributedSphereOps(self.ctx)
 
     def tile(self, nlat: int, nlon: int) -> tuple[slice, slice]:
-        self._grid = (nlat, nlon)  # the global grid that :meth:`gather` assembles
         return self.ctx.tile(nlat, nlon).slices
 
     def rows(self, n_inits: int) -> slice:
@@ -89,16 +87,13 @@ class DistributedInferHooks(InferHooks):
     def any_true(self, flag: bool) -> bool:
         return all_max(1.0 if flag else 0.0, self.ctx.group("world")) > 0.0
 
-    def gather(self, fields: torch.Tensor, members: int, n_inits: int) -> np.ndarray | None:
+    def gather(self, fields: torch.Tensor, members: int, n_inits: int, nlat: int, nlon: int) -> np.ndarray | None:
         """Gather ``[M/E, B/D, C, h, w]`` tiles of every rank into ``[B, M, C, nlat, nlon]`` float32 on rank 0.
 
         Ranks of other batch and ensemble coordinates contribute their rows and members; every rank's block goes
         to the place its mesh coordinates and tile give it (:meth:`.layout.MeshShape.tile`).
         """
         ctx, mesh = self.ctx, self.ctx.mesh
-        if self._grid is None:
-            raise RuntimeError("DistributedInferHooks.gather before tile(): the global grid is unknown")
-        nlat, nlon = self._grid
         e_r, b_r = fields.shape[:2]
         tiles = [mesh.tile(nlat, nlon, r) for r in range(mesh.size)]
         hmax = max(t.shape[0] for t in tiles)

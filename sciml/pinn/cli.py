@@ -125,11 +125,10 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return over
 
 
-def solver_config(problem: type[ProblemSpec], args: argparse.Namespace) -> Any:
-    """Resolve the solver config: defaults < problem defaults < ``--config`` < flags."""
+def solver_config(problem: type[ProblemSpec], args: argparse.Namespace, file_layer: dict[str, Any] | None) -> Any:
+    """Resolve the solver config: defaults < problem defaults < ``--config`` (``file_layer``) < flags."""
     from sciml.pinn.config import build_config
 
-    file_layer = _config_file(problem, args)
     if file_layer and "solver" in file_layer:
         file_layer = file_layer["solver"]  # a config.yaml written by a previous run
     return build_config(getattr(problem, "solver_defaults", {}), file_layer, _flag_overrides(args))
@@ -175,12 +174,13 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
 
     if not (isinstance(problem, type) and issubclass(problem, AbstractProblem)):
         raise UsageError(f"problem {problem.name!r} is not a PINN problem (no sciml.pinn.problem.AbstractProblem)")
-    file_params = (_config_file(problem, args) or {}).get("params") or {}
+    file_layer = _config_file(problem, args)  # read and checked once: parameters here, solver settings below
+    file_params = (file_layer or {}).get("params") or {}
     if not isinstance(file_params, dict):
         raise UsageError(f"config file {args.config}: 'params' must be a mapping")
     overrides = {**file_params, **overrides}  # a previous run's parameters, then --param
     params = problem.resolve_params(overrides)
-    cfg = solver_config(problem, args)
+    cfg = solver_config(problem, args, file_layer)
     out = args.out if args.out is not None else Path("runs") / problem.name
     _check_out(out)
     quiet = bool(getattr(args, "quiet", False))
