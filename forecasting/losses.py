@@ -173,23 +173,134 @@ def mode_weights(lmax: int) -> torch.Tensor:
     return torch.tril(cm)
 
 
-def degree_amplitudes(fields: torch.Tensor, grid: str = "equiangular", lmax: int | None = None) -> torch.Tensor:
+def check_vector_pairs(pairs: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Validated ``((u, v), ...)`` channel-index pairs: non-negative, and no channel in two pairs."""
+    out = tuple((int(u), int(v)) for u, v in pairs)
+    flat = [c for pair in out for c in pair]
+    if any(c < 0 for c in flat) or len(set(flat)) != len(flat):
+        raise UsageError(f"vector pairs must be distinct non-negative channel indices, got {list(out)}")
+    return out
+
+
+class ChannelSHT(nn.Module):
+    r"""Orthonormal spherical-harmonic coefficients of every channel, wind components as one vector field.
+
+    A scalar channel gives :math:`f_{lm} = \mathrm{SHT}(f)_{lm}`. A pair ``(u, v)`` of eastward and northward
+    components is transformed as the tangent vector field :math:`(u_\theta, u_\phi) = (-v, u)` (colatitude
+    points south), :math:`\mathbf u = \sum_{lm} S_{lm} \nabla Y_{lm} + T_{lm}\, \hat r \times \nabla Y_{lm}`
+    (orthonormal vector harmonics), and the spheroidal (divergent) coefficients :math:`S_{lm}` take the place of
+    ``u``, the toroidal (rotational) :math:`T_{lm}` that of ``v``. Scored as two scalars, ``u`` and ``v`` share their
+    planetary-scale modes and spread a spurious large-scale divergence or a tilted rotation over several degrees
+    of both; as :math:`S, T` those are single coefficients with their own (small) typical size.
+
+    ``sht`` and ``vsht`` are torch-harmonics transforms (serial or distributed, same grid and band); ``vsht`` is
+    only needed when there are pairs.
+    """
+
+    def __init__(self, sht: nn.Module, vsht: nn.Module | None = None, pairs: Sequence[Sequence[int]] = ()) -> None:
+        super().__init__()
+        self.pairs = check_vector_pairs(pairs)
+        if self.pairs and vsht is None:
+            raise UsageError("vector pairs need a vector SHT")
+        self.sht = sht
+        self.vsht = vsht if self.pairs else None
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Complex coefficients of ``f`` ``[..., C, H, W]`` -> ``[..., C, L, M]``."""
+        if not self.pairs:
+            return self.sht(f)
+        n = f.shape[-3]
+        u = [p[0] for p in self.pairs]
+        v = [p[1] for p in self.pairs]
+        if max(u + v) >= n:
+            raise UsageError(f"vector pair channel index {max(u + v)} out of range for {n} channels")
+        scalars = [c for c in range(n) if c not in set(u + v)]
+        vec = self.vsht(torch.stack([-f[..., v, :, :], f[..., u, :, :]], dim=-3))  # [..., P, 2, L, M]
+        parts = [vec[..., 0, :, :], vec[..., 1, :, :]]
+        if scalars:
+            parts.insert(0, self.sht(f[..., scalars, :, :]))
+        placed = torch.cat(parts, dim=-3)  # channels in the order scalars + u + v
+        inverse = torch.argsort(torch.tensor(scalars + u + v, device=f.device))
+        return placed.index_select(-3, inverse)
+
+
+def mode_amplitudes(
+    fields: torch.Tensor,
+    grid: str = "equiangular",
+    lmax: int | None = None,
+    vector_pairs: Sequence[Sequence[int]] = (),
+) -> torch.Tensor:
+    r"""Typical magnitude of every coefficient of sample fields ``[N, C, H, W]`` -> ``[C, L, M]`` (0 for m > l).
+
+    .. math:: a_{c,lm} = \Big(\frac1N \sum_n |f^{(n)}_{c,lm}|^2\Big)^{1/2}
+
+    with the orthonormal coefficients of :class:`ChannelSHT` (wind pairs as spheroidal/toroidal).
+    """
+    if fields.ndim != 4:
+        raise UsageError(f"fields must be [N, C, H, W], got shape {tuple(fields.shape)}")
+    nlat, nlon = fields.shape[-2:]
+    lmax, _ = spectral_setup(nlat, nlon, grid, lmax, 1.0)
+    sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
+    vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
+    coeffs = ChannelSHT(sht, vsht, vector_pairs)(fields)
+    return (coeffs.abs() ** 2).mean(dim=0).sqrt() * torch.tril(torch.ones(lmax, lmax, dtype=fields.dtype))
+
+
+def whitening_mode_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
+    r"""Per-coefficient weights :math:`d_{c,lm}` that give every degree of every channel the same say.
+
+    Each coefficient's CRPS is scored in units of its typical magnitude :math:`a_{c,lm}` (:func:`mode_amplitudes`;
+    the CRPS is 1-homogeneous) and the :math:`2l+1` coefficients of a degree share one unit, with one constant for
+    all channels (``C`` channels, ``L`` degrees):
+
+    .. math::
+
+        d_{c,lm} = \frac{K}{L\,(2l+1)\,\max(a_{c,lm},\, \epsilon \max_{l'm'} a_{c,l'm'})},\qquad
+        K = \frac1C \sum_{c,l,m} c_m\, a_{c,lm},
+
+    so that :math:`\sum_m c_m d_{c,lm} a_{c,lm} = K/L` for every :math:`(c, l)` above the floor and the total equals
+    the unweighted typical spectral CRPS. Unlike :func:`whitening_degree_weights`, a coefficient that is small in
+    the truth (a tilted solid-body rotation next to the zonal jet of the same degree, the large-scale divergence
+    of a balanced flow) is scored in its own units, not those of the largest coefficient of its degree.
+    ``floor`` :math:`\epsilon` keeps (almost) empty coefficients from dominating.
+    """
+    if amplitudes.ndim != 3 or amplitudes.shape[-1] != amplitudes.shape[-2]:
+        raise UsageError(f"amplitudes must be [C, L, L], got shape {tuple(amplitudes.shape)}")
+    if not torch.isfinite(amplitudes).all() or (amplitudes < 0).any():
+        raise UsageError("mode amplitudes must be finite and non-negative")
+    if not 0 < floor <= 1:
+        raise UsageError(f"floor must be in (0, 1], got {floor}")
+    top = amplitudes.flatten(1).max(dim=-1).values[:, None, None]
+    if (top <= 0).any():
+        raise UsageError("a channel has no spectral power at any degree (a constant-zero field cannot be weighted)")
+    lmax = amplitudes.shape[-1]
+    cm = mode_weights(lmax).to(amplitudes.dtype)
+    k = (cm * amplitudes).sum() / amplitudes.shape[0]
+    degrees = 2 * torch.arange(lmax, dtype=amplitudes.dtype)[:, None] + 1
+    w = k / (lmax * degrees * torch.maximum(amplitudes, floor * top))
+    return w * (cm > 0)
+
+
+def degree_amplitudes(
+    fields: torch.Tensor,
+    grid: str = "equiangular",
+    lmax: int | None = None,
+    vector_pairs: Sequence[Sequence[int]] = (),
+) -> torch.Tensor:
     r"""Typical coefficient magnitude per channel and degree of sample fields ``[N, C, H, W]`` -> ``[C, L]``.
 
     .. math::
 
-        a_{c,l} = \Big(\frac{1}{N}\sum_n \frac{P_{n,c}(l)}{2l+1}\Big)^{1/2},
+        a_{c,l} = \Big(\frac{1}{N}\sum_n \frac{P_{n,c}(l)}{2l+1}\Big)^{1/2}
+                = \Big(\frac{\sum_m c_m\, a_{c,lm}^2}{2l+1}\Big)^{1/2},
 
     the root-mean-square orthonormal coefficient :math:`|f_{lm}|` of degree :math:`l` (:math:`P` is the angular power
-    spectrum, :func:`sciml.forecasting.spectra.power_spectrum_tensor`).
+    spectrum, :func:`sciml.forecasting.spectra.power_spectrum_tensor`; :math:`a_{c,lm}` from :func:`mode_amplitudes`,
+    wind pairs as spheroidal/toroidal coefficients).
     """
-    from sciml.forecasting.spectra import power_spectrum_tensor
-
-    if fields.ndim != 4:
-        raise UsageError(f"fields must be [N, C, H, W], got shape {tuple(fields.shape)}")
-    power = power_spectrum_tensor(fields, grid, lmax).mean(dim=0)  # [C, L]
-    degrees = torch.arange(power.shape[-1], dtype=power.dtype)
-    return (power / (2 * degrees + 1)).sqrt()
+    modes = mode_amplitudes(fields, grid, lmax, vector_pairs)
+    degrees = 2 * torch.arange(modes.shape[-1], dtype=modes.dtype) + 1
+    return ((mode_weights(modes.shape[-1]).to(modes.dtype) * modes**2).sum(dim=-1) / degrees).sqrt()
 
 
 def whitening_degree_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
@@ -225,20 +336,25 @@ def whitening_degree_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> t
 
 
 def check_degree_weights(weights: torch.Tensor | None, lmax: int) -> torch.Tensor | None:
-    """Validated degree weights ``[C, lmax]`` or ``[lmax]`` as float32 (``None`` passes through)."""
+    """Validated weights ``[C, lmax]``, ``[lmax]`` or per mode ``[C, lmax, lmax]`` as float32 (``None``: none)."""
     if weights is None:
         return None
     w = torch.as_tensor(weights, dtype=torch.float32)
-    if w.ndim not in (1, 2) or w.shape[-1] != lmax:
-        raise UsageError(f"degree_weights must have shape [C, {lmax}] or [{lmax}], got {tuple(w.shape)}")
+    per_mode = w.ndim == 3 and tuple(w.shape[-2:]) == (lmax, lmax)
+    if not per_mode and (w.ndim not in (1, 2) or w.shape[-1] != lmax):
+        raise UsageError(
+            f"degree_weights must have shape [C, {lmax}], [{lmax}] or [C, {lmax}, {lmax}], got {tuple(w.shape)}"
+        )
     if not torch.isfinite(w).all() or (w < 0).any():
         raise UsageError("degree_weights must be finite and non-negative")
     return w.clone()
 
 
 def weighted_modes(modes: torch.Tensor, degree_weights: torch.Tensor | None) -> torch.Tensor:
-    """``c_m`` ``[L, M]`` times the degree weights ``[C, L]`` / ``[L]`` -> ``[C, L, M]`` or ``[L, M]``."""
-    return modes if degree_weights is None else modes * degree_weights[..., :, None]
+    """``c_m`` ``[L, M]`` times the weights ``[C, L]`` / ``[L]`` / ``[C, L, M]`` -> ``[C, L, M]`` or ``[L, M]``."""
+    if degree_weights is None:
+        return modes
+    return modes * (degree_weights if degree_weights.ndim == 3 else degree_weights[..., :, None])
 
 
 class SpectralCRPSLoss(nn.Module):
@@ -257,7 +373,10 @@ class SpectralCRPSLoss(nn.Module):
     ``coefficient_scale`` replaces the :math:`1/\sqrt{4\pi}` (makani divides the orthonormal coefficients by
     :math:`4\pi`, which scales the loss by :math:`1/\sqrt{4\pi}`; :func:`fcn3_loss` uses that to keep FCN3's balance).
     ``degree_weights`` :math:`d_{c,l}` (``[C, L]`` or ``[L]``; default 1, as in FCN3) re-weight the degrees, e.g.
-    :func:`whitening_degree_weights`.
+    :func:`whitening_degree_weights`; per-mode weights :math:`d_{c,lm}` (``[C, L, L]``,
+    :func:`whitening_mode_weights`) re-weight every coefficient. ``vector_pairs`` ``[(u, v), ...]`` (channel
+    indices of eastward and northward wind) are scored as one vector field, by their spheroidal and toroidal
+    coefficients (:class:`ChannelSHT`).
     """
 
     def __init__(
@@ -270,11 +389,14 @@ class SpectralCRPSLoss(nn.Module):
         channel_weights: torch.Tensor | Sequence[float] | None = None,
         coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
         degree_weights: torch.Tensor | None = None,
+        vector_pairs: Sequence[Sequence[int]] = (),
     ) -> None:
         super().__init__()
         self.kernel = kernel
         lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
         self.sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
+        vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho") if vector_pairs else None
+        self.transform = ChannelSHT(self.sht, vsht, vector_pairs)
         self.register_buffer("mode_weights", mode_weights(lmax), persistent=False)
         self.register_buffer("degree_weights", check_degree_weights(degree_weights, lmax), persistent=False)
         # the constant [C, L, M] (or [L, M]) product, formed once rather than on every loss call
@@ -283,9 +405,9 @@ class SpectralCRPSLoss(nn.Module):
         self.register_buffer("channel_weights", None if w is None else w.float(), persistent=False)
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
-        """Magnitudes :math:`|\\hat f_{lm}|` of ``f`` ``[..., H, W]`` -> ``[..., L, L]`` (float32 SHT)."""
+        """Magnitudes :math:`|\\hat f_{lm}|` of ``f`` ``[..., C, H, W]`` -> ``[..., C, L, L]`` (float32 SHT)."""
         with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
-            return self.sht(f.float()).abs() * self.coefficient_scale
+            return self.transform(f.float()).abs() * self.coefficient_scale
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecast.ndim != 5:
@@ -323,21 +445,25 @@ def fcn3_loss(
     channel_weights: torch.Tensor | Sequence[float] | None = None,
     spectral_weight: float = 0.1,
     degree_weights: torch.Tensor | None = None,
+    vector_pairs: Sequence[Sequence[int]] = (),
+    spectral_channel_weights: torch.Tensor | Sequence[float] | None = None,
 ) -> CombinedLoss:
     """FCN3's objective: grid CRPS + ``spectral_weight`` x spectral CRPS, same kernel and channel weights.
 
     The spectral term uses makani's coefficient normalisation (orthonormal SHT / 4 pi), so that the relative
-    weight 0.1 balances the two terms as in FCN3's training. ``degree_weights`` (default none, as in FCN3) go to
-    :class:`SpectralCRPSLoss`.
+    weight 0.1 balances the two terms as in FCN3's training. ``degree_weights`` (default none, as in FCN3) and
+    ``vector_pairs`` (wind channels scored as one vector field; default none) go to :class:`SpectralCRPSLoss`,
+    which weighs the channels by ``spectral_channel_weights`` (default: ``channel_weights``).
     """
     spectral = SpectralCRPSLoss(
         nlat,
         nlon,
         kernel,
         grid,
-        channel_weights=channel_weights,
+        channel_weights=channel_weights if spectral_channel_weights is None else spectral_channel_weights,
         coefficient_scale=MAKANI_SCALE,
         degree_weights=degree_weights,
+        vector_pairs=vector_pairs,
     )
     return CombinedLoss(
         [GridCRPSLoss(nlat, nlon, kernel, grid, channel_weights), spectral],

@@ -221,14 +221,17 @@ def _check_crps(rec: _Recorder, ctx, tag: str) -> None:
     weights = [0.5, 0.3, 0.2]
     lmax = (NLAT + 1) // 2
     degrees = {"degree_weights": torch.rand(chans, lmax, generator=g) + 0.5}  # per channel and degree
+    # a wind pair (u = channel 2, v = channel 0: not adjacent, not in order) through the vector SHT, weights per mode
+    vectors = {"degree_weights": torch.rand(chans, lmax, lmax, generator=g) + 0.5, "vector_pairs": [(2, 0)]}
     for kname, kernel in (("fair", FairCRPS()), ("standard", StandardCRPS())):
         for lname, ser_cls, dist_cls, dtype, extra in (
             ("grid", GridCRPSLoss, DistributedGridCRPSLoss, torch.float64, {}),
             ("spectral", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32, {}),
             ("spectral-degrees", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32, degrees),
+            ("spectral-vectors", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32, vectors),
         ):
             serial = ser_cls(NLAT, NLON, kernel, channel_weights=weights, **extra)
-            # the degree-weighted twin comes from distributed_loss, which must carry this rank's degrees over
+            # the weighted twins come from distributed_loss, which must carry this rank's weights and the pairs over
             dloss = (
                 distributed_loss(serial, ctx) if extra else dist_cls(NLAT, NLON, kernel, ctx, channel_weights=weights)
             )

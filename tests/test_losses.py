@@ -12,6 +12,7 @@ import torch
 import torch_harmonics as th
 from sciml.forecasting.losses import (
     AlmostFairCRPS,
+    ChannelSHT,
     CRPSKernel,
     FairCRPS,
     GridCRPSLoss,
@@ -21,8 +22,11 @@ from sciml.forecasting.losses import (
     crps_ensemble,
     degree_amplitudes,
     fcn3_loss,
+    mode_amplitudes,
+    mode_weights,
     rollout_loss,
     whitening_degree_weights,
+    whitening_mode_weights,
 )
 from sciml.forecasting.sphere import latitudes_deg, quadrature_weights
 
@@ -160,13 +164,19 @@ def test_spectral_crps_degree_weights_equal_loop_over_modes() -> None:
     sht = th.RealSHT(h, w, lmax=lmax, mmax=lmax, grid="equiangular", norm="ortho")
     f_hat = (sht(fc.double()) / math.sqrt(4 * math.pi)).abs().numpy()
     o_hat = (sht(obs.double()) / math.sqrt(4 * math.pi)).abs().numpy()
+    assert ours == pytest.approx(_looped_spectral_crps(f_hat, o_hat, np.repeat(d[:, :, None], lmax, -1)), rel=1e-5)
+
+
+def _looped_spectral_crps(f_hat: np.ndarray, o_hat: np.ndarray, d: np.ndarray) -> float:
+    """Channel mean of sum_lm c_m d_clm CRPS(|f_lm|): properscoring per coefficient, batch-averaged."""
+    _, c, lmax, _ = o_hat.shape
     total = 0.0
     for ch in range(c):
         for l in range(lmax):
             for m in range(l + 1):
                 crps = ps.crps_ensemble(o_hat[:, ch, l, m], np.moveaxis(f_hat[:, :, ch, l, m], 0, -1))  # [b]
-                total += (1 if m == 0 else 2) * d[ch, l] * crps.mean() / c
-    assert ours == pytest.approx(total, rel=1e-5)
+                total += (1 if m == 0 else 2) * d[ch, l, m] * crps.mean() / c
+    return total
 
 
 def test_degree_amplitudes_of_a_single_harmonic() -> None:
@@ -225,6 +235,18 @@ def test_fcn3_loss_combines_with_relative_weight() -> None:
     torch.testing.assert_close(total, parts)
 
 
+def test_fcn3_loss_spectral_channel_weights_apply_to_the_spectral_term_only() -> None:
+    rng = np.random.default_rng(9)
+    fc = torch.from_numpy(rng.normal(size=(2, 1, 2, 9, 16))).float()
+    obs = torch.from_numpy(rng.normal(size=(1, 2, 9, 16))).float()
+    grid_w, spec_w = [0.5, 0.5], [1.5, 0.5]
+    total = fcn3_loss(9, 16, FairCRPS(), channel_weights=grid_w, spectral_weight=0.1, spectral_channel_weights=spec_w)
+    spectral = SpectralCRPSLoss(9, 16, FairCRPS()).per_channel(fc, obs) / math.sqrt(4 * math.pi)
+    grid = GridCRPSLoss(9, 16, FairCRPS()).per_channel(fc, obs)
+    expected = (grid * torch.tensor(grid_w)).sum() + 0.1 * (spectral * torch.tensor(spec_w)).sum()
+    torch.testing.assert_close(total(fc, obs), expected)
+
+
 def test_auto_channel_weights_hand_computed() -> None:
     names = ["t2m", "u10m", "z500", "q850", "foo"]
     raw = np.array([1.0, 0.1, 0.5, 0.85, 0.01])
@@ -248,3 +270,129 @@ def test_rollout_gradient_matches_closed_form() -> None:
     assert float(a.grad) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(UsageError, match="at least one target"):
         rollout_loss(lambda s, k: s, x0, [], lambda p, t: p.sum())
+
+
+# ------------------------------------------------------------------ wind pairs as vector fields, per-mode weights
+
+
+def _lat_lon(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lat = torch.linspace(math.pi / 2, -math.pi / 2, h, dtype=torch.float64)[:, None]  # north to south, with poles
+    lon = (2 * math.pi * torch.arange(w, dtype=torch.float64) / w)[None, :]
+    return lat, lon
+
+
+def _flows(h: int, w: int) -> dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]]:
+    """(u, v) of four flows of kinetic energy 8 pi / 3 on the unit sphere, keyed by (S=0/T=1, l, m) they excite.
+
+    Solid-body rotation about the polar axis (T_10) and about an equatorial axis (the tilted rotation, T_11);
+    the gradients of sin(lat) (S_10: a uniform cross-equatorial flow) and of cos(lat) cos(lon) (S_11).
+    """
+    lat, lon = _lat_lon(h, w)
+    one = torch.ones_like(lat * lon)
+    return {
+        (1, 1, 0): (torch.cos(lat) * one, 0 * one),
+        (1, 1, 1): (-torch.sin(lat) * torch.cos(lon), torch.sin(lon) * one),
+        (0, 1, 0): (0 * one, torch.cos(lat) * one),
+        (0, 1, 1): (-torch.sin(lon) * one, -torch.sin(lat) * torch.cos(lon)),
+    }
+
+
+def test_channel_sht_puts_rotation_and_divergence_into_single_coefficients() -> None:
+    """Each closed-form flow is one spheroidal or toroidal coefficient; equal energy gives equal c_m |coef|^2."""
+    h, w = 17, 32
+    lmax = (h + 1) // 2
+    sht = th.RealSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()
+    vsht = th.RealVectorSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()
+    transform = ChannelSHT(sht, vsht, [(2, 0)])  # u in channel 2, v in channel 0; channel 1 a scalar
+    scalar = torch.randn(h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    energies = []
+    for (kind, l, m), (u, v) in _flows(h, w).items():
+        coef = transform(torch.stack([v, scalar, u])[None])[0]  # [C=3, L, M]
+        torch.testing.assert_close(coef[1], sht(scalar))  # the scalar channel is left alone
+        st = coef[[2, 0]]  # S in u's place, T in v's
+        peak = st[kind, l, m].abs()
+        rest = st.abs().clone()
+        rest[kind, l, m] = 0
+        assert float(rest.max()) < 1e-9 * float(peak), (kind, l, m)
+        energies.append((1 if m == 0 else 2) * float(peak) ** 2)
+    np.testing.assert_allclose(energies, energies[0], rtol=1e-9)
+
+
+def test_channel_sht_rejects_bad_pairs() -> None:
+    sht = th.RealSHT(9, 16, lmax=5, mmax=5, norm="ortho")
+    with pytest.raises(UsageError, match="distinct"):
+        ChannelSHT(sht, th.RealVectorSHT(9, 16, lmax=5, mmax=5, norm="ortho"), [(0, 1), (1, 2)])
+    with pytest.raises(UsageError, match="vector SHT"):
+        ChannelSHT(sht, None, [(0, 1)])
+    with pytest.raises(UsageError, match="out of range"):
+        ChannelSHT(sht, th.RealVectorSHT(9, 16, lmax=5, mmax=5, norm="ortho"), [(0, 3)])(torch.randn(3, 9, 16))
+
+
+def test_spectral_crps_of_a_wind_pair_equals_loop_over_vector_modes() -> None:
+    """With a (u, v) pair and per-mode weights: properscoring on |S_lm|, |T_lm| and the scalar |f_lm|, looped."""
+    rng = np.random.default_rng(8)
+    e, b, c, h, w = 4, 2, 3, 17, 32
+    lmax = (h + 1) // 2
+    fc = torch.from_numpy(rng.normal(size=(e, b, c, h, w))).float()
+    obs = torch.from_numpy(rng.normal(size=(b, c, h, w))).float()
+    d = np.tril(rng.uniform(0.1, 3.0, size=(c, lmax, lmax)))
+    loss = SpectralCRPSLoss(h, w, StandardCRPS(), degree_weights=torch.from_numpy(d), vector_pairs=[(1, 2)])
+    ours = float(loss(fc, obs))
+    sht = th.RealSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()
+    vsht = th.RealVectorSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()
+
+    def mags(x: torch.Tensor) -> np.ndarray:  # [..., C, H, W] -> [..., C, L, M]: z500-like scalar, then S, T
+        x = x.double()
+        st = vsht(torch.stack([-x[..., 2, :, :], x[..., 1, :, :]], dim=-3))
+        return (
+            torch.stack([sht(x[..., 0, :, :]), st[..., 0, :, :], st[..., 1, :, :]], -3).abs() / math.sqrt(4 * math.pi)
+        ).numpy()
+
+    assert ours == pytest.approx(_looped_spectral_crps(mags(fc), mags(obs), d), rel=1e-5)
+
+
+def test_mode_amplitudes_and_degree_amplitudes_of_a_tilted_rotation() -> None:
+    """A tilted rotation of speed factor s in samples s = 1, 2 is T_11 alone: a_T,11 = |T_11| sqrt(5/2)."""
+    h, w = 17, 32
+    u, v = _flows(h, w)[(1, 1, 1)]
+    fields = torch.stack([torch.stack([u, v]), 2 * torch.stack([u, v])])  # [N=2, C=2, H, W]
+    modes = mode_amplitudes(fields, vector_pairs=[(0, 1)])
+    lmax = (h + 1) // 2
+    vsht = th.RealVectorSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()
+    t11 = float(vsht(torch.stack([-v, u]))[1, 1, 1].abs())
+    expected = torch.zeros(2, lmax, lmax, dtype=torch.float64)
+    expected[1, 1, 1] = t11 * math.sqrt(2.5)
+    torch.testing.assert_close(modes, expected, atol=1e-9 * t11, rtol=1e-9)
+    # per degree: P(1) = 2 a_11^2 over 3 coefficients
+    degrees = degree_amplitudes(fields, vector_pairs=[(0, 1)])
+    assert float(degrees[1, 1]) == pytest.approx(t11 * math.sqrt(2.5 * 2 / 3), rel=1e-9)
+    assert float(degrees[0].abs().max()) < 1e-9 * t11
+
+
+def test_whitening_mode_weights_give_every_degree_of_every_channel_the_same_say() -> None:
+    """sum_m c_m d_lm a_lm = K / L for every (channel, degree) above the floor, K the channel mean of sum c_m a_lm."""
+    g = torch.Generator().manual_seed(5)
+    a = torch.tril(torch.rand(2, 4, 4, generator=g, dtype=torch.float64) + 0.1)
+    a[1] *= 1e-3  # a channel a thousand times smaller (the divergent wind) gets the same say
+    a[0, 2, 1] = 1e-9  # one nearly empty coefficient: floored
+    d = whitening_mode_weights(a, floor=0.01)
+    cm = mode_weights(4).double()
+    k = (cm * a).sum() / 2
+    per_degree = (cm * d * a).sum(-1)
+    torch.testing.assert_close(per_degree[1], (k / 4).expand(4))
+    torch.testing.assert_close(per_degree[0, [0, 1, 3]], (k / 4).expand(3))
+    assert float(d[0, 2, 1]) == pytest.approx(float(k / (4 * 5 * 0.01 * a[0].max())))
+    assert float(d[0].triu(1).abs().max()) == 0.0  # no weight on m > l
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.ones(2, 3), "must be \\[C, L, L\\]"),
+        (torch.full((1, 2, 2), float("inf")), "finite"),
+        (torch.zeros(1, 2, 2), "no spectral power"),
+    ],
+)
+def test_whitening_mode_weights_reject_bad_input(bad, match) -> None:
+    with pytest.raises(UsageError, match=match):
+        whitening_mode_weights(bad)

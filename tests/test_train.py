@@ -184,9 +184,11 @@ class _KillAt(TrainHooks):
         return values
 
 
-@pytest.mark.parametrize("degrees", ["uniform", "whitened"])
+@pytest.mark.parametrize("degrees", ["uniform", "whitened", "whitened-modes"])
 def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
-    cfg = tiny_config(store, checkpoint_every=3, **{"loss.spectral_degrees": degrees})
+    # per-mode weights run with the winds as one vector field (the demo's setting)
+    vectors = [["u500", "v500"]] if degrees == "whitened-modes" else []
+    cfg = tiny_config(store, checkpoint_every=3, **{"loss.spectral_degrees": degrees, "loss.spectral_vectors": vectors})
     ref = Trainer(cfg, tmp_path / "ref")
     ref.run()
     with pytest.raises(KeyboardInterrupt):
@@ -202,8 +204,8 @@ def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
     assert b == pytest.approx(a, rel=1e-6, abs=0), list(zip(a, b, strict=True))
     for p, q in zip(ref.model.parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
-    if degrees == "whitened":  # rebuilt from the same training states on resume: per channel and degree
-        assert resumed.degree_weights.shape == (3, 17)
+    if degrees != "uniform":  # rebuilt from the same training states on resume: per channel and degree (or mode)
+        assert resumed.degree_weights.shape == ((3, 17) if degrees == "whitened" else (3, 17, 17))
         torch.testing.assert_close(resumed.degree_weights, ref.degree_weights, rtol=0, atol=0)
         spectral = resumed.stage.loss.losses[1]
         torch.testing.assert_close(spectral.degree_weights, ref.degree_weights)
@@ -227,6 +229,67 @@ def test_whitened_degree_weights_come_from_training_states(store):
     a_floor = torch.maximum(a, 1e-2 * a.max(-1, keepdim=True).values)
     expected = (modes * a).sum(-1, keepdim=True) / (17 * modes * a_floor)
     torch.testing.assert_close(tr.degree_weights.double(), expected, rtol=1e-5, atol=0)
+
+
+def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store):
+    """Independent recomputation: z500 through RealSHT, (u500, v500) as (-v, u) through RealVectorSHT, then the
+    per-mode formula with one constant for all channels; the spectral loss scores the pair as S and T."""
+    import torch_harmonics as th
+    from sciml.forecasting.data import ForecastDataset
+    from sciml.forecasting.train.components import data_config
+
+    over = {
+        "loss.spectral_degrees": "whitened-modes",
+        "loss.spectral_samples": 5,
+        "loss.spectral_vectors": [["u500", "v500"]],
+    }
+    cfg = tiny_config(store, **over)
+    tr = Trainer(cfg, store.parent / "unused")
+    assert tr.vector_pairs == ((1, 2),)
+    ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
+    x = torch.stack([ds[round(i * (len(ds) - 1) / 4)]["input"] for i in range(5)]).double()  # [5, 3, 33, 64]
+    z = th.RealSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(x[:, 0])
+    st = th.RealVectorSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(torch.stack([-x[:, 2], x[:, 1]], 1))
+    a = torch.stack([z, st[:, 0], st[:, 1]], 1).abs().pow(2).mean(0).sqrt()  # [3, 17, 17]
+    cm = torch.tril(torch.full((17, 17), 2.0, dtype=torch.float64))
+    cm[:, 0] = 1.0
+    k = (cm * a).sum() / 3
+    top = a.flatten(1).max(-1).values[:, None, None]
+    modes = (2 * torch.arange(17, dtype=torch.float64) + 1)[:, None]
+    expected = k / (17 * modes * torch.maximum(a, 1e-2 * top)) * (cm > 0)
+    torch.testing.assert_close(tr.degree_weights.double(), expected, rtol=1e-5, atol=0)
+    spectral = tr._enter_stage(0).loss.losses[1]
+    assert spectral.transform.pairs == ((1, 2),)
+
+
+def test_spectral_vectors_must_name_forecast_channels(store, tmp_path):
+    cfg = tiny_config(store, **{"loss.spectral_vectors": [["u850", "v850"]]})
+    with pytest.raises(UsageError, match="u850, v850, not a forecast channel"):
+        Trainer(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match="distinct"):
+        tiny_config(store, **{"loss.spectral_vectors": [["u500", "u500"]]})
+    with pytest.raises(ConfigError, match="spectral_degrees"):
+        tiny_config(store, **{"loss.spectral_degrees": "whitened-lm"})
+
+
+def test_spectral_channel_scale_multiplies_the_spectral_channel_weights(store, tmp_path):
+    from sciml.forecasting.train.components import spectral_channel_weights
+
+    cfg = tiny_config(store, **{"loss.spectral_channel_scale": {"z500": 2.0}})
+    names = ("z500", "u500", "v500")
+    torch.testing.assert_close(
+        spectral_channel_weights(cfg, names, None), torch.tensor([2 / 3, 1 / 3, 1 / 3], dtype=torch.float64)
+    )
+    auto = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(spectral_channel_weights(cfg, names, auto), auto * torch.tensor([2.0, 1.0, 1.0]))
+    assert spectral_channel_weights(tiny_config(store), names, auto) is None  # no scale: the grid weights
+    tr = Trainer(cfg, tmp_path / "run")
+    spectral = tr._enter_stage(0).loss.losses[1]
+    torch.testing.assert_close(spectral.channel_weights.double(), spectral_channel_weights(cfg, names, None))
+    with pytest.raises(UsageError, match="t850, not a forecast channel"):
+        Trainer(tiny_config(store, **{"loss.spectral_channel_scale": {"t850": 2.0}}), tmp_path / "bad")
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        tiny_config(store, **{"loss.spectral_channel_scale": {"z500": -1.0}})
 
 
 def test_resume_with_a_config_for_another_grid_or_model_fails(store, tmp_path):

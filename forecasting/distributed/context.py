@@ -25,7 +25,7 @@ import torch_harmonics.distributed as thd
 from sciml.errors import UsageError
 
 from .env import LaunchEnv, launch_env
-from .layout import GROUP_ORDER, MeshCoords, MeshShape, Tile
+from .layout import GROUP_ORDER, MeshCoords, MeshShape, Tile, split_bounds, split_evenly
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,20 @@ class ParallelContext:
     def tile(self, nlat: int, nlon: int) -> Tile:
         """This rank's tile of an ``nlat x nlon`` grid."""
         return self.mesh.tile(nlat, nlon, self.rank)
+
+    def member_indices(self, members: int, what: str = "ensemble size") -> list[int]:
+        """Global indices of this ensemble rank's members: a contiguous block of ``members / ensemble``.
+
+        ``what`` names the quantity in the error when ``members`` does not split evenly.
+        """
+        e_local = split_evenly(members, self.mesh.ensemble, what)
+        first = self.coords.ensemble * e_local
+        return list(range(first, first + e_local))
+
+    def batch_rows(self, n: int, what: str = "global batch size") -> slice:
+        """This batch rank's contiguous share of ``n`` batch rows (``n`` must split evenly)."""
+        split_evenly(n, self.mesh.batch, what)
+        return slice(*split_bounds(n, self.mesh.batch, self.coords.batch))
 
     def close(self) -> None:
         """Release torch-harmonics' groups and, if this context started it, the default process group."""

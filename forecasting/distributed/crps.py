@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
 from sciml.forecasting.losses import (
+    ChannelSHT,
     CombinedLoss,
     CRPSKernel,
     GridCRPSLoss,
@@ -165,7 +166,8 @@ class DistributedSpectralCRPSLoss(nn.Module):
         \mathrm{CRPS}_\alpha(\{|\hat f^e_{lm}|\}_e, |\hat f^*_{lm}|),\qquad \hat f = s\,\mathrm{SHT}(f),
 
     After ``torch_harmonics.distributed.DistributedRealSHT`` a rank holds its slice of degrees (h group) and orders
-    (w group); the ensemble all-to-all then runs over those coefficients. ``coefficient_scale`` :math:`s` is
+    (w group); the ensemble all-to-all then runs over those coefficients. Wind pairs go through
+    ``DistributedRealVectorSHT`` (:class:`~sciml.forecasting.losses.ChannelSHT`). ``coefficient_scale`` :math:`s` is
     :math:`1/\sqrt{4\pi}` by default, as in the serial loss (``fcn3_loss`` uses makani's :math:`1/(4\pi)`).
     """
 
@@ -180,23 +182,30 @@ class DistributedSpectralCRPSLoss(nn.Module):
         channel_weights: torch.Tensor | Sequence[float] | None = None,
         coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
         degree_weights: torch.Tensor | None = None,
+        vector_pairs: Sequence[Sequence[int]] = (),
     ) -> None:
         super().__init__()
         self.kernel, self.ctx = kernel, ctx
         lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
         self.sht = thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
-        degrees = local_degree_slice(lmax, ctx)
-        cm = mode_weights(lmax)[degrees, local_order_slice(lmax, ctx)]
+        vsht = None
+        if vector_pairs:
+            vsht = thd.DistributedRealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
+        self.transform = ChannelSHT(self.sht, vsht, vector_pairs)
+        degrees, orders = local_degree_slice(lmax, ctx), local_order_slice(lmax, ctx)
+        cm = mode_weights(lmax)[degrees, orders]
         self.register_buffer("mode_weights", cm.contiguous(), persistent=False)
         dw = check_degree_weights(degree_weights, lmax)
-        self.register_buffer("degree_weights", None if dw is None else dw[..., degrees].contiguous(), persistent=False)
+        if dw is not None:  # this rank's degrees (and orders, for per-mode weights)
+            dw = (dw[..., degrees, orders] if dw.ndim == 3 else dw[..., degrees]).contiguous()
+        self.register_buffer("degree_weights", dw, persistent=False)
         self.register_buffer("lm_weights", weighted_modes(self.mode_weights, self.degree_weights), persistent=False)
         self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """This rank's :math:`|\\hat f_{lm}|` of tiles ``[..., h, w]`` -> ``[..., L_r, M_r]`` (float32 SHT)."""
         with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
-            return self.sht(f.float()).abs() * self.coefficient_scale
+            return self.transform(f.float()).abs() * self.coefficient_scale
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecast.ndim != 5:
@@ -235,6 +244,7 @@ def distributed_loss(loss: nn.Module, ctx: ParallelContext) -> nn.Module:
             sht.lmax,
             coefficient_scale=loss.coefficient_scale,
             degree_weights=loss.degree_weights,
+            vector_pairs=loss.transform.pairs,
         )
         twin.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
         return twin

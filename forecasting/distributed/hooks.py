@@ -21,7 +21,7 @@ from sciml.forecasting.train import TrainHooks
 from .comm import sync_gradients
 from .context import ParallelContext
 from .crps import distributed_loss
-from .layout import split_bounds, split_evenly
+from .layout import split_bounds
 from .ops import DistributedSphereOps, local_degree_slice, local_order_slice
 
 
@@ -39,15 +39,11 @@ class DistributedTrainHooks(TrainHooks):
 
     def member_indices(self, members: int) -> list[int]:
         """Global indices of this ensemble rank's members: a contiguous block of ``members / ensemble`` ranks."""
-        e_local = split_evenly(members, self.ctx.mesh.ensemble, "ensemble size")
-        first = self.ctx.coords.ensemble * e_local
-        return list(range(first, first + e_local))
+        return self.ctx.member_indices(members)
 
     def batch_rows(self, indices: list[int]) -> list[int]:
         """This batch rank's contiguous share of a global batch (sample indices in global order)."""
-        split_evenly(len(indices), self.ctx.mesh.batch, "global batch size")
-        start, stop = split_bounds(len(indices), self.ctx.mesh.batch, self.ctx.coords.batch)
-        return list(indices[start:stop])
+        return list(indices[self.ctx.batch_rows(len(indices))])
 
     def sync_gradients(self, model: torch.nn.Module) -> None:
         sync_gradients(model.parameters(), self.ctx)

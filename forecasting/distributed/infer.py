@@ -31,7 +31,6 @@ from sciml.progress import Progress
 
 from .comm import all_max
 from .context import ParallelConfig, ParallelContext, init_parallel
-from .layout import split_bounds, split_evenly
 from .noise import TiledEnsembleNoise
 from .ops import DistributedSphereOps
 
@@ -69,13 +68,10 @@ class DistributedInferHooks(InferHooks):
         return self.ctx.tile(nlat, nlon).slices
 
     def rows(self, n_inits: int) -> slice:
-        split_evenly(n_inits, self.ctx.mesh.batch, "number of --init times")
-        return slice(*split_bounds(n_inits, self.ctx.mesh.batch, self.ctx.coords.batch))
+        return self.ctx.batch_rows(n_inits, "number of --init times")
 
     def member_indices(self, members: int) -> list[int]:
-        e_local = split_evenly(members, self.ctx.mesh.ensemble, "--members")
-        first = self.ctx.coords.ensemble * e_local
-        return list(range(first, first + e_local))
+        return self.ctx.member_indices(members, "--members")
 
     def noise(self, process: Any, members: int, seed: int, centered: bool, n_inits: int) -> _InferNoise:
         tiled = TiledEnsembleNoise(process, members, n_inits, seed, self.ctx, centered=centered)

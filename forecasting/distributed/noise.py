@@ -14,7 +14,6 @@ import torch_harmonics.distributed as thd
 from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise
 
 from .context import ParallelContext
-from .layout import split_bounds, split_evenly
 from .ops import local_degree_slice, local_order_slice
 
 
@@ -42,11 +41,8 @@ class TiledEnsembleNoise:
         ctx: ParallelContext,
         centered: bool = False,
     ) -> None:
-        e_local = split_evenly(members, ctx.mesh.ensemble, "ensemble size")
-        split_evenly(global_batch, ctx.mesh.batch, "global batch size")
-        first = ctx.coords.ensemble * e_local
-        self.member_indices = list(range(first, first + e_local))
-        self.rows = slice(*split_bounds(global_batch, ctx.mesh.batch, ctx.coords.batch))
+        self.member_indices = ctx.member_indices(members)
+        self.rows = ctx.batch_rows(global_batch)
         self.global_batch = global_batch
         self.ensemble = EnsembleNoise(noise, members, seed, centered, member_indices=self.member_indices)
         self.lm = (local_degree_slice(noise.lmax, ctx), local_order_slice(noise.lmax, ctx))

@@ -212,15 +212,52 @@ def channel_weights(cfg: TrainConfig, facts: DataFacts, stats) -> torch.Tensor |
     return auto_channel_weights(list(facts.channels), stats.std[idx], stats.diff_std[idx])
 
 
-def degree_weights(cfg: TrainConfig) -> torch.Tensor | None:
-    """Spectral-CRPS degree weights ``[C, L]`` (``loss.spectral_degrees: whitened``), else ``None``.
+def spectral_channel_weights(
+    cfg: TrainConfig, channels: tuple[str, ...], weights: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The spectral CRPS's channel weights: ``weights`` (uniform: ``1/C``) times ``loss.spectral_channel_scale``.
+
+    ``None`` (no scale given) means the same weights as the grid CRPS.
+    """
+    scale = cfg.loss.spectral_channel_scale
+    if not scale:
+        return None
+    unknown = sorted(set(scale) - set(channels))
+    if unknown:
+        raise UsageError(
+            f"loss.spectral_channel_scale names {', '.join(unknown)}, not a forecast channel ({', '.join(channels)})"
+        )
+    base = torch.full((len(channels),), 1.0 / len(channels), dtype=torch.float64) if weights is None else weights
+    return base * torch.tensor([scale.get(c, 1.0) for c in channels], dtype=torch.float64)
+
+
+def vector_pairs(cfg: TrainConfig, channels: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """Channel indices of the ``loss.spectral_vectors`` wind pairs; unknown channel names are a usage error."""
+    out = []
+    for u, v in cfg.loss.spectral_vectors:
+        missing = [c for c in (u, v) if c not in channels]
+        if missing:
+            raise UsageError(
+                f"loss.spectral_vectors names {', '.join(missing)}, not a forecast channel ({', '.join(channels)})"
+            )
+        out.append((channels.index(u), channels.index(v)))
+    return tuple(out)
+
+
+def degree_weights(cfg: TrainConfig, pairs: tuple[tuple[int, int], ...] = ()) -> torch.Tensor | None:
+    """Spectral-CRPS weights: ``[C, L]`` (``whitened``), ``[C, L, L]`` (``whitened-modes``), else ``None``.
 
     Computed from ``loss.spectral_samples`` evenly spaced normalised training states of the whole grid (every rank
     of a tiled run reads the same full fields, so all ranks hold the same weights); deterministic, so a resumed run
     rebuilds exactly the same loss.
     """
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.losses import degree_amplitudes, whitening_degree_weights
+    from sciml.forecasting.losses import (
+        degree_amplitudes,
+        mode_amplitudes,
+        whitening_degree_weights,
+        whitening_mode_weights,
+    )
 
     if cfg.loss.spectral_degrees == "uniform" or max(spectral_weight(cfg, s) for s in cfg.stages) == 0:
         return None
@@ -229,7 +266,9 @@ def degree_weights(cfg: TrainConfig) -> torch.Tensor | None:
     n = min(cfg.loss.spectral_samples, len(ds))
     idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
     fields = torch.stack([ds[int(i)]["input"] for i in idx]).double()
-    return whitening_degree_weights(degree_amplitudes(fields)).float()
+    if cfg.loss.spectral_degrees == "whitened-modes":
+        return whitening_mode_weights(mode_amplitudes(fields, vector_pairs=pairs)).float()
+    return whitening_degree_weights(degree_amplitudes(fields, vector_pairs=pairs)).float()
 
 
 def spectral_weight(cfg: TrainConfig, stage: StageConfig) -> float:
@@ -238,7 +277,13 @@ def spectral_weight(cfg: TrainConfig, stage: StageConfig) -> float:
 
 
 def make_loss(
-    cfg: TrainConfig, stage: StageConfig, mc, weights: torch.Tensor | None, degrees: torch.Tensor | None = None
+    cfg: TrainConfig,
+    stage: StageConfig,
+    mc,
+    weights: torch.Tensor | None,
+    degrees: torch.Tensor | None = None,
+    pairs: tuple[tuple[int, int], ...] = (),
+    spectral_channels: torch.Tensor | None = None,
 ) -> torch.nn.Module:
     from sciml.forecasting.losses import GridCRPSLoss, fcn3_loss
 
@@ -246,7 +291,7 @@ def make_loss(
     sw = spectral_weight(cfg, stage)
     if sw == 0:
         return GridCRPSLoss(mc.nlat, mc.nlon, kernel, "equiangular", weights)
-    return fcn3_loss(mc.nlat, mc.nlon, kernel, "equiangular", weights, sw, degrees)
+    return fcn3_loss(mc.nlat, mc.nlon, kernel, "equiangular", weights, sw, degrees, pairs, spectral_channels)
 
 
 @lru_cache(maxsize=8)

@@ -140,19 +140,34 @@ class LossSection:
     ``spectral_degrees``: ``uniform`` weighs every spherical-harmonic coefficient by its magnitude (FCN3);
     ``whitened`` divides degree ``l`` of each channel by its typical magnitude in ``spectral_samples`` training
     states (:func:`~sciml.forecasting.losses.whitening_degree_weights`), so that the small scales of a steep
-    spectrum (geopotential) constrain the members' amplitude as much as the large ones.
+    spectrum (geopotential) constrain the members' amplitude as much as the large ones; ``whitened-modes`` does
+    that per coefficient (:func:`~sciml.forecasting.losses.whitening_mode_weights`).
+    ``spectral_vectors``: ``[[u500, v500], ...]`` eastward/northward wind channels that the spectral CRPS scores as
+    one vector field (spheroidal and toroidal coefficients, :class:`~sciml.forecasting.losses.ChannelSHT`).
+    ``spectral_channel_scale``: ``{z500: 2.0}`` multiplies the named channels' spectral CRPS (default 1; for a
+    wind pair, the channel names its spheroidal (``u``) or toroidal (``v``) part).
     """
 
     spectral_weight: float = 0.1
     channel_weights: Literal["uniform", "auto"] = "uniform"
-    spectral_degrees: Literal["uniform", "whitened"] = "uniform"
+    spectral_degrees: Literal["uniform", "whitened", "whitened-modes"] = "uniform"
     spectral_samples: int = 64
+    spectral_vectors: tuple[tuple[str, str], ...] = ()
+    spectral_channel_scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.spectral_weight < 0:
             raise ValueError(f"loss.spectral_weight must be >= 0, got {self.spectral_weight}")
         if self.spectral_samples < 1:
             raise ValueError(f"loss.spectral_samples must be >= 1, got {self.spectral_samples}")
+        if any(not v >= 0 for v in self.spectral_channel_scale.values()):
+            raise ValueError(f"loss.spectral_channel_scale values must be >= 0, got {self.spectral_channel_scale}")
+        names = [c for pair in self.spectral_vectors for c in pair]
+        if any(len(pair) != 2 for pair in self.spectral_vectors) or len(set(names)) != len(names):
+            raise ValueError(
+                f"loss.spectral_vectors must be distinct [eastward, northward] channel pairs, "
+                f"got {self.spectral_vectors}"
+            )
 
 
 @dataclass(frozen=True)

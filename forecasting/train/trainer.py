@@ -157,7 +157,9 @@ class Trainer:
         self.noise_scales = comp.noise_scales(cfg, self.mc.n_noise)
         self.noise_process = comp.make_noise(cfg, self.mc, self.noise_scales)
         self.weights = comp.channel_weights(cfg, self.facts, self.stats)
-        self.degree_weights = comp.degree_weights(cfg)
+        self.vector_pairs = comp.vector_pairs(cfg, self.facts.channels)
+        self.degree_weights = comp.degree_weights(cfg, self.vector_pairs)
+        self.spectral_channels = comp.spectral_channel_weights(cfg, self.facts.channels, self.weights)
         self._datasets: dict[tuple[int, str], Any] = {(cfg.stages[0].rollout, "train"): ds0}
         self.step = 0
         self.bad_steps = 0
@@ -190,7 +192,11 @@ class Trainer:
                 centered=sc.centered,
                 member_indices=self.hooks.member_indices(sc.members),
             )
-        loss = self.hooks.make_loss(comp.make_loss(self.cfg, sc, self.mc, self.weights, self.degree_weights))
+        loss = self.hooks.make_loss(
+            comp.make_loss(
+                self.cfg, sc, self.mc, self.weights, self.degree_weights, self.vector_pairs, self.spectral_channels
+            )
+        )
         self.stage = _Stage(index, sc, self.dataset(sc.rollout, "train"), opt, sched, noise, loss)
         LOGGER.info(
             "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, spectral weight %g, lr %.2e",
