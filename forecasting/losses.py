@@ -187,8 +187,17 @@ class ChannelSHT(nn.Module):
 
     A scalar channel gives :math:`f_{lm} = \mathrm{SHT}(f)_{lm}`. A pair ``(u, v)`` of eastward and northward
     components is transformed as the tangent vector field :math:`(u_\theta, u_\phi) = (-v, u)` (colatitude
-    points south), :math:`\mathbf u = \sum_{lm} S_{lm} \nabla Y_{lm} + T_{lm}\, \hat r \times \nabla Y_{lm}`
-    (orthonormal vector harmonics), and the spheroidal (divergent) coefficients :math:`S_{lm}` take the place of
+    points south),
+
+    .. math::
+
+        \mathbf u = \sum_{lm} S_{lm} \nabla Y_{lm} + T_{lm}\, \hat r \times \nabla Y_{lm}
+                   = \nabla\chi + \hat r \times \nabla\psi,\qquad
+        \int |\mathbf u|^2\, d\Omega = \sum_{lm} c_m\, l(l+1)\, (|S_{lm}|^2 + |T_{lm}|^2)
+
+    (torch-harmonics' ``RealVectorSHT``, ``norm="ortho"``, unit sphere: :math:`S, T` are the orthonormal
+    coefficients of the velocity potential :math:`\chi` and the streamfunction :math:`\psi`; tested on
+    closed-form flows), and the spheroidal (divergent) coefficients :math:`S_{lm}` take the place of
     ``u``, the toroidal (rotational) :math:`T_{lm}` that of ``v``. Scored as two scalars, ``u`` and ``v`` share their
     planetary-scale modes and spread a spurious large-scale divergence or a tilted rotation over several degrees
     of both; as :math:`S, T` those are single coefficients with their own (small) typical size.
@@ -241,7 +250,9 @@ def mode_amplitudes(
     nlat, nlon = fields.shape[-2:]
     lmax, _ = spectral_setup(nlat, nlon, grid, lmax, 1.0)
     sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
-    vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
+    vsht = None
+    if vector_pairs:
+        vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
     coeffs = ChannelSHT(sht, vsht, vector_pairs)(fields)
     return (coeffs.abs() ** 2).mean(dim=0).sqrt() * torch.tril(torch.ones(lmax, lmax, dtype=fields.dtype))
 

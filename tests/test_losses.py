@@ -298,7 +298,7 @@ def _flows(h: int, w: int) -> dict[tuple[int, int, int], tuple[torch.Tensor, tor
 
 
 def test_channel_sht_puts_rotation_and_divergence_into_single_coefficients() -> None:
-    """Each closed-form flow is one spheroidal or toroidal coefficient; equal energy gives equal c_m |coef|^2."""
+    """Each closed-form flow is one spheroidal or toroidal coefficient; equal energy at l = 1: equal c_m |coef|^2."""
     h, w = 17, 32
     lmax = (h + 1) // 2
     sht = th.RealSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()
@@ -316,6 +316,32 @@ def test_channel_sht_puts_rotation_and_divergence_into_single_coefficients() -> 
         assert float(rest.max()) < 1e-9 * float(peak), (kind, l, m)
         energies.append((1 if m == 0 else 2) * float(peak) ** 2)
     np.testing.assert_allclose(energies, energies[0], rtol=1e-9)
+
+
+def test_vector_coefficients_follow_parseval_with_l_l_plus_1() -> None:
+    """A random band-limited flow: mean |u|^2 over the sphere = sum c_m l(l+1) (|S|^2 + |T|^2) / (4 pi)."""
+    h, w, lmax = 33, 64, 17
+    g = torch.Generator().manual_seed(4)
+    st = torch.randn(2, lmax, lmax, generator=g, dtype=torch.float64) + 1j * torch.randn(
+        2, lmax, lmax, generator=g, dtype=torch.float64
+    )
+    st = torch.tril(st)
+    st[:, :, 0] = st[:, :, 0].real + 0j  # m = 0 of a real field
+    st[:, 0] = 0  # no l = 0 vector harmonic
+    flow = th.InverseRealVectorSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double()(st)  # (u_theta, u_phi)
+    u, v = flow[1], -flow[0]
+    transform = ChannelSHT(
+        th.RealSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double(),
+        th.RealVectorSHT(h, w, lmax=lmax, mmax=lmax, norm="ortho").double(),
+        [(0, 1)],
+    )
+    coef = transform(torch.stack([u, v]))
+    # S in u's place, T in v's (torch-harmonics' round trip is good to ~1e-7 here)
+    torch.testing.assert_close(coef, st, rtol=1e-6, atol=1e-6)
+    ll1 = (torch.arange(lmax, dtype=torch.float64) * torch.arange(1, lmax + 1, dtype=torch.float64))[:, None]
+    energy = (mode_weights(lmax).double() * ll1 * coef.abs() ** 2).sum() / (4 * math.pi)
+    mean_sq = ((u**2 + v**2) * quadrature_weights(h, w)).sum()
+    assert float(mean_sq) == pytest.approx(float(energy), rel=1e-6)
 
 
 def test_channel_sht_rejects_bad_pairs() -> None:
