@@ -257,6 +257,18 @@ def mode_amplitudes(
     return (coeffs.abs() ** 2).mean(dim=0).sqrt() * torch.tril(torch.ones(lmax, lmax, dtype=fields.dtype))
 
 
+def _channel_top(amplitudes: torch.Tensor, floor: float, kind: str) -> torch.Tensor:
+    """Largest amplitude of each channel ``[C]``, after checking the amplitudes and the whitening floor."""
+    if not torch.isfinite(amplitudes).all() or (amplitudes < 0).any():
+        raise UsageError(f"{kind} amplitudes must be finite and non-negative")
+    if not 0 < floor <= 1:
+        raise UsageError(f"floor must be in (0, 1], got {floor}")
+    top = amplitudes.flatten(1).max(dim=-1).values
+    if (top <= 0).any():
+        raise UsageError("a channel has no spectral power at any degree (a constant-zero field cannot be weighted)")
+    return top
+
+
 def whitening_mode_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
     r"""Per-coefficient weights :math:`d_{c,lm}` that give every degree of every channel the same say.
 
@@ -277,13 +289,7 @@ def whitening_mode_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> tor
     """
     if amplitudes.ndim != 3 or amplitudes.shape[-1] != amplitudes.shape[-2]:
         raise UsageError(f"amplitudes must be [C, L, L], got shape {tuple(amplitudes.shape)}")
-    if not torch.isfinite(amplitudes).all() or (amplitudes < 0).any():
-        raise UsageError("mode amplitudes must be finite and non-negative")
-    if not 0 < floor <= 1:
-        raise UsageError(f"floor must be in (0, 1], got {floor}")
-    top = amplitudes.flatten(1).max(dim=-1).values[:, None, None]
-    if (top <= 0).any():
-        raise UsageError("a channel has no spectral power at any degree (a constant-zero field cannot be weighted)")
+    top = _channel_top(amplitudes, floor, "mode")[:, None, None]
     lmax = amplitudes.shape[-1]
     cm = mode_weights(lmax).to(amplitudes.dtype)
     k = (cm * amplitudes).sum() / amplitudes.shape[0]
@@ -333,13 +339,7 @@ def whitening_degree_weights(amplitudes: torch.Tensor, floor: float = 1e-2) -> t
     """
     if amplitudes.ndim != 2:
         raise UsageError(f"amplitudes must be [C, L], got shape {tuple(amplitudes.shape)}")
-    if not torch.isfinite(amplitudes).all() or (amplitudes < 0).any():
-        raise UsageError("degree amplitudes must be finite and non-negative")
-    if not 0 < floor <= 1:
-        raise UsageError(f"floor must be in (0, 1], got {floor}")
-    top = amplitudes.max(dim=-1, keepdim=True).values
-    if (top <= 0).any():
-        raise UsageError("a channel has no spectral power at any degree (a constant-zero field cannot be weighted)")
+    top = _channel_top(amplitudes, floor, "degree")[:, None]
     a = torch.maximum(amplitudes, floor * top)
     modes = 2 * torch.arange(amplitudes.shape[-1], dtype=amplitudes.dtype) + 1
     total = (modes * amplitudes).sum(dim=-1, keepdim=True)
