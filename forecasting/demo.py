@@ -21,9 +21,12 @@ from sciml.progress import default_progress
 LOGGER = logging.getLogger(__name__)
 
 QUICK_DATA = dict(days=30.0, trajectories=2, spinup_days=10.0)
+#: Store of the full demo (built once by ``make demo-forecast``, shared by bench/forecast_experiments.py).
+FULL_STORE = Path("data/swe.zarr")
 
 
-def _synth(store: Path, full: bool) -> None:
+def ensure_demo_store(store: Path, full: bool) -> None:
+    """Build the demo's shallow-water store (with statistics) unless it is already there."""
     from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
 
     if store.exists() and stats_path(store).exists():
@@ -48,8 +51,8 @@ def run_demo(out: Path, full: bool = False, members: int | None = None, override
 
     out = Path(out)
     t_start = time.monotonic()
-    store = Path("data/swe.zarr") if full else out / "data" / "swe-quick.zarr"
-    _synth(store, full)
+    store = FULL_STORE if full else out / "data" / "swe-quick.zarr"
+    ensure_demo_store(store, full)
 
     cfg = load_train_config("demo" if full else "quick", {"data.store": str(store), **(overrides or {})})
     if cfg.threads is not None:

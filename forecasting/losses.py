@@ -12,6 +12,20 @@ using :math:`\sum_{i,j}|x_i - x_j| = 2\sum_i (2i-N-1)x_{(i)}`. :math:`\alpha = 0
 (empirical-CDF) CRPS with spread coefficient :math:`1/(2N^2)`, :math:`\alpha = 1` the fair (unbiased) CRPS with
 :math:`1/(2N(N-1))`, and :math:`0<\alpha<1` the almost-fair CRPS
 :math:`\alpha\,\mathrm{fCRPS} + (1-\alpha)\,\mathrm{CRPS}` (AIFS uses 0.95).
+
+**Antithetic ensembles.** The spread term estimates :math:`\tfrac12 E|X - X'|` for *independent* members. With
+antithetic noise (members :math:`2k, 2k+1` driven by opposite noise) a partner pair is anti-correlated, so its
+:math:`|x_{2k} - x_{2k+1}|` overstates the spread: for a response linear in the noise,
+:math:`x_{2k,2k+1} = \mu \pm d`, a two-member fair CRPS is :math:`\max(|\mu - y| - |d|, 0)`, flat for every
+:math:`|d| \ge |\mu - y|` — it never penalises too much spread. ``antithetic=True`` leaves partner pairs out:
+
+.. math::
+
+    \hat D = \frac{\sum_{i,j}|x_i - x_j| - 2\sum_k |x_{2k} - x_{2k+1}|}{N(N-2)},\qquad
+    \mathrm{CRPS}_\alpha = \frac1N \sum_e |x_e - y| - \frac{N - 1 + \alpha}{2N}\,\hat D,
+
+(:math:`\hat D` is unbiased for :math:`E|X-X'|` when different pairs are independent; with independent members
+the same formula with all :math:`N(N-1)` pairs is the one above), so it needs :math:`N \ge 4`, even.
 """
 
 from __future__ import annotations
@@ -31,13 +45,27 @@ from sciml.errors import UsageError
 
 @dataclass(frozen=True)
 class CRPSKernel:
-    """CRPS estimator with fairness parameter ``alpha`` in [0, 1] (0 standard, 1 fair)."""
+    """CRPS estimator with fairness parameter ``alpha`` in [0, 1] (0 standard, 1 fair).
+
+    ``antithetic=True``: members ``2k, 2k+1`` are antithetic partners and their pair is left out of the spread
+    term (module docstring); needs an even ensemble of at least 4.
+    """
 
     alpha: float = 0.0
+    antithetic: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"CRPS alpha must lie in [0, 1], got {self.alpha}")
+
+    def check_antithetic(self, n: int) -> None:
+        """Raise unless ``n`` members can hold antithetic pairs and still give an independent pair."""
+        if n < 4 or n % 2:
+            raise UsageError(
+                f"the antithetic CRPS needs an even ensemble of at least 4 members, got {n}: with 2 members the "
+                "only pair is antithetic and no independent pair is left to estimate the spread; use 4+ members "
+                "or independent (non-antithetic) noise"
+            )
 
     @property
     def name(self) -> str:
@@ -81,7 +109,10 @@ class AlmostFairCRPS(CRPSKernel):
 def crps_ensemble(
     forecast: torch.Tensor, observation: torch.Tensor, kernel: CRPSKernel, ensemble_dim: int = 0
 ) -> torch.Tensor:
-    """Pointwise ensemble CRPS; ``forecast`` has the members along ``ensemble_dim``, ``observation`` lacks it."""
+    """Pointwise ensemble CRPS; ``forecast`` has the members along ``ensemble_dim``, ``observation`` lacks it.
+
+    With ``kernel.antithetic`` the members must be in their global order (partners ``2k, 2k+1`` adjacent).
+    """
     fc = forecast.movedim(ensemble_dim, 0)
     if fc.shape[1:] != observation.shape:
         raise UsageError(
@@ -89,13 +120,20 @@ def crps_ensemble(
             f"{tuple(observation.shape)} do not match"
         )
     n = fc.shape[0]
+    if kernel.antithetic:
+        kernel.check_antithetic(n)
     coef = kernel.spread_coefficient(n)
     skill = (fc - observation.unsqueeze(0)).abs().mean(dim=0)
-    if coef == 0.0:
+    if coef == 0.0 and not kernel.antithetic:
         return skill
     x_sorted, _ = torch.sort(fc, dim=0)
     rank_w = (2 * torch.arange(1, n + 1, device=fc.device, dtype=fc.dtype) - n - 1).reshape(-1, *[1] * observation.ndim)
-    return skill - coef * (rank_w * x_sorted).sum(dim=0)
+    if not kernel.antithetic:
+        return skill - coef * (rank_w * x_sorted).sum(dim=0)
+    all_pairs = 2 * (rank_w * x_sorted).sum(dim=0)  # sum over ordered pairs i, j of |x_i - x_j|
+    partners = (fc[0::2] - fc[1::2]).abs().sum(dim=0)
+    mean_gap = (all_pairs - 2 * partners) / (n * (n - 2))
+    return skill - (n - 1 + kernel.alpha) / (2 * n) * mean_gap
 
 
 def _check_weights(weights: torch.Tensor | None, n_channels: int | None) -> torch.Tensor | None:

@@ -659,8 +659,8 @@ def _train_ensemble_parallel(cfg, out: str) -> None:
 def test_trainer_with_ensemble_parallel_hooks_matches_serial(store, tmp_path):
     """The project's Trainer with DistributedTrainHooks on 2 ensemble ranks: same losses and weights as serial.
 
-    8 steps of the ``tiny`` curriculum: 6 with 4 members (2 per rank, standard CRPS), then 2 with 2 antithetic
-    members (1 per rank, fair CRPS, rollout 2). Only rank 0 writes the run folder.
+    8 steps of the ``tiny`` curriculum: 6 with 4 members (2 per rank, standard CRPS), then 2 with 4 antithetic
+    members (2 per rank, fair CRPS without partner pairs, rollout 2). Only rank 0 writes the run folder.
     """
     cfg = load_train_config(
         "tiny",
@@ -704,8 +704,8 @@ def _tiled_training(cfg, out: str, layout: dict) -> None:
 def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch):
     """TiledTrainer on 4 ranks (2 lat x 2 ensemble; 2 lon x 2 batch) = serial Trainer: losses, weights, validation.
 
-    8 steps of the ``tiny`` curriculum (6 standard-CRPS steps with 4 members, 2 antithetic fair-CRPS steps with
-    rollout 2), validation (fair CRPS, ensemble-mean RMSE, SSR over 2 windows, 2 members) every 4 steps.
+    8 steps of the ``tiny`` curriculum (6 standard-CRPS steps with 4 members, 2 antithetic 4-member fair-CRPS steps
+    with rollout 2), validation (fair CRPS, ensemble-mean RMSE, SSR over 2 windows, 2 members) every 4 steps.
     """
     over = {
         "data.store": str(store),

@@ -6,6 +6,7 @@ One tiny model is trained for a few steps on a tiny shallow-water store per modu
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -216,7 +217,7 @@ def test_bad_input_gives_one_clear_line(setup, tmp_path, capsys):
         run_inference(InferConfig(checkpoint=setup["ckpt"], inits=INITS, lead="6h", members=2, out=setup["fc"]))
 
 
-def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys):
+def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys, caplog):
     from sciml.cli import main
 
     fc, scores = tmp_path / "fc.zarr", tmp_path / "s.nc"
@@ -225,12 +226,13 @@ def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys):
     assert main(["forecast", "score", str(fc), "--truth", str(setup["store"]), "--out", str(scores)]) == 0
     out = capsys.readouterr().out
     assert "CRPS" in out and "persist" in out and "z500" in out
+    assert "antithetic member pairs" in caplog.text  # scores of antithetic members overstate the spread
     assert main(["plot", "forecast", str(scores), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "skill.png").stat().st_size > 20_000
 
 
 def test_acceptance_report_checks_each_target():
-    from sciml.forecasting.score import acceptance_report
+    from sciml.forecasting.score import acceptance_checks, acceptance_report
 
     hours = np.array([6.0, 24.0, 120.0])
     l = np.arange(8)
@@ -261,3 +263,36 @@ def test_acceptance_report_checks_each_target():
         "z500   ssr_corrected": "FAIL",
         "z500   P_member/P_truth": "PASS",  # l = 1..4 only: the factor 3 at l >= 5 is beyond lmax/2
     }
+    checks = {c.target: c for c in acceptance_checks(s)}
+    assert checks["CRPS / persistence"].high == pytest.approx(3.0 / 2.9) and not checks["CRPS / persistence"].passed
+    assert (checks["ssr"].low, checks["ssr"].high) == (0.8, 1.2)  # leads 24-120 h only
+    assert (checks["P_member/P_truth"].low, checks["P_member/P_truth"].high) == pytest.approx((1.0, 1.9))
+    assert [c.line() for c in acceptance_checks(s)] == lines
+    with pytest.raises(UsageError, match="no lead time"):
+        acceptance_checks(s, first_hours=200.0, last_hours=300.0)
+
+
+def test_forecast_experiment_variants_are_valid_configs():
+    """Every variant of bench/forecast_variants.yaml loads as a TrainConfig, and the bench's table reads checks."""
+    import importlib.util
+
+    from sciml.forecasting.train import load_train_config
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "forecast_experiments.py"
+    spec = importlib.util.spec_from_file_location("forecast_experiments", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    variants = bench.load_variants(path.with_name("forecast_variants.yaml"))
+    assert "demo" in variants and variants["demo"]["set"] == {}
+    for name, v in variants.items():
+        cfg = load_train_config("demo", v["set"])
+        assert cfg.total_steps == 540, name  # same training budget for every variant
+    row = {
+        "variant": "x",
+        "checks": [
+            {"channel": "z500", "target": t, "low": 0.5, "high": 0.9, "passed": True, "where": ""}
+            for t in ("CRPS / persistence", "ssr", "P_member/P_truth")
+        ],
+    }
+    text = bench.table([row, {"variant": "y", "error": "exit 1"}])
+    assert "x" in text and "yes" in text and "exit 1" in text

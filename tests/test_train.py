@@ -54,7 +54,7 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
         cfg = load_train_config(name)
         assert cfg.total_steps == sum(s.steps for s in cfg.stages)
     demo = load_train_config("demo")
-    assert demo.stages[0].crps == "standard" and demo.stages[-1].centered and demo.stages[-1].crps == "fair"
+    assert demo.stages[0].crps == "standard" and demo.stages[-1].crps == "fair" and demo.stages[-1].rollout == 16
     assert demo.stages[0].betas == (0.9, 0.95) and demo.stages[0].clip == 32.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages: [{name: a, steps: 1, lern_rate: 1}]\n")
@@ -64,6 +64,10 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
     odd.write_text("stages: [{name: a, steps: 1, members: 3, centered: true}]\n")
     with pytest.raises(ConfigError, match="even"):
         load_train_config(odd)
+    pair = tmp_path / "pair.yaml"  # 2 antithetic members leave no independent pair for the CRPS spread term
+    pair.write_text("stages: [{name: a, steps: 1, members: 2, centered: true}]\n")
+    with pytest.raises(ConfigError, match=">= 4.*centered: false"):
+        load_train_config(pair)
     with pytest.raises(UsageError, match="built-in"):
         load_train_config("no-such-config")
 
@@ -383,3 +387,15 @@ def test_sigusr1_checkpoints_and_stops_then_resume_finishes(store, tmp_path):
     assert 1 <= step < 41
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("done: step 41/41"), done.stderr
+
+
+def test_centred_stages_score_without_partner_pairs():
+    """A stage with antithetic noise gets the partner-free CRPS kernel; independent noise the ordinary one."""
+    from sciml.forecasting.train.components import crps_kernel
+    from sciml.forecasting.train.config import StageConfig
+
+    for crps, alpha in (("standard", 0.0), ("fair", 1.0), ("almost-fair", 0.95)):
+        anti = crps_kernel(StageConfig(name="a", steps=1, members=4, crps=crps, centered=True))
+        plain = crps_kernel(StageConfig(name="b", steps=1, members=4, crps=crps))
+        assert anti.antithetic and not plain.antithetic
+        assert anti.alpha == plain.alpha == alpha

@@ -196,11 +196,12 @@ def make_noise(cfg: TrainConfig, mc, scales: tuple[float, ...]):
 def crps_kernel(stage: StageConfig):
     from sciml.forecasting.losses import AlmostFairCRPS, FairCRPS, StandardCRPS
 
+    # Antithetic members (centred noise) are scored without their partner pairs in the spread term (losses.py).
     if stage.crps == "standard":
-        return StandardCRPS()
+        return StandardCRPS(antithetic=stage.centered)
     if stage.crps == "fair":
-        return FairCRPS()
-    return AlmostFairCRPS(stage.alpha)
+        return FairCRPS(antithetic=stage.centered)
+    return AlmostFairCRPS(stage.alpha, antithetic=stage.centered)
 
 
 def channel_weights(cfg: TrainConfig, facts: DataFacts, stats) -> torch.Tensor | None:

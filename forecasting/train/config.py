@@ -2,7 +2,7 @@ r"""Configuration of a forecasting training run (``sciml forecast train --config
 
 One frozen dataclass tree, read from YAML with :func:`sciml.config.from_yaml` (unknown keys are errors). A run is
 a sequence of curriculum *stages* as in FCN3 (Bonev et al. 2025, Table 3): 1-step CRPS pretraining with a larger
-ensemble, then multistep fair-CRPS fine-tuning with antithetic (centred) noise. Each stage has its own rollout
+ensemble, then multistep fair-CRPS fine-tuning (FCN3: 4 members in antithetic pairs). Each stage has its own rollout
 length, ensemble size, batch, CRPS kernel, learning rate and schedule; the optimiser is Adam with FCN3's betas
 :math:`(0.9, 0.95)` and gradient-norm clipping.
 
@@ -89,7 +89,8 @@ class StageConfig:
     crps, alpha : str, float
         Kernel: ``standard`` (FCN3 pretraining), ``fair`` or ``almost-fair`` with ``alpha``.
     centered : bool
-        Antithetic noise: members ``2k, 2k+1`` get opposite noise (FCN3 fine-tuning). Needs an even ``members``.
+        Antithetic noise: members ``2k, 2k+1`` get opposite noise (FCN3 fine-tuning), and the CRPS leaves the
+        partner pairs out of its spread term. Needs an even ``members`` >= 4.
     lr, betas, weight_decay, clip : optimiser
         Adam (FCN3: betas 0.9, 0.95; clip 32 on the global gradient norm).
     schedule, warmup_steps, step_every, step_gamma, min_lr_ratio :
@@ -125,8 +126,14 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: steps, rollout and batch_size must be >= 1")
         if self.members < 1 or (self.crps != "standard" and self.members < 2):
             raise ValueError(f"stage {self.name!r}: the {self.crps} CRPS needs members >= 2, got {self.members}")
-        if self.centered and self.members % 2:
-            raise ValueError(f"stage {self.name!r}: centred (antithetic) noise needs an even members count")
+        if self.centered and (self.members % 2 or self.members < 4):
+            # With 2 members the only pair is antithetic: no independent pair estimates the spread, and the CRPS
+            # stops penalising too much spread (forecasting/losses.py, "Antithetic ensembles").
+            raise ValueError(
+                f"stage {self.name!r}: centred (antithetic) noise needs an even members count >= 4, got "
+                f"{self.members} (partner pairs are left out of the CRPS spread term); use members: 4 or more, "
+                "or centered: false"
+            )
         if self.lr <= 0 or self.clip <= 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"stage {self.name!r}: need lr > 0, clip > 0 and 0 <= min_lr_ratio <= 1")
         if self.warmup_steps < 0 or self.step_every < 1 or self.step_gamma <= 0:

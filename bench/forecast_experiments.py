@@ -1,0 +1,153 @@
+"""Variants of the full forecasting demo, trained from scratch and scored against the issue's skill targets.
+
+    python bench/forecast_experiments.py                        # every variant of bench/forecast_variants.yaml
+    python bench/forecast_experiments.py --only demo,symmetric --jobs 2
+    python bench/forecast_experiments.py --list
+
+Each variant is ``sciml forecast demo --full`` with ``--set`` overrides of configs/forecast/demo.yaml (one process
+per variant, one thread each, ``--jobs`` at a time), so it trains 540 steps, infers 12 initial times x 8 members
+x 5 days on the held-out year and scores them exactly as the demo does. A finished variant is not redone (the
+demo resumes a finished run and re-scores it). Prints a table of the targets (largest CRPS ratio to the three
+baselines, SSR range at 1-5 days, member/truth power at 5 days for l = 1..16) and writes JSON. The README's
+"Measured" section quotes these numbers; expect 20-30 min per variant at one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def load_variants(path: Path) -> dict[str, dict]:
+    """``{name: {about: str, set: {dotted.key: value}}}`` from the variants YAML (unknown keys are errors)."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    out = {}
+    for name, spec in raw.items():
+        spec = spec or {}
+        unknown = set(spec) - {"about", "set"}
+        if unknown:
+            raise SystemExit(f"{path}: variant {name!r} has unknown keys {sorted(unknown)} (allowed: about, set)")
+        out[str(name)] = {"about": str(spec.get("about", "")), "set": dict(spec.get("set") or {})}
+    return out
+
+
+def sciml_command() -> list[str]:
+    exe = Path(sys.executable).with_name("sciml")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from sciml.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def run_variant(name: str, spec: dict, out: Path, threads: int) -> dict:
+    """Train, infer and score one variant (resuming what is there); returns its row of the table."""
+    import xarray as xr
+    from sciml.forecasting.score import acceptance_checks
+
+    vdir = out / name
+    vdir.mkdir(parents=True, exist_ok=True)
+    sets = {"threads": threads, **spec["set"]}
+    cmd = [*sciml_command(), "forecast", "demo", "--full", "--out", str(vdir)]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={json.dumps(v)}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    t0 = time.monotonic()
+    with open(vdir / "log.txt", "w") as log:
+        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    row = {"variant": name, "about": spec["about"], "set": spec["set"], "rc": rc, "wall_s": time.monotonic() - t0}
+    if rc != 0:
+        row["error"] = f"exit {rc}; see {vdir / 'log.txt'}"
+        return row
+    with xr.open_dataset(vdir / "scores.nc") as scores:
+        checks = acceptance_checks(scores)
+    row["checks"] = [c.__dict__ for c in checks]
+    row["passed"] = all(c.passed for c in checks)
+    summary = (
+        json.loads((vdir / "train" / "metrics.json").read_text()) if (vdir / "train" / "metrics.json").exists() else {}
+    )
+    row["train_wall_s"] = summary.get("wall_s")
+    return row
+
+
+_CRPS_TARGETS = ("CRPS / persistence", "CRPS / climatology", "CRPS / climatology_ensemble")
+
+
+def table(rows: list[dict]) -> str:
+    """One line per variant and channel: worst CRPS ratio, SSR range, power-ratio range, verdict."""
+    head = (
+        f"{'variant':<22} {'ch':<5} {'CRPS/pers':>9} {'CRPS/clim':>9} {'CRPS/ens':>9} {'SSR 1-5d':>11} "
+        f"{'P ratio l<=16':>14}  ok"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "checks" not in r:
+            lines.append(f"{r['variant']:<22} {r.get('error', 'not run')}")
+            continue
+        by = {}
+        for c in r["checks"]:
+            by.setdefault(c["channel"], {})[c["target"]] = c
+        for ch, cs in by.items():
+            crps = [f"{cs[t]['high']:.3f}" if t in cs else "-" for t in _CRPS_TARGETS]
+            ssr = f"{cs['ssr']['low']:.2f}-{cs['ssr']['high']:.2f}" if "ssr" in cs else "-"
+            psd = cs["P_member/P_truth"]
+            ok = "yes" if all(c["passed"] for c in cs.values()) else "NO"
+            lines.append(
+                f"{r['variant']:<22} {ch:<5} {crps[0]:>9} {crps[1]:>9} {crps[2]:>9} {ssr:>11} "
+                f"{psd['low']:>6.2f}-{psd['high']:<7.2f}  {ok}"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", type=Path, default=HERE / "forecast_variants.yaml")
+    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="variants run at once (one thread each by default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per variant")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "forecast")
+    ap.add_argument("--json", type=Path, default=None, help="results file (default OUT/results.json)")
+    ap.add_argument("--list", action="store_true", help="list the variants and exit")
+    args = ap.parse_args(argv)
+
+    variants = load_variants(args.variants)
+    if args.list:
+        for name, spec in variants.items():
+            print(f"{name:<22} {spec['about']}  {spec['set']}")
+        return
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(variants)
+    missing = [n for n in names if n not in variants]
+    if missing:
+        raise SystemExit(f"unknown variant(s) {missing}; known: {', '.join(variants)} (see --list)")
+
+    sys.path.insert(0, str(ROOT))
+    from sciml.forecasting.demo import FULL_STORE, ensure_demo_store
+
+    os.chdir(ROOT)
+    ensure_demo_store(FULL_STORE, full=True)  # once, before the parallel jobs share it
+    print(f"{len(names)} variant(s), {args.jobs} at a time, {args.threads} thread(s) each -> {args.out}", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {n: pool.submit(run_variant, n, variants[n], args.out, args.threads) for n in names}
+        rows = []
+        for n, f in futures.items():
+            rows.append(f.result())
+            r = rows[-1]
+            print(f"  {n}: {'done' if r['rc'] == 0 else r['error']} ({r['wall_s']:.0f} s)", flush=True)
+    print(table(rows))
+    path = args.json or args.out / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"rows": rows, "threads": args.threads, "jobs": args.jobs}, indent=1, default=str))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
