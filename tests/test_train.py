@@ -54,7 +54,7 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
         cfg = load_train_config(name)
         assert cfg.total_steps == sum(s.steps for s in cfg.stages)
     demo = load_train_config("demo")
-    assert demo.stages[0].crps == "standard" and demo.stages[-1].crps == "fair" and demo.stages[-1].rollout == 16
+    assert demo.stages[0].members == 4 and demo.stages[-1].crps == "fair" and demo.stages[-1].rollout == 16
     assert demo.stages[0].betas == (0.9, 0.95) and demo.stages[0].clip == 32.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages: [{name: a, steps: 1, lern_rate: 1}]\n")
