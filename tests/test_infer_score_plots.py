@@ -5,6 +5,7 @@ One tiny model is trained for a few steps on a tiny shallow-water store per modu
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -272,16 +273,21 @@ def test_acceptance_report_checks_each_target():
         acceptance_checks(s, first_hours=200.0, last_hours=300.0)
 
 
-def test_forecast_experiment_variants_are_valid_configs():
-    """Every variant of bench/forecast_variants.yaml loads as a TrainConfig, and the bench's table reads checks."""
+def _forecast_bench():
     import importlib.util
-
-    from sciml.forecasting.train import load_train_config
 
     path = Path(__file__).resolve().parents[1] / "bench" / "forecast_experiments.py"
     spec = importlib.util.spec_from_file_location("forecast_experiments", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench, path
+
+
+def test_forecast_experiment_variants_are_valid_configs():
+    """Every variant of bench/forecast_variants.yaml loads as a TrainConfig, and the bench's table reads checks."""
+    from sciml.forecasting.train import load_train_config
+
+    bench, path = _forecast_bench()
     variants = bench.load_variants(path.with_name("forecast_variants.yaml"))
     assert "demo" in variants and variants["demo"]["set"] == {}
     for name, v in variants.items():
@@ -296,3 +302,22 @@ def test_forecast_experiment_variants_are_valid_configs():
     }
     text = bench.table([row, {"variant": "y", "error": "exit 1"}])
     assert "x" in text and "yes" in text and "exit 1" in text
+
+
+def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
+    """--seeds names runs NAME / NAME-seed-S with the seed added, counts the seeds that pass; results accumulate."""
+    bench, _ = _forecast_bench()
+    variants = {"a": {"about": "", "set": {"x": 1}}, "s": {"about": "", "set": {"seed": 3}}}
+    swept, runs = bench.with_seeds(variants, ["a"], [0, 1, 2])
+    assert runs == ["a", "a-seed-1", "a-seed-2"]
+    assert swept["a-seed-2"]["set"] == {"x": 1, "seed": 2} and swept["a"] == variants["a"]
+    assert bench.with_seeds(variants, ["a"], []) == (variants, ["a"])
+    with pytest.raises(SystemExit, match="sets its own seed"):
+        bench.with_seeds(variants, ["s"], [0, 1])
+    rows = [{"variant": "a", "passed": True}, {"variant": "a-seed-1", "passed": False}, {"variant": "a-seed-2"}]
+    assert bench.seed_summary(rows, ["a"], [0, 1, 2]) == ["a: 1 of 3 seeds meet every target (seeds 0)"]
+    path = tmp_path / "results.json"
+    assert bench.merge_rows(path, rows) == rows
+    path.write_text(json.dumps({"rows": [{"variant": "old"}, {"variant": "a", "passed": False}]}))
+    merged = bench.merge_rows(path, rows[:2])
+    assert merged == [{"variant": "old"}, rows[0], rows[1]]

@@ -89,6 +89,9 @@ def test_stage_spectral_weight_overrides_the_loss_section():
     assert third.weights == (1.0, 2.0)
     with pytest.raises(ConfigError, match="spectral_weight must be >= 0"):
         load_train_config("tiny", {"stages.0.spectral_weight": -1.0})
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=r"loss.spectral_floor must be in \(0, 1\]"):
+            load_train_config("tiny", {"loss.spectral_floor": bad})
 
 
 def test_lr_schedule_closed_forms():
@@ -215,13 +218,16 @@ def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
         torch.testing.assert_close(spectral.degree_weights, ref.degree_weights)
 
 
-def test_whitened_degree_weights_come_from_training_states(store):
-    """Independent recomputation: the training windows' states through torch-harmonics' SHT, then the formula."""
+@pytest.mark.parametrize("floor", [None, 1e-3])
+def test_whitened_degree_weights_come_from_training_states(store, floor):
+    """Independent recomputation: the training windows' states through torch-harmonics' SHT, then the formula
+    (default whitening floor 0.01, and a configured one)."""
     import torch_harmonics as th
     from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.train.components import data_config
 
-    cfg = tiny_config(store, **{"loss.spectral_degrees": "whitened", "loss.spectral_samples": 5})
+    over = {"loss.spectral_degrees": "whitened", "loss.spectral_samples": 5}
+    cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
     tr = Trainer(cfg, store.parent / "unused")
     ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
     idx = [round(i * (len(ds) - 1) / 4) for i in range(5)]
@@ -230,14 +236,18 @@ def test_whitened_degree_weights_come_from_training_states(store):
     power = (coeffs.abs() ** 2 * torch.tensor([1.0] + [2.0] * 16, dtype=torch.float64)).sum(-1).mean(0)  # [C, 17]
     modes = 2 * torch.arange(17, dtype=torch.float64) + 1
     a = (power / modes).sqrt()
-    a_floor = torch.maximum(a, 1e-2 * a.max(-1, keepdim=True).values)
+    a_floor = torch.maximum(a, (floor or 1e-2) * a.max(-1, keepdim=True).values)
     expected = (modes * a).sum(-1, keepdim=True) / (17 * modes * a_floor)
     torch.testing.assert_close(tr.degree_weights.double(), expected, rtol=1e-5, atol=0)
+    if floor is not None:  # the configured floor changes some weights on this data, so the check can fail
+        assert (a < 1e-2 * a.max(-1, keepdim=True).values).any()
 
 
-def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store):
+@pytest.mark.parametrize("floor", [None, 1e-3])
+def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, floor):
     """Independent recomputation: z500 through RealSHT, (u500, v500) as (-v, u) through RealVectorSHT, then the
-    per-mode formula with one constant for all channels; the spectral loss scores the pair as S and T."""
+    per-mode formula with one constant for all channels (default floor 0.01 and a configured one); the spectral
+    loss scores the pair as S and T."""
     import torch_harmonics as th
     from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.train.components import data_config
@@ -247,7 +257,7 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store):
         "loss.spectral_samples": 5,
         "loss.spectral_vectors": [["u500", "v500"]],
     }
-    cfg = tiny_config(store, **over)
+    cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
     tr = Trainer(cfg, store.parent / "unused")
     assert tr.vector_pairs == ((1, 2),)
     ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
@@ -260,8 +270,10 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store):
     k = (cm * a).sum() / 3
     top = a.flatten(1).max(-1).values[:, None, None]
     modes = (2 * torch.arange(17, dtype=torch.float64) + 1)[:, None]
-    expected = k / (17 * modes * torch.maximum(a, 1e-2 * top)) * (cm > 0)
+    expected = k / (17 * modes * torch.maximum(a, (floor or 1e-2) * top)) * (cm > 0)
     torch.testing.assert_close(tr.degree_weights.double(), expected, rtol=1e-5, atol=0)
+    if floor is not None:
+        assert ((a < 1e-2 * top) & (cm > 0)).any()
     spectral = tr._enter_stage(0).loss.losses[1]
     assert spectral.transform.pairs == ((1, 2),)
 

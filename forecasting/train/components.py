@@ -248,9 +248,9 @@ def vector_pairs(cfg: TrainConfig, channels: tuple[str, ...]) -> tuple[tuple[int
 def degree_weights(cfg: TrainConfig, pairs: tuple[tuple[int, int], ...] = ()) -> torch.Tensor | None:
     """Spectral-CRPS weights: ``[C, L]`` (``whitened``), ``[C, L, L]`` (``whitened-modes``), else ``None``.
 
-    Computed from ``loss.spectral_samples`` evenly spaced normalised training states of the whole grid (every rank
-    of a tiled run reads the same full fields, so all ranks hold the same weights); deterministic, so a resumed run
-    rebuilds exactly the same loss.
+    Computed from ``loss.spectral_samples`` evenly spaced normalised training states of the whole grid, with the
+    whitening floor ``loss.spectral_floor`` (every rank of a tiled run reads the same full fields, so all ranks hold
+    the same weights); deterministic, so a resumed run rebuilds exactly the same loss.
     """
     from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.losses import (
@@ -268,8 +268,8 @@ def degree_weights(cfg: TrainConfig, pairs: tuple[tuple[int, int], ...] = ()) ->
     idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
     fields = torch.stack([ds[int(i)]["input"] for i in idx]).double()
     if cfg.loss.spectral_degrees == "whitened-modes":
-        return whitening_mode_weights(mode_amplitudes(fields, vector_pairs=pairs)).float()
-    return whitening_degree_weights(degree_amplitudes(fields, vector_pairs=pairs)).float()
+        return whitening_mode_weights(mode_amplitudes(fields, vector_pairs=pairs), cfg.loss.spectral_floor).float()
+    return whitening_degree_weights(degree_amplitudes(fields, vector_pairs=pairs), cfg.loss.spectral_floor).float()
 
 
 def spectral_weight(cfg: TrainConfig, stage: StageConfig) -> float:
