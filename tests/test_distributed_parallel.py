@@ -86,6 +86,18 @@ class _Recorder:
 # ------------------------------------------------------------------ layer twins (float64 and float32)
 
 
+def _compare_tiled(rec: _Recorder, serial, distributed, xin, tin, tout, g, name: str, grad: str, sfx: str) -> None:
+    """Record forward and input-gradient errors of a distributed layer on its tile against the serial layer."""
+    xs = xin.clone().requires_grad_(True)
+    xd = local_tile(xin, tin).requires_grad_(True)
+    ys, yd = serial(xs), distributed(xd)
+    rec(f"{name}/fwd/{sfx}", _err(yd, local_tile(ys, tout)))
+    wy = torch.randn(ys.shape, generator=g, dtype=ys.dtype)
+    (ys * wy).sum().backward()
+    (yd * local_tile(wy, tout)).sum().backward()
+    rec(f"{name}/{grad}/{sfx}", _rel(xd.grad, local_tile(xs.grad, tin)))
+
+
 def _check_layers(rec: _Recorder, ctx, tag: str, dtype: torch.dtype) -> None:
     tile = ctx.tile(NLAT, NLON)
     g = torch.Generator().manual_seed(7)
@@ -136,15 +148,7 @@ def _check_layers(rec: _Recorder, ctx, tag: str, dtype: torch.dtype) -> None:
         ).to(dtype)
         dconv.load_state_dict(conv.state_dict())
         xin = torch.randn(2, 3, *shp_in, generator=g, dtype=dtype)
-        tin, tout = ctx.tile(*shp_in), ctx.tile(*shp_out)
-        xs = xin.clone().requires_grad_(True)
-        xd = local_tile(xin, tin).requires_grad_(True)
-        ys, yd = conv(xs), dconv(xd)
-        rec(f"{name}/fwd/{sfx}", _err(yd, local_tile(ys, tout)))
-        wy = torch.randn(ys.shape, generator=g, dtype=dtype)
-        (ys * wy).sum().backward()
-        (yd * local_tile(wy, tout)).sum().backward()
-        rec(f"{name}/grad_x/{sfx}", _rel(xd.grad, local_tile(xs.grad, tin)))
+        _compare_tiled(rec, conv, dconv, xin, ctx.tile(*shp_in), ctx.tile(*shp_out), g, name, "grad_x", sfx)
         dw = dconv.weight.grad.clone()
         dist.all_reduce(dw, group=ctx.spatial.handle)  # shared weight: SUM over the spatial ranks
         rec(f"{name}/grad_w/{sfx}", _rel(dw, conv.weight.grad))
@@ -153,15 +157,7 @@ def _check_layers(rec: _Recorder, ctx, tag: str, dtype: torch.dtype) -> None:
     res = th.ResampleS2(16, 32, NLAT, NLON, grid_in="legendre-gauss", grid_out="equiangular").to(dtype)
     dres = thd.DistributedResampleS2(16, 32, NLAT, NLON, grid_in="legendre-gauss", grid_out="equiangular").to(dtype)
     xin = torch.randn(2, 3, 16, 32, generator=g, dtype=dtype)
-    tin = ctx.tile(16, 32)
-    xs = xin.clone().requires_grad_(True)
-    xd = local_tile(xin, tin).requires_grad_(True)
-    ys, yd = res(xs), dres(xd)
-    rec(f"resample/fwd/{sfx}", _err(yd, local_tile(ys, tile)))
-    wy = torch.randn(ys.shape, generator=g, dtype=dtype)
-    (ys * wy).sum().backward()
-    (yd * local_tile(wy, tile)).sum().backward()
-    rec(f"resample/grad/{sfx}", _rel(xd.grad, local_tile(xs.grad, tin)))
+    _compare_tiled(rec, res, dres, xin, ctx.tile(16, 32), tile, g, "resample", "grad", sfx)
 
     # quadrature (all-reduce over the spatial group)
     q = th.QuadratureS2((NLAT, NLON), grid="equiangular", normalize=True).to(dtype)
