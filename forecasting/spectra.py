@@ -49,6 +49,39 @@ def power_spectrum_tensor(f: torch.Tensor, grid: str = "equiangular", lmax: int 
     return power[..., 0] + 2.0 * power[..., 1:].sum(dim=-1)
 
 
+def vector_power_tensor(
+    u: torch.Tensor, v: torch.Tensor, grid: str = "equiangular", lmax: int | None = None
+) -> torch.Tensor:
+    r"""Kinetic energy per spheroidal/toroidal mode of a wind: ``u, v`` ``[..., nlat, nlon]`` -> ``[..., 2, L, L]``.
+
+    ``u`` is the eastward, ``v`` the northward component (north to south). With the Helmholtz decomposition
+    :math:`\mathbf u = \sum_{lm} S_{lm} \nabla Y_{lm} + T_{lm}\, \hat r \times \nabla Y_{lm}` (orthonormal
+    :math:`Y_{lm}`, unit sphere; torch-harmonics' ``RealVectorSHT`` of :math:`(u_\theta, u_\phi) = (-v, u)`),
+
+    .. math::
+
+        E^{S}_{lm} = c_m\, l(l+1)\, |S_{lm}|^2,\qquad E^{T}_{lm} = c_m\, l(l+1)\, |T_{lm}|^2,\qquad
+        \sum_{lm} E^{S}_{lm} + E^{T}_{lm} = \int_{S^2} |\mathbf u|^2\, d\Omega,
+
+    with :math:`c_0 = 1`, :math:`c_{m>0} = 2` (Parseval for a band-limited field). Index 0 of the third-last
+    dimension is the spheroidal (divergent) part, 1 the toroidal (rotational) part; entries with ``m > l`` are 0.
+    Summing over ``m`` gives the energy per degree; ``m = 0`` alone is the zonally symmetric part.
+    """
+    if u.shape != v.shape:
+        raise UsageError(f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
+    nlat, nlon = u.shape[-2:]
+    lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
+    if not 2 <= lmax <= nlon // 2 + 1:
+        raise UsageError(f"lmax={lmax} must be in [2, nlon/2 + 1]")
+    vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").double()
+    coeffs = vsht(torch.stack([-v.double(), u.double()], dim=-3))  # [..., 2, L, M]
+    l = torch.arange(lmax, dtype=torch.float64)
+    cm = torch.full((lmax,), 2.0, dtype=torch.float64)
+    cm[0] = 1.0
+    factor = (l * (l + 1))[:, None] * cm[None, :] * torch.tril(torch.ones(lmax, lmax, dtype=torch.float64))
+    return coeffs.abs() ** 2 * factor
+
+
 def angular_power_spectrum(
     field: xr.DataArray,
     *,

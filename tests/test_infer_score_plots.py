@@ -321,3 +321,68 @@ def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
     path.write_text(json.dumps({"rows": [{"variant": "old"}, {"variant": "a", "passed": False}]}))
     merged = bench.merge_rows(path, rows[:2])
     assert merged == [{"variant": "old"}, rows[0], rows[1]]
+
+
+def _wind_bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "wind_spectra.py"
+    spec = importlib.util.spec_from_file_location("wind_spectra", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
+    """Members that are the truth times k carry k^2 its power in every mode, case and lead; floored counts agree
+    with the whitening weights the trainer builds."""
+    import dataclasses
+
+    from sciml.forecasting.train import components, load_train_config
+
+    bench = _wind_bench()
+    fc = xr.open_zarr(setup["fc"], consolidated=False)
+    truth = xr.open_zarr(setup["store"], consolidated=False)
+    T, D, R = fc.sizes["time"], fc.sizes["prediction_timedelta"], fc.sizes["realization"]
+    valid = (fc.time.values[:, None] + fc.prediction_timedelta.values[None, :]).ravel()
+    factors = {"z500": 3.0, "u500": 2.0, "v500": 2.0}
+    fake = xr.Dataset(coords=fc.coords)
+    for name, k in factors.items():
+        t = truth[name].sel(time=valid).values.reshape(T, D, 1, *truth[name].shape[1:])
+        fake[name] = (FC_DIMS, np.broadcast_to(k * t, (T, D, R, *t.shape[3:])).astype(np.float32))
+    fake.to_zarr(tmp_path / "fake.zarr")
+    out = tmp_path / "wind.json"
+    args = [str(tmp_path / "fake.zarr"), "--truth", str(setup["store"])]
+    bench.main([*args, "--json", str(out), "--growth", "z500:1-4"])
+    (res,) = json.loads(out.read_text())
+    assert res["lead_h"] == 24 and res["degrees"] == list(range(1, 9))
+    for key, ratios in res["wind"].items():
+        np.testing.assert_allclose(ratios, 4.0, rtol=1e-4, err_msg=key)
+    for name in ("z500", "v500"):
+        s = res["scalar"][name]
+        np.testing.assert_allclose(s["ratio"], factors[name] ** 2, rtol=1e-4)
+        assert s["cases_above"] == s["cases"] == T and s["case_median"] == pytest.approx(factors[name] ** 2, rel=1e-4)
+    np.testing.assert_allclose(res["growth"]["ratio"], 9.0, rtol=1e-4)
+    assert "member mean above the truth in 3 of 3 cases" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no channel 'w850'"):
+        bench.main([*args, "--scalars", "w850"])
+
+    cfg = load_train_config(
+        "tiny",
+        {"data.store": str(setup["store"]), "loss.spectral_degrees": "whitened-modes", "loss.spectral_weight": 0.1},
+    )
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, spectral_vectors=(("u500", "v500"),)))
+    channels = tuple(cfg.data.channels or ("z500", "u500", "v500"))
+    counts = bench.floored_counts(cfg, [0.01], range(1, 9))["0.01"]
+    # independent path: a coefficient is floored iff the trainer's weight grows when the floor is lowered (the
+    # normalising constant does not depend on the floor, so the weights of the others stay the same)
+    pairs = components.vector_pairs(cfg, channels)
+    w = components.degree_weights(cfg, pairs).double()
+    low = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, spectral_floor=1e-12))
+    ratio = w / components.degree_weights(low, pairs).double()
+    floored = ratio < 1 - 1e-5  # NaN (m > l) compares False
+    names = list(counts)
+    assert len(names) == 3 and sum(sum(c.values()) for c in counts.values()) > 0
+    for c, name in enumerate(names):
+        expect = {str(l): int(floored[c, l, 0]) + 2 * int(floored[c, l, 1 : l + 1].sum()) for l in range(1, 9)}
+        assert counts[name] == expect, name

@@ -220,3 +220,43 @@ def test_datasets_are_scored_variable_by_variable() -> None:
     xr.testing.assert_allclose(M.spread_skill_ratio(ds_fc, ds_truth)["t850"], M.spread_skill_ratio(fc, truth))
     spec = M.angular_power_spectrum(ds_truth.isel(time=0))
     xr.testing.assert_allclose(spec["t850"], 4 * spec["z500"])
+
+
+def test_vector_power_closed_form_flows_and_parseval() -> None:
+    r"""Unit-speed flows with one Helmholtz mode each carry :math:`\int |\mathbf u|^2 d\Omega = 8\pi/3` there alone.
+
+    Solid-body rotation about the axis (:math:`u = \cos\varphi`): toroidal l = 1, m = 0; the gradient of
+    :math:`\sin\varphi` (:math:`v = \cos\varphi`): spheroidal l = 1, m = 0; rotation about an equatorial axis
+    (:math:`u = -\sin\varphi\cos\lambda,\ v = \sin\lambda`): toroidal l = 1, m = 1. A random band-limited field's
+    energies sum to its quadrature integral (Parseval).
+    """
+    from sciml.forecasting.spectra import vector_power_tensor
+
+    nlat, nlon = 33, 64
+    lat = torch.deg2rad(latitudes_deg(nlat))[:, None].expand(nlat, nlon)
+    lon = torch.deg2rad(longitudes_deg(nlon))[None, :].expand(nlat, nlon)
+    zero = torch.zeros(nlat, nlon, dtype=torch.float64)
+    flows = {
+        (1, 1, 0): (torch.cos(lat), zero),
+        (0, 1, 0): (zero, torch.cos(lat)),
+        (1, 1, 1): (-torch.sin(lat) * torch.cos(lon), torch.sin(lon)),
+    }
+    for (part, l, m), (u, v) in flows.items():
+        e = vector_power_tensor(u, v)
+        assert e.shape == (2, 17, 17)
+        assert float(e[part, l, m]) == pytest.approx(8 * math.pi / 3, rel=1e-10)
+        e[part, l, m] = 0.0
+        assert float(e.abs().max()) < 1e-10
+    lmax = 9  # |u|^2 is then a polynomial of degree <= 16 in cos(colat), integrated exactly on 33 equiangular rows
+    g = torch.Generator().manual_seed(2)
+    coeffs = torch.complex(*(torch.randn(2, 2, lmax, lmax, generator=g, dtype=torch.float64) for _ in range(2)))
+    coeffs = coeffs * torch.tril(torch.ones(lmax, lmax))
+    coeffs[..., 0] = coeffs[..., 0].real
+    ivsht = th.InverseRealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid="equiangular", norm="ortho").double()
+    utheta, uphi = ivsht(coeffs)[0]
+    u, v = uphi, -utheta
+    integral = float(((u**2 + v**2) * quadrature_weights(nlat, nlon, normalize=False)).sum())
+    # rel 1e-6: torch-harmonics' vector transforms round-trip to ~1e-7 (its scalar ones to ~1e-12)
+    assert float(vector_power_tensor(u[None], v[None]).sum()) == pytest.approx(integral, rel=1e-6)
+    with pytest.raises(UsageError, match="same shape"):
+        vector_power_tensor(u, v[:-1])

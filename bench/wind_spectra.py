@@ -1,0 +1,242 @@
+"""Where the members' spectra leave the truth's: the diagnosis behind the README's "Measured" notes.
+
+    python bench/wind_spectra.py runs/bench/forecast/demo runs/bench/forecast/antithetic-4-seed-2
+    python bench/wind_spectra.py runs/demo/forecast-full --lead 5d --json wind.json
+    python bench/wind_spectra.py runs/bench/forecast/demo --floored 0.01,0.003
+
+For each forecast (a ``forecast.zarr`` store or a folder holding one, as ``sciml forecast demo`` and
+``bench/forecast_experiments.py`` write them) and the truth store it was initialised from:
+
+* the winds as one vector field (:func:`sciml.forecasting.spectra.vector_power_tensor`): the members' mean
+  spheroidal (divergent) and toroidal (rotational) kinetic energy per degree over the truth's, zonal (m = 0) and
+  non-zonal (m > 0) parts apart, and the tilted solid-body rotation (toroidal l = 1, m = 1) on its own;
+* for each scalar channel, the members' mean angular power over the truth's per degree, and in how many cases
+  (initial times) the member mean exceeds the truth at ``--case-degree`` (a systematic excess is there in most
+  cases; a few outliers are not);
+* the ratio's growth with lead for ``--growth`` (channel and degree band), showing whether an excess builds up
+  over the rollout or is there from the first step.
+
+``--floored F,...`` also counts, per channel and degree, the coefficients whose typical size in the training data
+is below the whitening floor ``F`` times the channel's largest (those that ``loss.spectral_floor`` scores in units
+of the floor, not their own), from the run's resolved config (``train/config.yaml`` next to the forecast).
+
+Prints tables and writes JSON (``--json``; default ``bench/results/wind_spectra.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_lead(text: str) -> np.timedelta64:
+    """``5d`` / ``120h`` -> a timedelta (the lead to analyse)."""
+    unit = text[-1].lower()
+    if unit not in "dh" or not text[:-1].isdigit():
+        raise SystemExit(f"--lead {text!r}: give days or hours, e.g. 5d or 120h")
+    return np.timedelta64(int(text[:-1]) * (24 if unit == "d" else 1), "h")
+
+
+def forecast_path(path: Path) -> Path:
+    """The forecast store given itself or the run folder holding ``forecast.zarr``."""
+    return path if path.suffix == ".zarr" else path / "forecast.zarr"
+
+
+def _ratio(member: np.ndarray, truth: np.ndarray) -> list[float]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [float(x) for x in np.where(truth > 0, member / truth, np.nan)]
+
+
+def analyse(
+    fc_path: Path,
+    truth_path: Path,
+    lead: np.timedelta64 | None,
+    wind: tuple[str, str],
+    scalars: list[str],
+    case_degree: int,
+    growth: tuple[str, int, int],
+) -> dict:
+    """Member/truth spectral ratios of one forecast; see the module docstring. Degrees are ``1..L/2``."""
+    import torch
+    from sciml.forecasting.data.dataset import open_canonical
+    from sciml.forecasting.score import open_forecast
+    from sciml.forecasting.spectra import power_spectrum_tensor, vector_power_tensor
+    from sciml.forecasting.sphere import exact_lmax
+
+    from sciml.errors import UsageError
+
+    fc = open_forecast(fc_path)
+    truth = open_canonical(truth_path)
+    for name in {*wind, *scalars, growth[0]}:
+        for ds, what in ((fc, "forecast"), (truth, "truth")):
+            if name not in ds.data_vars:
+                raise UsageError(f"{what} has no channel {name!r} (has {', '.join(map(str, ds.data_vars))})")
+    leads = fc.prediction_timedelta.values
+    lead = leads[-1] if lead is None else lead
+    if lead not in leads:
+        raise UsageError(f"lead {lead} not in the forecast (leads {leads[0]} .. {leads[-1]})")
+    at = fc.sel(prediction_timedelta=lead)
+    valid = at.time.values + lead
+    missing = np.setdiff1d(valid, truth.time.values)
+    if missing.size:
+        raise UsageError(f"truth has no states at {missing[:3]} (valid times of the forecast); pass the right --truth")
+
+    def values(ds, name, **sel):
+        return torch.from_numpy(np.ascontiguousarray(ds[name].sel(**sel).values))
+
+    half = exact_lmax(fc.sizes["lat"]) // 2  # l <= lmax/2, as the acceptance check
+    degrees = list(range(1, half + 1))
+    ut, vt = values(truth, wind[0], time=valid), values(truth, wind[1], time=valid)  # [T, H, W]
+    um, vm = values(at, wind[0]), values(at, wind[1])  # [T, R, H, W]
+    et = vector_power_tensor(ut, vt).mean(0)  # [2, L, M]
+    em = vector_power_tensor(um, vm).mean((0, 1))
+    out: dict = {"forecast": str(fc_path), "lead_h": int(lead / np.timedelta64(1, "h")), "degrees": degrees}
+    vec: dict = {}
+    for k, part in enumerate(("spheroidal", "toroidal")):
+        for label, sl in (("all", slice(None)), ("m0", slice(0, 1)), ("m>0", slice(1, None))):
+            t = et[k, :, sl].sum(-1)[1 : half + 1].numpy()
+            m = em[k, :, sl].sum(-1)[1 : half + 1].numpy()
+            vec[f"{part} {label}"] = _ratio(m, t)
+    vec["toroidal l=1 m=1"] = float(em[1, 1, 1] / et[1, 1, 1])
+    out["wind"] = vec
+    out["scalar"] = {}
+    for name in scalars:
+        pt = power_spectrum_tensor(values(truth, name, time=valid))  # [T, L]
+        pm = power_spectrum_tensor(values(at, name)).mean(1)  # [T, L]: member mean per case
+        per_case = (pm[:, case_degree] / pt[:, case_degree]).numpy()
+        out["scalar"][name] = {
+            "ratio": _ratio(pm.mean(0)[1 : half + 1].numpy(), pt.mean(0)[1 : half + 1].numpy()),
+            "case_degree": case_degree,
+            "cases_above": int((per_case > 1).sum()),
+            "cases": int(per_case.size),
+            "case_median": float(np.median(per_case)),
+        }
+    name, lo, hi = growth
+    rows = []
+    for d in leads:
+        pt = power_spectrum_tensor(values(truth, name, time=fc.time.values + d))[:, lo : hi + 1].mean(0)
+        pm = power_spectrum_tensor(values(fc, name, prediction_timedelta=d))[:, :, lo : hi + 1].mean((0, 1))
+        rows.append(float((pm / pt).mean()))
+    out["growth"] = {"channel": name, "degrees": [lo, hi], "lead_h": [int(d / np.timedelta64(1, "h")) for d in leads]}
+    out["growth"]["ratio"] = rows
+    return out
+
+
+def floored_counts(cfg, floors: list[float], degrees: range) -> dict:
+    """Per floor, channel (wind pairs as spheroidal/toroidal) and degree: how many of the ``2l + 1`` coefficients
+    ``m = -l..l`` have a typical size below ``floor`` times the channel's largest, as the training loss of the
+    :class:`~sciml.forecasting.train.TrainConfig` ``cfg`` sees them (``m`` and ``-m`` of a real field share one
+    size)."""
+    import torch
+    from sciml.forecasting.data import ForecastDataset
+    from sciml.forecasting.losses import mode_amplitudes
+    from sciml.forecasting.train.components import data_config, vector_pairs
+
+    d = cfg.data
+    ds = ForecastDataset(data_config(cfg, 1, d.train_start, d.train_end))
+    channels = tuple(ds.channels)
+    pairs = vector_pairs(cfg, channels)
+    n = min(cfg.loss.spectral_samples, len(ds))
+    idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
+    fields = torch.stack([ds[int(i)]["input"] for i in idx]).double()
+    amps = mode_amplitudes(fields, vector_pairs=pairs)  # [C, L, L]
+    names = list(channels)
+    for u, v in pairs:
+        names[u], names[v] = f"{channels[u]}|{channels[v]} spheroidal", f"{channels[u]}|{channels[v]} toroidal"
+    top = amps.flatten(1).max(-1).values
+    out = {}
+    for f in floors:
+        out[str(f)] = {
+            names[c]: {str(l): _count(amps[c, l, : l + 1] < f * top[c]) for l in degrees} for c in range(len(names))
+        }
+    return out
+
+
+def _count(below) -> int:
+    return int(below[0]) + 2 * int(below[1:].sum())
+
+
+def _fmt(xs: list[float]) -> str:
+    return " ".join(f"{x:5.2f}" for x in xs)
+
+
+def report(res: dict) -> str:
+    lines = [f"== {res['forecast']} at {res['lead_h']} h (member mean / truth, l = 1..{res['degrees'][-1]})"]
+    for key, xs in res["wind"].items():
+        lines.append(f"  {key:22s} {xs:.2f}" if isinstance(xs, float) else f"  {key:22s} {_fmt(xs)}")
+    for name, s in res["scalar"].items():
+        lines.append(f"  {name:22s} {_fmt(s['ratio'])}")
+        lines.append(
+            f"  {'':22s} l = {s['case_degree']}: member mean above the truth in {s['cases_above']} of {s['cases']}"
+            f" cases (median case x{s['case_median']:.2f})"
+        )
+    g = res["growth"]
+    by_lead = zip(g["lead_h"], g["ratio"], strict=True)
+    pairs = ", ".join(f"{h} h x{r:.2f}" for h, r in by_lead if h % 24 == 0 or h == g["lead_h"][0])
+    lines.append(f"  {g['channel']} l = {g['degrees'][0]}-{g['degrees'][1]} vs lead: {pairs}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("forecasts", nargs="+", type=Path, help="forecast.zarr stores or run folders holding one")
+    p.add_argument("--truth", type=Path, default=ROOT / "data" / "swe.zarr")
+    p.add_argument("--lead", default=None, help="lead to analyse, e.g. 5d (default: the last)")
+    p.add_argument("--wind", default="u500,v500", help="eastward,northward wind channels")
+    p.add_argument("--scalars", default="z500,v500", help="comma-separated channels for scalar spectra")
+    p.add_argument("--case-degree", type=int, default=2)
+    p.add_argument("--growth", default="z500:13-16", help="CHANNEL:LO-HI degree band followed over the leads")
+    p.add_argument("--floored", default="", help="comma-separated whitening floors to count floored coefficients")
+    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "wind_spectra.json")
+    args = p.parse_args(argv)
+
+    from sciml.forecasting.train.config import load_train_config
+
+    from sciml.errors import UsageError
+
+    wind = tuple(args.wind.split(","))
+    if len(wind) != 2:
+        raise SystemExit(f"--wind {args.wind!r}: give two channels, eastward,northward")
+    try:
+        gname, band = args.growth.split(":")
+        lo, hi = (int(x) for x in band.split("-"))
+    except ValueError:
+        raise SystemExit(f"--growth {args.growth!r}: give CHANNEL:LO-HI, e.g. z500:13-16") from None
+    lead = None if args.lead is None else parse_lead(args.lead)
+    floors = [float(x) for x in args.floored.split(",") if x]
+    results = []
+    try:
+        for path in args.forecasts:
+            res = analyse(
+                forecast_path(path), args.truth, lead, wind, args.scalars.split(","), args.case_degree, (gname, lo, hi)
+            )
+            print(report(res), flush=True)
+            if floors:
+                cfg = (path if path.suffix != ".zarr" else path.parent) / "train" / "config.yaml"
+                if not cfg.exists():
+                    raise UsageError(f"--floored needs the run's resolved config; {cfg} does not exist")
+                res["floored"] = floored_counts(load_train_config(cfg), floors, range(lo, hi + 1))
+                for f, per in res["floored"].items():
+                    for ch, counts in per.items():
+                        cells = ", ".join(f"l={l}: {n}/{2 * int(l) + 1}" for l, n in counts.items())
+                        print(f"  floor {f} {ch}: {cells}")
+            results.append(res)
+    except UsageError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, args.json)  # atomic: an interrupted run never leaves half a results file
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
