@@ -14,7 +14,10 @@ For each forecast (a ``forecast.zarr`` store or a folder holding one, as ``sciml
   (initial times) the member mean exceeds the truth at ``--case-degree`` (a systematic excess is there in most
   cases; a few outliers are not);
 * the ratio's growth with lead for ``--growth`` (channel and degree band), showing whether an excess builds up
-  over the rollout or is there from the first step.
+  over the rollout or is there from the first step;
+* the tilted solid-body rotation (toroidal l = 1, m = 1) per lead: the members' rms amplitude over the truth's,
+  and how well its axis is locked across cases and members (phase concentration: 1 for a fixed bias, e.g. one
+  imprinted by an input field; near 0 for a random walk of the axis).
 
 ``--floored F,...`` also counts, per channel and degree, the coefficients whose typical size in the training data
 is below the whitening floor ``F`` times the channel's largest (those that ``loss.spectral_floor`` scores in units
@@ -67,7 +70,7 @@ def analyse(
     import torch
     from sciml.forecasting.data.dataset import open_canonical
     from sciml.forecasting.score import open_forecast
-    from sciml.forecasting.spectra import power_spectrum_tensor, vector_power_tensor
+    from sciml.forecasting.spectra import power_spectrum_tensor, vector_coefficients, vector_power_tensor
     from sciml.forecasting.sphere import exact_lmax
 
     from sciml.errors import UsageError
@@ -126,6 +129,17 @@ def analyse(
         rows.append(float((pm / pt).mean()))
     out["growth"] = {"channel": name, "degrees": [lo, hi], "lead_h": [int(d / np.timedelta64(1, "h")) for d in leads]}
     out["growth"]["ratio"] = rows
+    tilt: dict = {"lead_h": out["growth"]["lead_h"], "member_rms": [], "truth_rms": [], "phase_concentration": []}
+    for d in leads:
+        ut, vt = (values(truth, c, time=fc.time.values + d) for c in wind)
+        um, vm = (values(fc, c, prediction_timedelta=d) for c in wind)
+        cm = vector_coefficients(um, vm)
+        t11, m11 = vector_coefficients(ut, vt)[..., 1, 1, 1], cm[..., 1, 1, 1]  # [T], [T, R]
+        tilt["member_rms"].append(float(m11.abs().pow(2).mean().sqrt()))
+        tilt["truth_rms"].append(float(t11.abs().pow(2).mean().sqrt()))
+        # |mean unit phasor|: 1 if every member tilts about the same axis (a locked bias), ~0 for random axes
+        tilt["phase_concentration"].append(float((m11 / m11.abs().clamp_min(1e-300)).mean().abs()))
+    out["tilt"] = tilt
     return out
 
 
@@ -181,6 +195,10 @@ def report(res: dict) -> str:
     by_lead = zip(g["lead_h"], g["ratio"], strict=True)
     pairs = ", ".join(f"{h} h x{r:.2f}" for h, r in by_lead if h % 24 == 0 or h == g["lead_h"][0])
     lines.append(f"  {g['channel']} l = {g['degrees'][0]}-{g['degrees'][1]} vs lead: {pairs}")
+    t = res["tilt"]
+    rows = zip(t["lead_h"], t["member_rms"], t["truth_rms"], t["phase_concentration"], strict=True)
+    cells = ", ".join(f"{h} h x{m / tr:.2f} ({c:.2f})" for h, m, tr, c in rows if h % 24 == 0 or h == t["lead_h"][0])
+    lines.append(f"  tilted rotation T11 rms member/truth (phase concentration) vs lead: {cells}")
     return "\n".join(lines)
 
 

@@ -49,6 +49,24 @@ def power_spectrum_tensor(f: torch.Tensor, grid: str = "equiangular", lmax: int 
     return power[..., 0] + 2.0 * power[..., 1:].sum(dim=-1)
 
 
+def vector_coefficients(
+    u: torch.Tensor, v: torch.Tensor, grid: str = "equiangular", lmax: int | None = None
+) -> torch.Tensor:
+    r"""Spheroidal, toroidal coefficients :math:`S_{lm}, T_{lm}` of a wind: ``[..., nlat, nlon]`` -> ``[..., 2, L, L]``.
+
+    Complex (float64); see :func:`vector_power_tensor` for the decomposition. :math:`T_{11}` is a solid-body
+    rotation about an equatorial axis (its phase is the axis' longitude), :math:`S_{l0}` a zonal divergent flow.
+    """
+    if u.shape != v.shape:
+        raise UsageError(f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
+    nlat, nlon = u.shape[-2:]
+    lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
+    if not 2 <= lmax <= nlon // 2 + 1:
+        raise UsageError(f"lmax={lmax} must be in [2, nlon/2 + 1]")
+    vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").double()
+    return vsht(torch.stack([-v.double(), u.double()], dim=-3))  # (u_theta, u_phi) = (-v, u)
+
+
 def vector_power_tensor(
     u: torch.Tensor, v: torch.Tensor, grid: str = "equiangular", lmax: int | None = None
 ) -> torch.Tensor:
@@ -67,14 +85,8 @@ def vector_power_tensor(
     dimension is the spheroidal (divergent) part, 1 the toroidal (rotational) part; entries with ``m > l`` are 0.
     Summing over ``m`` gives the energy per degree; ``m = 0`` alone is the zonally symmetric part.
     """
-    if u.shape != v.shape:
-        raise UsageError(f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
-    nlat, nlon = u.shape[-2:]
-    lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
-    if not 2 <= lmax <= nlon // 2 + 1:
-        raise UsageError(f"lmax={lmax} must be in [2, nlon/2 + 1]")
-    vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").double()
-    coeffs = vsht(torch.stack([-v.double(), u.double()], dim=-3))  # [..., 2, L, M]
+    coeffs = vector_coefficients(u, v, grid, lmax)  # [..., 2, L, M]
+    lmax = coeffs.shape[-1]
     l = torch.arange(lmax, dtype=torch.float64)
     cm = torch.full((lmax,), 2.0, dtype=torch.float64)
     cm[0] = 1.0

@@ -363,6 +363,19 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
         np.testing.assert_allclose(s["ratio"], factors[name] ** 2, rtol=1e-4)
         assert s["cases_above"] == s["cases"] == T and s["case_median"] == pytest.approx(factors[name] ** 2, rel=1e-4)
     np.testing.assert_allclose(res["growth"]["ratio"], 9.0, rtol=1e-4)
+    np.testing.assert_allclose(np.divide(res["tilt"]["member_rms"], res["tilt"]["truth_rms"]), 2.0, rtol=1e-4)
+    # a 100 m/s solid-body rotation about the axis at 30 E in every member (the members' own tilt is ~2 m/s):
+    # one locked tilt, 100 sqrt(2 pi / 3) rms
+    lat = np.deg2rad(fc.lat.values)[:, None]
+    lon = np.deg2rad(fc.lon.values)[None, :] - np.deg2rad(30.0)
+    tilted = fake.copy()
+    tilted["u500"] = fake.u500 + (-100 * np.sin(lat) * np.cos(lon)).astype(np.float32)
+    tilted["v500"] = fake.v500 + (100 * np.sin(lon) * np.ones_like(lat)).astype(np.float32)
+    tilted.to_zarr(tmp_path / "tilted.zarr")
+    bench.main([str(tmp_path / "tilted.zarr"), *args[1:], "--json", str(out)])
+    tilt = json.loads(out.read_text())[0]["tilt"]
+    assert min(tilt["phase_concentration"]) > 0.99
+    np.testing.assert_allclose(tilt["member_rms"], 100 * np.sqrt(2 * np.pi / 3), rtol=0.03)
     assert "member mean above the truth in 3 of 3 cases" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no channel 'w850'"):
         bench.main([*args, "--scalars", "w850"])

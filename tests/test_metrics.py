@@ -227,10 +227,10 @@ def test_vector_power_closed_form_flows_and_parseval() -> None:
 
     Solid-body rotation about the axis (:math:`u = \cos\varphi`): toroidal l = 1, m = 0; the gradient of
     :math:`\sin\varphi` (:math:`v = \cos\varphi`): spheroidal l = 1, m = 0; rotation about an equatorial axis
-    (:math:`u = -\sin\varphi\cos\lambda,\ v = \sin\lambda`): toroidal l = 1, m = 1. A random band-limited field's
-    energies sum to its quadrature integral (Parseval).
+    (:math:`u = -\sin\varphi\cos\lambda,\ v = \sin\lambda`): toroidal l = 1, m = 1, whose phase turns with the
+    axis. A random band-limited field's energies sum to its quadrature integral (Parseval).
     """
-    from sciml.forecasting.spectra import vector_power_tensor
+    from sciml.forecasting.spectra import vector_coefficients, vector_power_tensor
 
     nlat, nlon = 33, 64
     lat = torch.deg2rad(latitudes_deg(nlat))[:, None].expand(nlat, nlon)
@@ -247,6 +247,11 @@ def test_vector_power_closed_form_flows_and_parseval() -> None:
         assert float(e[part, l, m]) == pytest.approx(8 * math.pi / 3, rel=1e-10)
         e[part, l, m] = 0.0
         assert float(e.abs().max()) < 1e-10
+    # the rotation about the axis at longitude alpha is the alpha = 0 flow shifted east: T_11 turns by exp(-i alpha)
+    alpha = math.radians(90.0)
+    t11 = [vector_coefficients(-torch.sin(lat) * torch.cos(lon - a), torch.sin(lon - a))[1, 1, 1] for a in (0, alpha)]
+    assert abs(t11[0]) == pytest.approx(math.sqrt(2 * math.pi / 3), rel=1e-10)  # 8 pi / 3 = 2 l(l+1) |T_11|^2
+    assert abs(t11[1] / t11[0] - complex(math.cos(alpha), -math.sin(alpha))) < 1e-10
     lmax = 9  # |u|^2 is then a polynomial of degree <= 16 in cos(colat), integrated exactly on 33 equiangular rows
     g = torch.Generator().manual_seed(2)
     coeffs = torch.complex(*(torch.randn(2, 2, lmax, lmax, generator=g, dtype=torch.float64) for _ in range(2)))
