@@ -13,15 +13,16 @@ For each forecast (a ``forecast.zarr`` store or a folder holding one, as ``sciml
 * for each scalar channel, the members' mean angular power over the truth's per degree, and in how many cases
   (initial times) the member mean exceeds the truth at ``--case-degree`` (a systematic excess is there in most
   cases; a few outliers are not);
-* the ratio's growth with lead for ``--growth`` (channel and degree band), showing whether an excess builds up
-  over the rollout or is there from the first step;
+* the ratio's growth with lead for each ``--growth`` band (channel and degrees; by default z500 at l = 13-16 and
+  v500 at l = 8-11 and 1-3), showing whether a miss builds up over the rollout or is there from the first step;
 * the tilted solid-body rotation (toroidal l = 1, m = 1) per lead: the members' rms amplitude over the truth's,
   and how well its axis is locked across cases and members (phase concentration: 1 for a fixed bias, e.g. one
   imprinted by an input field; near 0 for a random walk of the axis).
 
 ``--floored F,...`` also counts, per channel and degree, the coefficients whose typical size in the training data
 is below the whitening floor ``F`` times the channel's largest (those that ``loss.spectral_floor`` scores in units
-of the floor, not their own), from the run's resolved config (``train/config.yaml`` next to the forecast).
+of the floor, not their own) at ``--floored-degrees``, from the run's resolved config (``train/config.yaml`` next
+to the forecast).
 
 Prints tables and writes JSON (``--json``; default ``bench/results/wind_spectra.json``).
 """
@@ -47,6 +48,18 @@ def parse_lead(text: str) -> np.timedelta64:
     return np.timedelta64(int(text[:-1]) * (24 if unit == "d" else 1), "h")
 
 
+def parse_band(text: str, option: str) -> tuple[str, int, int]:
+    """``z500:13-16`` -> ``("z500", 13, 16)``."""
+    try:
+        name, band = text.split(":")
+        lo, hi = (int(x) for x in band.split("-"))
+    except ValueError:
+        raise SystemExit(f"{option} {text!r}: give CHANNEL:LO-HI, e.g. z500:13-16") from None
+    if not 1 <= lo <= hi:
+        raise SystemExit(f"{option} {text!r}: need 1 <= LO <= HI")
+    return name, lo, hi
+
+
 def forecast_path(path: Path) -> Path:
     """The forecast store given itself or the run folder holding ``forecast.zarr``."""
     return path if path.suffix == ".zarr" else path / "forecast.zarr"
@@ -64,7 +77,7 @@ def analyse(
     wind: tuple[str, str],
     scalars: list[str],
     case_degree: int,
-    growth: tuple[str, int, int],
+    growth: list[tuple[str, int, int]],
 ) -> dict:
     """Member/truth spectral ratios of one forecast; see the module docstring. Degrees are ``1..L/2``."""
     import torch
@@ -77,7 +90,7 @@ def analyse(
 
     fc = open_forecast(fc_path)
     truth = open_canonical(truth_path)
-    for name in {*wind, *scalars, growth[0]}:
+    for name in {*wind, *scalars, *(g[0] for g in growth)}:
         for ds, what in ((fc, "forecast"), (truth, "truth")):
             if name not in ds.data_vars:
                 raise UsageError(f"{what} has no channel {name!r} (has {', '.join(map(str, ds.data_vars))})")
@@ -121,15 +134,16 @@ def analyse(
             "cases": int(per_case.size),
             "case_median": float(np.median(per_case)),
         }
-    name, lo, hi = growth
-    rows = []
-    for d in leads:
-        pt = power_spectrum_tensor(values(truth, name, time=fc.time.values + d))[:, lo : hi + 1].mean(0)
-        pm = power_spectrum_tensor(values(fc, name, prediction_timedelta=d))[:, :, lo : hi + 1].mean((0, 1))
-        rows.append(float((pm / pt).mean()))
-    out["growth"] = {"channel": name, "degrees": [lo, hi], "lead_h": [int(d / np.timedelta64(1, "h")) for d in leads]}
-    out["growth"]["ratio"] = rows
-    tilt: dict = {"lead_h": out["growth"]["lead_h"], "member_rms": [], "truth_rms": [], "phase_concentration": []}
+    lead_h = [int(d / np.timedelta64(1, "h")) for d in leads]
+    out["growth"] = []
+    for name, lo, hi in growth:
+        rows = []
+        for d in leads:
+            pt = power_spectrum_tensor(values(truth, name, time=fc.time.values + d))[:, lo : hi + 1].mean(0)
+            pm = power_spectrum_tensor(values(fc, name, prediction_timedelta=d))[:, :, lo : hi + 1].mean((0, 1))
+            rows.append(float((pm / pt).mean()))  # mean over the band of the per-degree ratios
+        out["growth"].append({"channel": name, "degrees": [lo, hi], "lead_h": lead_h, "ratio": rows})
+    tilt: dict = {"lead_h": lead_h, "member_rms": [], "truth_rms": [], "phase_concentration": []}
     for d in leads:
         ut, vt = (values(truth, c, time=fc.time.values + d) for c in wind)
         um, vm = (values(fc, c, prediction_timedelta=d) for c in wind)
@@ -191,10 +205,10 @@ def report(res: dict) -> str:
             f"  {'':22s} l = {s['case_degree']}: member mean above the truth in {s['cases_above']} of {s['cases']}"
             f" cases (median case x{s['case_median']:.2f})"
         )
-    g = res["growth"]
-    by_lead = zip(g["lead_h"], g["ratio"], strict=True)
-    pairs = ", ".join(f"{h} h x{r:.2f}" for h, r in by_lead if h % 24 == 0 or h == g["lead_h"][0])
-    lines.append(f"  {g['channel']} l = {g['degrees'][0]}-{g['degrees'][1]} vs lead: {pairs}")
+    for g in res["growth"]:
+        by_lead = zip(g["lead_h"], g["ratio"], strict=True)
+        pairs = ", ".join(f"{h} h x{r:.2f}" for h, r in by_lead if h % 24 == 0 or h == g["lead_h"][0])
+        lines.append(f"  {g['channel']} l = {g['degrees'][0]}-{g['degrees'][1]} vs lead: {pairs}")
     t = res["tilt"]
     rows = zip(t["lead_h"], t["member_rms"], t["truth_rms"], t["phase_concentration"], strict=True)
     cells = ", ".join(f"{h} h x{m / tr:.2f} ({c:.2f})" for h, m, tr, c in rows if h % 24 == 0 or h == t["lead_h"][0])
@@ -210,8 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--wind", default="u500,v500", help="eastward,northward wind channels")
     p.add_argument("--scalars", default="z500,v500", help="comma-separated channels for scalar spectra")
     p.add_argument("--case-degree", type=int, default=2)
-    p.add_argument("--growth", default="z500:13-16", help="CHANNEL:LO-HI degree band followed over the leads")
+    p.add_argument(
+        "--growth",
+        default="z500:13-16,v500:8-11,v500:1-3",
+        help="comma-separated CHANNEL:LO-HI degree bands followed over the leads",
+    )
     p.add_argument("--floored", default="", help="comma-separated whitening floors to count floored coefficients")
+    p.add_argument("--floored-degrees", default="13-16", help="LO-HI degrees for --floored")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "wind_spectra.json")
     args = p.parse_args(argv)
 
@@ -222,25 +241,22 @@ def main(argv: list[str] | None = None) -> None:
     wind = tuple(args.wind.split(","))
     if len(wind) != 2:
         raise SystemExit(f"--wind {args.wind!r}: give two channels, eastward,northward")
-    try:
-        gname, band = args.growth.split(":")
-        lo, hi = (int(x) for x in band.split("-"))
-    except ValueError:
-        raise SystemExit(f"--growth {args.growth!r}: give CHANNEL:LO-HI, e.g. z500:13-16") from None
+    growth = [parse_band(g, "--growth") for g in args.growth.split(",")]
+    _, flo, fhi = parse_band(f"-:{args.floored_degrees}", "--floored-degrees")
     lead = None if args.lead is None else parse_lead(args.lead)
     floors = [float(x) for x in args.floored.split(",") if x]
     results = []
     try:
         for path in args.forecasts:
             res = analyse(
-                forecast_path(path), args.truth, lead, wind, args.scalars.split(","), args.case_degree, (gname, lo, hi)
+                forecast_path(path), args.truth, lead, wind, args.scalars.split(","), args.case_degree, growth
             )
             print(report(res), flush=True)
             if floors:
                 cfg = (path if path.suffix != ".zarr" else path.parent) / "train" / "config.yaml"
                 if not cfg.exists():
                     raise UsageError(f"--floored needs the run's resolved config; {cfg} does not exist")
-                res["floored"] = floored_counts(load_train_config(cfg), floors, range(lo, hi + 1))
+                res["floored"] = floored_counts(load_train_config(cfg), floors, range(flo, fhi + 1))
                 for f, per in res["floored"].items():
                     for ch, counts in per.items():
                         cells = ", ".join(f"l={l}: {n}/{2 * int(l) + 1}" for l, n in counts.items())

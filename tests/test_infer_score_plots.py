@@ -353,7 +353,7 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
     fake.to_zarr(tmp_path / "fake.zarr")
     out = tmp_path / "wind.json"
     args = [str(tmp_path / "fake.zarr"), "--truth", str(setup["store"])]
-    bench.main([*args, "--json", str(out), "--growth", "z500:1-4"])
+    bench.main([*args, "--json", str(out), "--growth", "z500:1-4,v500:2-3"])
     (res,) = json.loads(out.read_text())
     assert res["lead_h"] == 24 and res["degrees"] == list(range(1, 9))
     for key, ratios in res["wind"].items():
@@ -362,7 +362,9 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
         s = res["scalar"][name]
         np.testing.assert_allclose(s["ratio"], factors[name] ** 2, rtol=1e-4)
         assert s["cases_above"] == s["cases"] == T and s["case_median"] == pytest.approx(factors[name] ** 2, rel=1e-4)
-    np.testing.assert_allclose(res["growth"]["ratio"], 9.0, rtol=1e-4)
+    assert [(g["channel"], g["degrees"]) for g in res["growth"]] == [("z500", [1, 4]), ("v500", [2, 3])]
+    for g, k in zip(res["growth"], (9.0, 4.0), strict=True):
+        np.testing.assert_allclose(g["ratio"], k, rtol=1e-4)
     np.testing.assert_allclose(np.divide(res["tilt"]["member_rms"], res["tilt"]["truth_rms"]), 2.0, rtol=1e-4)
     # a 100 m/s solid-body rotation about the axis at 30 E in every member (the members' own tilt is ~2 m/s):
     # one locked tilt, 100 sqrt(2 pi / 3) rms
