@@ -55,7 +55,8 @@ def vector_coefficients(
     r"""Spheroidal, toroidal coefficients :math:`S_{lm}, T_{lm}` of a wind: ``[..., nlat, nlon]`` -> ``[..., 2, L, L]``.
 
     Complex (float64); see :func:`vector_power_tensor` for the decomposition. :math:`T_{11}` is a solid-body
-    rotation about an equatorial axis (its phase is the axis' longitude), :math:`S_{l0}` a zonal divergent flow.
+    rotation about an equatorial axis (its phase turns by :math:`-\alpha` when the axis moves :math:`\alpha` east),
+    :math:`S_{l0}` a zonal divergent flow.
     """
     if u.shape != v.shape:
         raise UsageError(f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
