@@ -30,8 +30,6 @@ Prints tables and writes JSON (``--json``; default ``bench/results/wind_spectra.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -162,18 +160,11 @@ def floored_counts(cfg, floors: list[float], degrees: range) -> dict:
     ``m = -l..l`` have a typical size below ``floor`` times the channel's largest, as the training loss of the
     :class:`~sciml.forecasting.train.TrainConfig` ``cfg`` sees them (``m`` and ``-m`` of a real field share one
     size)."""
-    import torch
-    from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.losses import mode_amplitudes
-    from sciml.forecasting.train.components import data_config, vector_pairs
+    from sciml.forecasting.train.components import spectral_sample_fields, vector_pairs
 
-    d = cfg.data
-    ds = ForecastDataset(data_config(cfg, 1, d.train_start, d.train_end))
-    channels = tuple(ds.channels)
+    fields, channels = spectral_sample_fields(cfg)  # the samples the trainer's whitening weights come from
     pairs = vector_pairs(cfg, channels)
-    n = min(cfg.loss.spectral_samples, len(ds))
-    idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
-    fields = torch.stack([ds[int(i)]["input"] for i in idx]).double()
     amps = mode_amplitudes(fields, vector_pairs=pairs)  # [C, L, L]
     names = list(channels)
     for u, v in pairs:
@@ -237,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     from sciml.forecasting.train.config import load_train_config
 
     from sciml.errors import UsageError
+    from sciml.io import atomic_write_json
 
     wind = tuple(args.wind.split(","))
     if len(wind) != 2:
@@ -265,9 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         raise SystemExit(f"error: {exc}") from None
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, args.json)  # atomic: an interrupted run never leaves half a results file
+    atomic_write_json(args.json, results)  # an interrupted run never leaves half a results file
     print(f"wrote {args.json}")
 
 

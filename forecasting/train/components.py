@@ -245,6 +245,18 @@ def vector_pairs(cfg: TrainConfig, channels: tuple[str, ...]) -> tuple[tuple[int
     return tuple(out)
 
 
+def spectral_sample_fields(cfg: TrainConfig) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """The ``loss.spectral_samples`` evenly spaced normalised training states ``[N, C, H, W]`` (float64) that the
+    whitening weights are computed from, and their channel names."""
+    from sciml.forecasting.data import ForecastDataset
+
+    d = cfg.data
+    ds = ForecastDataset(data_config(cfg, 1, d.train_start, d.train_end))
+    n = min(cfg.loss.spectral_samples, len(ds))
+    idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
+    return torch.stack([ds[int(i)]["input"] for i in idx]).double(), tuple(ds.channels)
+
+
 def degree_weights(cfg: TrainConfig, pairs: tuple[tuple[int, int], ...] = ()) -> torch.Tensor | None:
     """Spectral-CRPS weights: ``[C, L]`` (``whitened``), ``[C, L, L]`` (``whitened-modes``), else ``None``.
 
@@ -252,7 +264,6 @@ def degree_weights(cfg: TrainConfig, pairs: tuple[tuple[int, int], ...] = ()) ->
     whitening floor ``loss.spectral_floor`` (every rank of a tiled run reads the same full fields, so all ranks hold
     the same weights); deterministic, so a resumed run rebuilds exactly the same loss.
     """
-    from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.losses import (
         degree_amplitudes,
         mode_amplitudes,
@@ -262,11 +273,7 @@ def degree_weights(cfg: TrainConfig, pairs: tuple[tuple[int, int], ...] = ()) ->
 
     if cfg.loss.spectral_degrees == "uniform" or max(spectral_weight(cfg, s) for s in cfg.stages) == 0:
         return None
-    d = cfg.data
-    ds = ForecastDataset(data_config(cfg, 1, d.train_start, d.train_end))
-    n = min(cfg.loss.spectral_samples, len(ds))
-    idx = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
-    fields = torch.stack([ds[int(i)]["input"] for i in idx]).double()
+    fields, _ = spectral_sample_fields(cfg)
     if cfg.loss.spectral_degrees == "whitened-modes":
         return whitening_mode_weights(mode_amplitudes(fields, vector_pairs=pairs), cfg.loss.spectral_floor).float()
     return whitening_degree_weights(degree_amplitudes(fields, vector_pairs=pairs), cfg.loss.spectral_floor).float()
