@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from sciml.forecasting.train import Trainer
@@ -105,6 +104,10 @@ class TiledTrainer(Trainer):
         return comp.collate([st.data[i] for i in self.hooks.batch_rows(idx)])
 
     # ------------------------------------------------------------------ validation
+    def validation_noise(self, noise, windows: int):
+        # every batch rank holds all validation windows (rows=slice(None)); the members are this rank's
+        return TiledNoise(noise, self.hooks, windows, rows=slice(None))
+
     def _sum(self, t: torch.Tensor, group) -> torch.Tensor:
         if group.size > 1:
             t = t.contiguous().clone()
@@ -121,35 +124,21 @@ class TiledTrainer(Trainer):
         :math:`q\,f` added over the spatial group.
         """
         from sciml.forecasting.losses import FairCRPS
-        from sciml.forecasting.noise import EnsembleNoise, member_seed
         from sciml.forecasting.sphere import quadrature_weights
 
         from .crps import DistributedGridCRPSLoss
 
-        vc = self.cfg.validation
-        if self.cfg.data.valid_start is None and self.cfg.data.valid_end is None:
+        rolled = self.validation_rollout()
+        if rolled is None:
             return None
-        ds = self.dataset(vc.rollout, "valid")
-        idx = sorted(set(np.linspace(0, len(ds) - 1, min(vc.samples, len(ds))).round().astype(int).tolist()))
-        batch = comp.collate([ds[i] for i in idx])
-        noise = None
-        if self.noise_process is not None:
-            inner = EnsembleNoise(
-                self.noise_process,
-                vc.members,
-                member_seed(self.cfg.seed, 999),
-                member_indices=self.hooks.member_indices(vc.members),
-            )
-            noise = TiledNoise(inner, self.hooks, len(idx), rows=slice(None))
-        self.model.eval()
-        states = self.forward_rollout(batch["input"], batch["aux"], vc.rollout, noise)
+        batch, states = rolled
         ctx = self.ctx
         # all batch ranks hold the same windows here: a mesh without batch ranks scores them
         one_replica = dataclasses.replace(ctx, groups={**ctx.groups, "batch": _solo(ctx.batch)})
         crps_loss = DistributedGridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS(), one_replica)
         lat = slice(*split_bounds(self.mc.nlat, ctx.mesh.h, ctx.coords.h))
         q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()[lat]
-        members = vc.members
+        members = self.cfg.validation.members
         crps, rmse, spread = [], [], []
         for k, fc in enumerate(states):
             y = batch["target"][:, k]
@@ -163,13 +152,7 @@ class TiledTrainer(Trainer):
             rmse.append(mse.mean().sqrt())
             spread.append(v.mean().sqrt())
         vals = torch.stack([crps[-1], torch.stack(crps).mean(), rmse[-1], spread[-1]]).double()
-        return {
-            "step": float(self.step),
-            "val_crps": float(vals[1]),
-            f"val_crps_{vc.rollout}": float(vals[0]),
-            f"val_rmse_{vc.rollout}": float(vals[2]),
-            f"val_ssr_{vc.rollout}": float(vals[3] / vals[2]),
-        }
+        return self.validation_record(vals)
 
 
 def _solo(group):

@@ -338,12 +338,17 @@ class Trainer:
             raise NonFiniteError(f"{self.bad_steps} non-finite steps in a row {where}; stopped, {keep}")
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
-        """Fair CRPS, ensemble-mean RMSE and spread (normalised units) on fixed held-out windows."""
-        from sciml.forecasting.losses import FairCRPS, GridCRPSLoss
+    def validation_noise(self, noise, windows: int):
+        """The validation ensemble's noise for ``windows`` windows (the distributed trainer tiles it)."""
+        return noise
+
+    def validation_rollout(self) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]] | None:
+        """The fixed held-out windows (``validation.samples``, evenly spaced) and their ``validation.members``
+        ensemble rollouts (``validation.rollout`` steps), or ``None`` without a validation period.
+
+        The noise is seeded from the run's seed alone, so every validation sees the same draws.
+        """
         from sciml.forecasting.noise import EnsembleNoise, member_seed
-        from sciml.forecasting.sphere import quadrature_weights
 
         vc = self.cfg.validation
         if self.cfg.data.valid_start is None and self.cfg.data.valid_end is None:
@@ -359,8 +364,31 @@ class Trainer:
                 member_seed(self.cfg.seed, 999),
                 member_indices=self.hooks.member_indices(vc.members),
             )
+            noise = self.validation_noise(noise, len(idx))
         self.model.eval()
-        states = self.forward_rollout(batch["input"], batch["aux"], vc.rollout, noise)
+        return batch, self.forward_rollout(batch["input"], batch["aux"], vc.rollout, noise)
+
+    def validation_record(self, vals: torch.Tensor) -> dict[str, float]:
+        """The log row of ``vals`` = (CRPS at the last step, CRPS over all steps, RMSE and spread at the last)."""
+        rollout = self.cfg.validation.rollout
+        return {
+            "step": float(self.step),
+            "val_crps": float(vals[1]),
+            f"val_crps_{rollout}": float(vals[0]),
+            f"val_rmse_{rollout}": float(vals[2]),
+            f"val_ssr_{rollout}": float(vals[3] / vals[2]),
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Fair CRPS, ensemble-mean RMSE and spread (normalised units) on fixed held-out windows."""
+        from sciml.forecasting.losses import FairCRPS, GridCRPSLoss
+        from sciml.forecasting.sphere import quadrature_weights
+
+        rolled = self.validation_rollout()
+        if rolled is None:
+            return None
+        batch, states = rolled
         crps_loss = GridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS())
         q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()
         crps, rmse, spread = [], [], []
@@ -370,13 +398,7 @@ class Trainer:
             rmse.append(((fc.mean(0) - y) ** 2 * q).sum((-2, -1)).mean().sqrt())
             spread.append((fc.var(0, unbiased=True) * q).sum((-2, -1)).mean().sqrt())
         vals = self.hooks.reduce_mean(torch.stack([crps[-1], torch.stack(crps).mean(), rmse[-1], spread[-1]]).double())
-        return {
-            "step": float(self.step),
-            "val_crps": float(vals[1]),
-            f"val_crps_{vc.rollout}": float(vals[0]),
-            f"val_rmse_{vc.rollout}": float(vals[2]),
-            f"val_ssr_{vc.rollout}": float(vals[3] / vals[2]),
-        }
+        return self.validation_record(vals)
 
     # ------------------------------------------------------------------ the loop
     def summary(self) -> dict[str, Any]:
