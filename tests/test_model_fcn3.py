@@ -165,6 +165,27 @@ def test_soft_clamp_closed_form_and_output_nonnegative(tiny_model: FCN3) -> None
     assert (y[:, [1, 2]] < 0).any()  # unclamped channels keep their sign
 
 
+def test_residual_model_adds_the_direct_models_output_to_the_state() -> None:
+    """``residual=True``: u_{n+1} = u_n + F(u_n, a, z) with the same parameters (and count) as the direct model."""
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    direct = FCN3(cfg)
+    res = FCN3(preset("tiny", residual=True))
+    res.load_state_dict(direct.state_dict())
+    x, aux, z = _inputs(cfg)
+    with torch.no_grad():
+        f, y = direct(x, aux, z), res(x, aux, z)
+    assert count_parameters(res) == count_parameters(direct) == expected_parameter_count(res.config)
+    torch.testing.assert_close(y, x + f, rtol=0, atol=1e-6)
+    assert (y - f).abs().max() > 0.5  # the state really is added, not a no-op
+    # with the decoders zeroed the residual model is persistence
+    for name, p in res.named_parameters():
+        if name.startswith(("atmo_decoder", "surf_decoder")):
+            p.data.zero_()
+    with torch.no_grad():
+        torch.testing.assert_close(res(x, aux, z), x, rtol=0, atol=0)
+
+
 def test_bad_inputs_raise_usage_errors(tiny_model: FCN3) -> None:
     cfg = tiny_model.config
     x, aux, z = _inputs(cfg)

@@ -45,6 +45,10 @@ class FCN3Config:
         State channels passed through the soft clamp (non-negative quantities such as humidity).
     internal_grid : str
         ``legendre-gauss`` (FCN3) or ``equiangular``.
+    residual : bool
+        Predict the increment, :math:`u_{n+1} = u_n + F_\\theta(u_n, a_n, z_n)` (as GraphCast and GenCast do),
+        instead of the next state (FCN3). Persistence is then the network's zero, so a mode that the dynamics
+        conserve (e.g. a tilted solid-body rotation of a shallow-water flow) stays put unless the network moves it.
     """
 
     nlat: int = 33
@@ -67,6 +71,7 @@ class FCN3Config:
     layer_scale_init: float = 0.1
     clamp_channels: tuple[int, ...] = ()
     internal_grid: Literal["legendre-gauss", "equiangular"] = "legendre-gauss"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         positive = ("nlat", "nlon", "scale_factor", "n_levels", "n_atmo_vars", "atmo_embed_dim", "num_layers")

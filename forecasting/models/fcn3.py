@@ -11,7 +11,8 @@ Pipeline: per-level shared DISCO encoder for the atmospheric channels, a surface
 all mapping the I/O grid to the internal Legendre-Gauss grid; ``num_layers`` processor blocks, global
 (spherical-harmonic, isotropic) every ``global_block_frequency``-th block and local (DISCO) otherwise, with the aux
 embedding concatenated before every block; bilinear resampling back to the I/O grid followed by DISCO decoders;
-soft clamp on non-negative channels. The network predicts the next state directly (no residual).
+soft clamp on non-negative channels. The network predicts the next state directly (FCN3) or, with
+``residual=True``, the increment :math:`u_{n+1} - u_n`.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ class FCN3(nn.Module):
                 feats = torch.cat([feats, aux_feats], dim=1)
             feats = block(feats)
         out = self.decode(feats).to(x.dtype)  # under bf16 autocast the state stays in the caller's precision
+        if cfg.residual:
+            out = x + out
         if cfg.clamp_channels:
             out = torch.where(self.clamp_mask, soft_clamp(out), out)
         return out
