@@ -342,6 +342,7 @@ class Trainer:
         """The validation ensemble's noise for ``windows`` windows (the distributed trainer tiles it)."""
         return noise
 
+    @torch.no_grad()
     def validation_rollout(self) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]] | None:
         """The fixed held-out windows (``validation.samples``, evenly spaced) and their ``validation.members``
         ensemble rollouts (``validation.rollout`` steps), or ``None`` without a validation period.
