@@ -49,11 +49,16 @@ class NoProgress:
 
 
 class LogProgress:
-    """Periodic log lines: ``desc: 1200/5000 (24%) loss=1.2e-03 eta 0:00:41``."""
+    """Periodic log lines: ``desc: 1200/5000 (24%) loss=1.2e-03 eta 0:00:41``.
 
-    def __init__(self, log_every: float = 10.0, logger: logging.Logger = LOGGER) -> None:
+    ``eta=False`` shows the elapsed time instead: for loops whose ``total`` is only an upper bound (a solver that
+    stops early on a tolerance), or whose steps differ in cost by stage, an ETA would be a guess.
+    """
+
+    def __init__(self, log_every: float = 10.0, logger: logging.Logger = LOGGER, eta: bool = True) -> None:
         self.log_every = log_every
         self.logger = logger
+        self.eta = eta
         self.total = 0
         self.desc = ""
         self.n = 0
@@ -68,6 +73,8 @@ class LogProgress:
     def _line(self) -> str:
         elapsed = time.monotonic() - self._t0
         pct = 100.0 * self.n / self.total if self.total else 0.0
+        if not self.eta:
+            return f"{self.desc}: {self.n}/{self.total} ({pct:.0f}%) {_fmt_metrics(self._metrics)} {elapsed:.0f} s"
         eta = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
         return f"{self.desc}: {self.n}/{self.total} ({pct:.0f}%) {_fmt_metrics(self._metrics)} eta {eta_s}"
@@ -87,15 +94,19 @@ class LogProgress:
 
 
 class BarProgress:
-    """A tqdm bar on stderr showing the latest metrics as a postfix."""
+    """A tqdm bar on stderr showing the latest metrics as a postfix (``eta=False``: elapsed time, no ETA)."""
 
-    def __init__(self) -> None:
+    NO_ETA_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+    def __init__(self, eta: bool = True) -> None:
         self._bar: Any = None
+        self.eta = eta
 
     def start(self, total: int, desc: str) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=total, desc=desc, dynamic_ncols=True, file=sys.stderr)
+        fmt = None if self.eta else self.NO_ETA_FORMAT
+        self._bar = tqdm(total=total, desc=desc, dynamic_ncols=True, file=sys.stderr, bar_format=fmt)
 
     def update(self, n: int = 1, metrics: Mapping[str, Any] | None = None) -> None:
         if self._bar is None:
@@ -110,10 +121,11 @@ class BarProgress:
             self._bar = None
 
 
-def default_progress(quiet: bool = False) -> Progress:
-    """A bar on an interactive terminal, log lines otherwise, nothing when ``quiet``."""
+def default_progress(quiet: bool = False, eta: bool = True) -> Progress:
+    """A bar on an interactive terminal, log lines otherwise, nothing when ``quiet``; ``eta`` as in
+    :class:`LogProgress`."""
     if quiet:
         return NoProgress()
     if sys.stderr.isatty():
-        return BarProgress()
-    return LogProgress()
+        return BarProgress(eta=eta)
+    return LogProgress(eta=eta)

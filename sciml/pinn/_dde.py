@@ -9,6 +9,8 @@ device is restored after the import, and the float precision is set right before
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from typing import Any
@@ -30,7 +32,13 @@ def dde() -> Any:
         dtype = torch.get_default_dtype()
         root = logging.getLogger()
         level = root.level
-        import deepxde
+        # deepxde prints a backend banner on import ("Using backend: pytorch / Other supported backends ..."):
+        # that is its business, not our user's, so it goes to the debug log.
+        banner = io.StringIO()
+        with contextlib.redirect_stderr(banner):
+            import deepxde
+        if banner.getvalue().strip():
+            LOGGER.debug("deepxde: %s", " / ".join(banner.getvalue().split("\n")).strip(" /"))
 
         # deepxde moves the default to CUDA when it sees a GPU. Restore only on change: setting a default
         # device installs a TorchFunctionMode that slows every torch call down (~2x on these small nets).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -414,4 +415,8 @@ def solve(
         config = build_config(problem.solver_defaults)
     if weighting is None:
         weighting = make_weighting(config.weighting, seed=config.seed)
-    return Trainer(problem, config, weighting, progress or NoProgress()).run()
+    with warnings.catch_warnings():
+        # torch's functorch transforms (our exact Jacobians) call torch.jit.script internally, which torch 2.14
+        # deprecates with a FutureWarning on every solve; nothing the user can act on.
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        return Trainer(problem, config, weighting, progress or NoProgress()).run()
