@@ -37,8 +37,12 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch_harmonics as th
-from sciml.forecasting.sphere import check_grid, exact_lmax, quadrature_weights
+from sciml.forecasting.sphere import (
+    ChannelSHT,
+    band_limit,
+    check_grid,
+    quadrature_weights,
+)
 
 from sciml.errors import UsageError
 
@@ -191,17 +195,14 @@ def _weighted_sum(per_channel: torch.Tensor, weights: torch.Tensor | None) -> to
     return (per_channel * weights.to(per_channel.dtype)).sum()
 
 
-def spectral_setup(nlat: int, nlon: int, grid: str, lmax: int | None, coefficient_scale: float) -> tuple[int, float]:
-    """Validated ``(lmax, coefficient_scale)`` of a spectral CRPS (shared by the serial and distributed losses).
-
-    ``lmax`` defaults to the band exactly resolved by the grid and must lie in ``[1, nlon/2]``.
-    """
+def spectral_setup(
+    nlat: int, nlon: int, grid: str, lmax: int | None, coefficient_scale: float, vector: bool = False
+) -> tuple[int, float]:
+    """Validated ``(lmax, coefficient_scale)`` of a spectral CRPS (shared by the serial and distributed losses);
+    ``lmax`` as in :func:`~sciml.forecasting.sphere.band_limit`."""
     if not coefficient_scale > 0:
         raise UsageError(f"coefficient_scale must be > 0, got {coefficient_scale}")
-    lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
-    if not 1 <= lmax <= nlon // 2:
-        raise UsageError(f"lmax={lmax} must be in [1, nlon/2={nlon // 2}]")
-    return lmax, float(coefficient_scale)
+    return band_limit(nlat, nlon, grid, lmax, vector), float(coefficient_scale)
 
 
 def mode_weights(lmax: int) -> torch.Tensor:
@@ -209,66 +210,6 @@ def mode_weights(lmax: int) -> torch.Tensor:
     cm = torch.full((lmax, lmax), 2.0)
     cm[:, 0] = 1.0
     return torch.tril(cm)
-
-
-def check_vector_pairs(pairs: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
-    """Validated ``((u, v), ...)`` channel-index pairs: non-negative, and no channel in two pairs."""
-    out = tuple((int(u), int(v)) for u, v in pairs)
-    flat = [c for pair in out for c in pair]
-    if any(c < 0 for c in flat) or len(set(flat)) != len(flat):
-        raise UsageError(f"vector pairs must be distinct non-negative channel indices, got {list(out)}")
-    return out
-
-
-class ChannelSHT(nn.Module):
-    r"""Orthonormal spherical-harmonic coefficients of every channel, wind components as one vector field.
-
-    A scalar channel gives :math:`f_{lm} = \mathrm{SHT}(f)_{lm}`. A pair ``(u, v)`` of eastward and northward
-    components is transformed as the tangent vector field :math:`(u_\theta, u_\phi) = (-v, u)` (colatitude
-    points south),
-
-    .. math::
-
-        \mathbf u = \sum_{lm} S_{lm} \nabla Y_{lm} + T_{lm}\, \hat r \times \nabla Y_{lm}
-                   = \nabla\chi + \hat r \times \nabla\psi,\qquad
-        \int |\mathbf u|^2\, d\Omega = \sum_{lm} c_m\, l(l+1)\, (|S_{lm}|^2 + |T_{lm}|^2)
-
-    (torch-harmonics' ``RealVectorSHT``, ``norm="ortho"``, unit sphere: :math:`S, T` are the orthonormal
-    coefficients of the velocity potential :math:`\chi` and the streamfunction :math:`\psi`; tested on
-    closed-form flows), and the spheroidal (divergent) coefficients :math:`S_{lm}` take the place of
-    ``u``, the toroidal (rotational) :math:`T_{lm}` that of ``v``. Scored as two scalars, ``u`` and ``v`` share their
-    planetary-scale modes and spread a spurious large-scale divergence or a tilted rotation over several degrees
-    of both; as :math:`S, T` those are single coefficients with their own (small) typical size.
-
-    ``sht`` and ``vsht`` are torch-harmonics transforms (serial or distributed, same grid and band); ``vsht`` is
-    only needed when there are pairs.
-    """
-
-    def __init__(self, sht: nn.Module, vsht: nn.Module | None = None, pairs: Sequence[Sequence[int]] = ()) -> None:
-        super().__init__()
-        self.pairs = check_vector_pairs(pairs)
-        if self.pairs and vsht is None:
-            raise UsageError("vector pairs need a vector SHT")
-        self.sht = sht
-        self.vsht = vsht if self.pairs else None
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        """Complex coefficients of ``f`` ``[..., C, H, W]`` -> ``[..., C, L, M]``."""
-        if not self.pairs:
-            return self.sht(f)
-        n = f.shape[-3]
-        u = [p[0] for p in self.pairs]
-        v = [p[1] for p in self.pairs]
-        if max(u + v) >= n:
-            raise UsageError(f"vector pair channel index {max(u + v)} out of range for {n} channels")
-        scalars = [c for c in range(n) if c not in set(u + v)]
-        vec = self.vsht(torch.stack([-f[..., v, :, :], f[..., u, :, :]], dim=-3))  # [..., P, 2, L, M]
-        parts = [vec[..., 0, :, :], vec[..., 1, :, :]]
-        if scalars:
-            parts.insert(0, self.sht(f[..., scalars, :, :]))
-        placed = torch.cat(parts, dim=-3)  # channels in the order scalars + u + v
-        inverse = torch.argsort(torch.tensor(scalars + u + v, device=f.device))
-        return placed.index_select(-3, inverse)
 
 
 def mode_amplitudes(
@@ -286,12 +227,9 @@ def mode_amplitudes(
     if fields.ndim != 4:
         raise UsageError(f"fields must be [N, C, H, W], got shape {tuple(fields.shape)}")
     nlat, nlon = fields.shape[-2:]
-    lmax, _ = spectral_setup(nlat, nlon, grid, lmax, 1.0)
-    sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
-    vsht = None
-    if vector_pairs:
-        vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").to(fields.dtype)
-    coeffs = ChannelSHT(sht, vsht, vector_pairs)(fields)
+    transform = ChannelSHT.serial(nlat, nlon, grid, lmax, vector_pairs, fields.dtype)
+    coeffs = transform(fields)
+    lmax = coeffs.shape[-1]
     return (coeffs.abs() ** 2).mean(dim=0).sqrt() * torch.tril(torch.ones(lmax, lmax, dtype=fields.dtype))
 
 
@@ -442,10 +380,9 @@ class SpectralCRPSLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.kernel = kernel
-        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
-        self.sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
-        vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho") if vector_pairs else None
-        self.transform = ChannelSHT(self.sht, vsht, vector_pairs)
+        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale, bool(vector_pairs))
+        self.transform = ChannelSHT.serial(nlat, nlon, grid, lmax, vector_pairs)
+        self.sht = self.transform.sht
         self.register_buffer("mode_weights", mode_weights(lmax), persistent=False)
         self.register_buffer("degree_weights", check_degree_weights(degree_weights, lmax), persistent=False)
         # the constant [C, L, M] (or [L, M]) product, formed once rather than on every loss call

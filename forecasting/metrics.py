@@ -19,6 +19,7 @@ import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 import xarray as xr
 from sciml.forecasting import spectra as _spectra
 
@@ -168,19 +169,25 @@ def crps(
 
         \mathrm{CRPS} = \frac1M\sum_e |X_e - Y| - \frac{1}{2M(M-1)}\sum_{i,j}|X_i - X_j|,
 
-    the pairwise sum computed from sorted members as :math:`2\sum_i (2i-M-1)X_{(i)}`.
+    computed by the training loss's kernel (:func:`sciml.forecasting.losses.crps_ensemble` with
+    :class:`~sciml.forecasting.losses.FairCRPS`: one sort-based estimator for loss and metric).
     """
+    from sciml.forecasting.losses import FairCRPS, crps_ensemble
+
     _dims_check(forecast, ensemble_dim, lat_dim, lon_dim)
     m = forecast.sizes[ensemble_dim]
     if m < 2:
         raise UsageError(f"the fair CRPS needs at least 2 members along {ensemble_dim!r}, got {m}")
-    skill = abs(forecast - truth).mean(ensemble_dim)
-    axis = forecast.get_axis_num(ensemble_dim)
-    x_sorted = np.sort(forecast.values, axis=axis)
-    rank_w = (2 * np.arange(1, m + 1) - m - 1).reshape([-1 if i == axis else 1 for i in range(forecast.ndim)])
-    pair_sum = 2 * (rank_w * x_sorted).sum(axis=axis)
-    pair = xr.DataArray(pair_sum, dims=[d for d in forecast.dims if d != ensemble_dim], coords=skill.coords)
-    score = skill - pair / (2 * m * (m - 1))
+
+    def kernel(fc: np.ndarray, obs: np.ndarray) -> np.ndarray:  # fc [..., M], obs broadcastable to fc[..., 0]
+        # torch wants writable, contiguous memory (xarray may hand over read-only views)
+        obs = np.require(np.broadcast_to(obs, fc.shape[:-1]), requirements=["C", "W"])
+        out = crps_ensemble(
+            torch.from_numpy(np.require(fc, requirements=["C", "W"])), torch.from_numpy(obs), FairCRPS(), -1
+        )
+        return out.numpy()
+
+    score = xr.apply_ufunc(kernel, forecast, truth, input_core_dims=[[ensemble_dim], []])
     return _time_mean(spatial_mean(score, lat_dim, lon_dim), mean_dims)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch_harmonics as th
 import xarray as xr
-from sciml.forecasting.sphere import check_grid, exact_lmax, latitudes_deg
+from sciml.forecasting.sphere import ChannelSHT, check_grid, exact_lmax, latitudes_deg
 
 from sciml.errors import UsageError
 
@@ -58,14 +58,12 @@ def vector_coefficients(
     rotation about an equatorial axis (its phase turns by :math:`-\alpha` when the axis moves :math:`\alpha` east),
     :math:`S_{l0}` a zonal divergent flow.
     """
+    nlat, nlon = u.shape[-2:]
+    # one convention for wind coefficients, the loss's: channel 0 of the pair gives S, channel 1 gives T
+    transform = ChannelSHT.serial(nlat, nlon, grid, lmax, pairs=[(0, 1)], dtype=torch.float64)
     if u.shape != v.shape:
         raise UsageError(f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
-    nlat, nlon = u.shape[-2:]
-    lmax = exact_lmax(nlat, check_grid(grid)) if lmax is None else lmax
-    if not 2 <= lmax <= nlon // 2 + 1:
-        raise UsageError(f"lmax={lmax} must be in [2, nlon/2 + 1]")
-    vsht = th.RealVectorSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho").double()
-    return vsht(torch.stack([-v.double(), u.double()], dim=-3))  # (u_theta, u_phi) = (-v, u)
+    return transform(torch.stack([u.double(), v.double()], dim=-3))
 
 
 def vector_power_tensor(

@@ -265,3 +265,23 @@ def test_vector_power_closed_form_flows_and_parseval() -> None:
     assert float(vector_power_tensor(u[None], v[None]).sum()) == pytest.approx(integral, rel=1e-6)
     with pytest.raises(UsageError, match="same shape"):
         vector_power_tensor(u, v[:-1])
+
+
+def test_one_band_rule_and_wind_convention_for_loss_and_spectra():
+    """Loss and diagnostics share the band rule (vector transforms need l = 1) and the (u, v) -> (-v, u) input."""
+    from sciml.forecasting.losses import mode_amplitudes
+    from sciml.forecasting.spectra import vector_coefficients
+    from sciml.forecasting.sphere import band_limit, tangent_components
+
+    assert band_limit(17, 32) == 9 and band_limit(16, 32, "legendre-gauss") == 16
+    assert band_limit(9, 16, lmax=1) == 1
+    with pytest.raises(UsageError, match=r"lmax=1 must be in \[2, nlon/2=8\]"):
+        band_limit(9, 16, lmax=1, vector=True)
+    with pytest.raises(UsageError, match="nlon/2=8"):
+        band_limit(9, 16, lmax=9)
+    u, v = torch.randn(2, 17, 32, dtype=torch.float64).unbind(0)
+    assert torch.equal(tangent_components(u, v), torch.stack([-v, u]))
+    # the loss's typical amplitudes of a wind pair are the magnitudes of the diagnostics' S and T coefficients
+    amp = mode_amplitudes(torch.stack([u, v])[None], vector_pairs=[(0, 1)])
+    coeffs = vector_coefficients(u, v)
+    assert torch.allclose(amp, coeffs.abs() * torch.tril(torch.ones(9, 9, dtype=torch.float64)), atol=1e-12)

@@ -186,7 +186,7 @@ class DistributedSpectralCRPSLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.kernel, self.ctx = kernel, ctx
-        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale)
+        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale, bool(vector_pairs))
         self.sht = thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
         vsht = None
         if vector_pairs:
