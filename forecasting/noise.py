@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -132,6 +133,34 @@ class DiffusionNoiseS2(nn.Module):
 def member_seed(seed: int, key: int) -> int:
     """A well-mixed 63-bit seed for stream ``key`` of base ``seed`` (numpy SeedSequence)."""
     return int(np.random.SeedSequence([seed, key]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class NoiseStreams(Protocol):
+    """What the training and inference loops ask of an ensemble's noise.
+
+    Implemented by :class:`EnsembleNoise` (one process) and
+    :class:`sciml.forecasting.distributed.noise.TiledEnsembleNoise` (a rank's members, rows and tile of the same
+    streams); the loops never know which one they hold.
+    """
+
+    member_indices: list[int]
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        """Generators whose states a checkpoint stores."""
+        ...
+
+    def initial(self, batch: int) -> torch.Tensor:
+        """Stationary spectral state for ``batch`` samples."""
+        ...
+
+    def step(self, state: torch.Tensor) -> torch.Tensor:
+        """AR(1) update of the spectral state."""
+        ...
+
+    def to_grid(self, state: torch.Tensor) -> torch.Tensor:
+        """Grid fields ``[E_local, B_local, C, H, W]`` of the members and rows held here."""
+        ...
 
 
 class EnsembleNoise:

@@ -384,14 +384,13 @@ def _check_hooks(rec: _Recorder, ctx, tag: str) -> None:
     rec(f"hooks/reduce_mean/{tag}", abs(mean.item() - (ctx.world_size - 1) / 2))
     dt = hooks.tile(NLAT, NLON)
     rec(f"hooks/data_tile/{tag}", 0.0 if dt.slices == tile.slices else 1.0)
-    # noise through the hook: the trainer's EnsembleNoise for the local members, global-batch state
+    # the trainer's noise: its serial EnsembleNoise for the local members, tiled (all members, global batch)
     proc = DiffusionNoiseS2(NLAT, NLON, [heat_kernel_kT(800.0)])
     serial_noise = EnsembleNoise(proc, members=4, seed=5)
     local_noise = EnsembleNoise(proc, members=4, seed=5, member_indices=mem)
+    tiled = TiledEnsembleNoise.from_serial(local_noise, ctx, batch)
     full = serial_noise.to_grid(serial_noise.initial(batch))[mem][:, rows]
-    rec(
-        f"hooks/noise/{tag}", _err(hooks.noise_to_grid(local_noise, local_noise.initial(batch)), local_tile(full, tile))
-    )
+    rec(f"hooks/noise/{tag}", _err(tiled.to_grid(tiled.initial(1)), local_tile(full, tile)))
 
 
 def _check_data(rec: _Recorder, ctx, tag: str, store: str) -> None:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch_harmonics.distributed as thd
 from sciml.forecasting.train import TrainHooks
 
 from .comm import sync_gradients
 from .context import ParallelContext
 from .crps import distributed_loss
-from .layout import split_bounds
-from .ops import DistributedSphereOps, local_degree_slice, local_order_slice
+from .ops import DistributedSphereOps
 
 
 class DistributedTrainHooks(TrainHooks):
@@ -32,7 +30,6 @@ class DistributedTrainHooks(TrainHooks):
         self.ctx = ctx
         self.rank = ctx.rank
         self.world_size = ctx.world_size
-        self._isht: dict[tuple, torch.nn.Module] = {}
 
     def is_writer(self) -> bool:
         return self.ctx.rank == 0
@@ -66,25 +63,6 @@ class DistributedTrainHooks(TrainHooks):
     def sphere_ops(self) -> DistributedSphereOps:
         """``SphereOps`` for building the model on this rank's tiles."""
         return DistributedSphereOps(self.ctx)
-
-    def noise_to_grid(self, noise, state: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
-        """Grid noise of this rank's batch rows and tile from the spectral state of the *global* batch.
-
-        ``noise`` is the trainer's ``EnsembleNoise`` built with :meth:`member_indices` (so its streams are the
-        serial run's), ``state`` its ``[E_r, B, C, L, L]`` state for the global batch ``B``; returns
-        ``[E_r, B_r, C, h, w]`` through ``torch_harmonics.distributed.DistributedInverseRealSHT``. ``rows``
-        overrides the batch rows (default: this batch rank's share of ``B``).
-        """
-        proc = noise.noise
-        key = (proc.nlat, proc.nlon, proc.lmax, proc.isht.grid)
-        if key not in self._isht:
-            self._isht[key] = thd.DistributedInverseRealSHT(
-                proc.nlat, proc.nlon, lmax=proc.lmax, mmax=proc.lmax, grid=proc.isht.grid, norm="ortho"
-            ).to(state.device)
-        if rows is None:
-            rows = slice(*split_bounds(state.shape[1], self.ctx.mesh.batch, self.ctx.coords.batch))
-        lsl, msl = local_degree_slice(proc.lmax, self.ctx), local_order_slice(proc.lmax, self.ctx)
-        return self._isht[key](state[:, rows, :, lsl, msl].contiguous())
 
     def tile(self, nlat: int, nlon: int):
         """This rank's tile as the data layer's ``Tile`` (``ForecastDataset(cfg, tile=...)`` reads only it)."""

@@ -35,25 +35,6 @@ from .noise import TiledEnsembleNoise
 from .ops import DistributedSphereOps
 
 
-class _InferNoise:
-    """:class:`.noise.TiledEnsembleNoise` behind the serial ``EnsembleNoise`` calls of the inference loop."""
-
-    def __init__(self, tiled: TiledEnsembleNoise, device: torch.device) -> None:
-        self.tiled, self.device = tiled, device
-        self.tiled.isht.to(device)
-
-    def initial(self, batch: int) -> torch.Tensor:
-        if batch != self.tiled.global_batch:
-            raise ValueError(f"noise was set up for {self.tiled.global_batch} initial times, asked for {batch}")
-        return self.tiled.initial()
-
-    def step(self, state: torch.Tensor) -> torch.Tensor:
-        return self.tiled.step(state)
-
-    def to_grid(self, state: torch.Tensor) -> torch.Tensor:
-        return self.tiled.to_grid(state.to(self.device))
-
-
 class DistributedInferHooks(InferHooks):
     """:class:`~sciml.forecasting.infer.InferHooks` of one rank of ``ctx``'s mesh (see the module docstring)."""
 
@@ -73,9 +54,8 @@ class DistributedInferHooks(InferHooks):
     def member_indices(self, members: int) -> list[int]:
         return self.ctx.member_indices(members, "--members")
 
-    def noise(self, process: Any, members: int, seed: int, centered: bool, n_inits: int) -> _InferNoise:
-        tiled = TiledEnsembleNoise(process, members, n_inits, seed, self.ctx, centered=centered)
-        return _InferNoise(tiled, self.ctx.device)
+    def noise(self, process: Any, members: int, seed: int, centered: bool, n_inits: int) -> TiledEnsembleNoise:
+        return TiledEnsembleNoise(process, members, n_inits, seed, self.ctx, centered=centered, device=self.ctx.device)
 
     def is_writer(self) -> bool:
         return self.ctx.rank == 0

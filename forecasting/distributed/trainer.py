@@ -7,7 +7,7 @@ overrides the rest of what touches the grid or the batch:
   trainer asks ``hooks.sphere_ops()`` and ``hooks.tile()``);
 * a step's global batch is cut to this batch rank's rows (:meth:`DistributedTrainHooks.batch_rows`);
 * noise is drawn for the global batch from the per-member streams and mapped to the rows and tile
-  (:class:`TiledNoise`), so every rank sees the serial run's noise;
+  (:class:`.noise.TiledEnsembleNoise`), so every rank sees the serial run's noise;
 * validation metrics are reduced over the mesh: ensemble mean and spread from member sums over the ensemble
   group, area means from tile partial sums over the spatial group.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -29,47 +30,10 @@ from sciml.errors import UsageError
 
 from .hooks import DistributedTrainHooks
 from .layout import split_bounds
+from .noise import TiledEnsembleNoise
 
-
-class TiledNoise:
-    r"""``EnsembleNoise`` adapter: the serial streams of *all* members, grid fields of this rank's share.
-
-    Every rank advances the generators of all ``E`` members for the global batch (the spectral states are small:
-    :math:`E\,B\,C\,L^2` normal draws per step), exactly as the serial run does, and maps only its members,
-    batch rows (``rows``; default its batch rank's share) and tile to the grid. So the noise is the serial noise
-    on any layout, and the generator states a checkpoint holds (``generators``, all members, as serially)
-    resume a run at any other layout.
-    """
-
-    def __init__(self, inner, hooks: DistributedTrainHooks, global_batch: int, rows: slice | None = None) -> None:
-        from sciml.forecasting.noise import EnsembleNoise
-
-        self.local = list(inner.member_indices)
-        self.full = EnsembleNoise(inner.noise, inner.members, inner.seed, inner.centered)
-        self.hooks, self.global_batch, self.rows = hooks, global_batch, rows
-
-    @property
-    def member_indices(self) -> list[int]:
-        return self.local
-
-    @property
-    def generators(self) -> list[torch.Generator]:
-        return self.full.generators
-
-    @property
-    def noise(self):
-        return self.full.noise
-
-    def initial(self, batch: int) -> torch.Tensor:
-        """Stationary state ``[E, B, C, L, L]`` of all members for the global batch (``batch`` is the local one)."""
-        return self.full.initial(self.global_batch)
-
-    def step(self, state: torch.Tensor) -> torch.Tensor:
-        return self.full.step(state)
-
-    def to_grid(self, state: torch.Tensor) -> torch.Tensor:
-        """This rank's members, rows and tile, ``[E_r, B_r, C, h, w]``."""
-        return self.hooks.noise_to_grid(self.full, state[self.local], rows=self.rows)
+if TYPE_CHECKING:
+    from sciml.forecasting.noise import EnsembleNoise
 
 
 class TiledTrainer(Trainer):
@@ -96,7 +60,7 @@ class TiledTrainer(Trainer):
     def _enter_stage(self, index: int):
         st = super()._enter_stage(index)
         if st.noise is not None:
-            st.noise = TiledNoise(st.noise, self.hooks, st.cfg.batch_size)
+            st.noise = TiledEnsembleNoise.from_serial(st.noise, self.ctx, st.cfg.batch_size)
         return st
 
     def batch(self, st, stage_step: int) -> dict[str, torch.Tensor]:
@@ -104,9 +68,9 @@ class TiledTrainer(Trainer):
         return comp.collate([st.data[i] for i in self.hooks.batch_rows(idx)])
 
     # ------------------------------------------------------------------ validation
-    def validation_noise(self, noise, windows: int):
+    def validation_noise(self, noise: EnsembleNoise, windows: int) -> TiledEnsembleNoise:
         # every batch rank holds all validation windows (rows=slice(None)); the members are this rank's
-        return TiledNoise(noise, self.hooks, windows, rows=slice(None))
+        return TiledEnsembleNoise.from_serial(noise, self.ctx, windows, rows=slice(None))
 
     def _sum(self, t: torch.Tensor, group) -> torch.Tensor:
         if group.size > 1:

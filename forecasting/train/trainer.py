@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from sciml.progress import NoProgress, Progress
 from . import components as comp
 from .checkpoint import CHECKPOINT_NAME, generator_states, load_checkpoint, restore_generators, save_checkpoint
 from .config import StageConfig, TrainConfig, config_from_dict
+
+if TYPE_CHECKING:
+    from sciml.forecasting.noise import NoiseStreams
 
 LOGGER = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class _Stage:
     data: Any
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    noise: Any
+    noise: NoiseStreams | None
     loss: torch.nn.Module
 
 
@@ -338,7 +341,7 @@ class Trainer:
             raise NonFiniteError(f"{self.bad_steps} non-finite steps in a row {where}; stopped, {keep}")
 
     # ------------------------------------------------------------------ validation
-    def validation_noise(self, noise, windows: int):
+    def validation_noise(self, noise: NoiseStreams, windows: int) -> NoiseStreams:
         """The validation ensemble's noise for ``windows`` windows (the distributed trainer tiles it)."""
         return noise
 
