@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from sciml.forecasting.tiles import Tile
 
 from sciml import __version__
 from sciml.errors import SciMLError, UsageError
@@ -232,9 +233,9 @@ class InferHooks:
         """``SphereOps`` the model is built with (None: the serial layers)."""
         return None
 
-    def tile(self, nlat: int, nlon: int) -> tuple[slice, slice]:
-        """Latitude and longitude index ranges this process computes."""
-        return slice(None), slice(None)
+    def tile(self, nlat: int, nlon: int) -> Tile:
+        """The latitude x longitude tile this process computes (the train hooks' ``tile`` too)."""
+        return Tile.full(nlat, nlon)
 
     def rows(self, n_inits: int) -> slice:
         """Initial times (batch rows) this process computes."""
@@ -312,7 +313,7 @@ def run_inference(
         times = pd.DatetimeIndex(ds["time"].values)
         init_times = times[idx]
         f = lm.facts
-        rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon)
+        rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon).slices
         x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
         if hooks.any_true(bool(np.isnan(x0).any())):
             raise UsageError(f"{store}: NaN in the initial conditions at {[str(t) for t in init_times]}")

@@ -114,7 +114,7 @@ def test_bad_requests(store, tmp_path):
     with pytest.raises(UsageError, match=r"\['q700'\] not in the store; available: \['z500'"):
         ForecastDataset(_cfg(store, channels=("z500", "q700")))
     with pytest.raises(UsageError, match="outside the 33x64 grid"):
-        ForecastDataset(_cfg(store), tile=Tile(0, 40, 0, 64))
+        ForecastDataset(_cfg(store), tile=Tile((0, 40), (0, 64)))
     with pytest.raises(UsageError, match="no window of 40 step"):
         ForecastDataset(_cfg(store, steps=40))
     with pytest.raises(UsageError, match="no statistics file"):

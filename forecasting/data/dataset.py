@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from sciml.forecasting.tiles import Tile
 
 from sciml.errors import UsageError
 
@@ -33,60 +34,6 @@ from .features import resolve_features
 from .grid import Grid
 from .readers import open_zarr, ordered
 from .stats import NormStats, stats_path
-
-
-@dataclass(frozen=True)
-class Tile:
-    """A lat x lon block of the global grid: half-open row ranges ``[lat0, lat1) x [lon0, lon1)``."""
-
-    lat0: int
-    lat1: int
-    lon0: int
-    lon1: int
-
-    @classmethod
-    def full(cls, nlat: int, nlon: int) -> Tile:
-        return cls(0, nlat, 0, nlon)
-
-    @classmethod
-    def from_slices(cls, lat: slice, lon: slice, nlat: int, nlon: int) -> Tile:
-        """Tile from Python slices (step 1) over a ``nlat x nlon`` grid."""
-        if lat.step not in (None, 1) or lon.step not in (None, 1):
-            raise UsageError("tile slices must be contiguous (step 1)")
-        a0, a1, _ = lat.indices(nlat)
-        b0, b1, _ = lon.indices(nlon)
-        tile = cls(a0, a1, b0, b1)
-        tile.check(nlat, nlon)
-        return tile
-
-    @classmethod
-    def from_split(cls, nlat: int, nlon: int, h: int, w: int, rank_h: int, rank_w: int) -> Tile:
-        """The tile of polar rank ``rank_h`` of ``h`` and azimuth rank ``rank_w`` of ``w``.
-
-        Uses torch-harmonics' ``compute_split_shapes`` (first chunks one row larger), so tiles coincide with what
-        ``torch_harmonics.distributed`` layers expect.
-        """
-        from torch_harmonics.distributed import compute_split_shapes
-
-        if not (0 <= rank_h < h and 0 <= rank_w < w):
-            raise UsageError(f"tile rank ({rank_h}, {rank_w}) outside the {h}x{w} decomposition")
-        if h > nlat or w > nlon:
-            raise UsageError(f"cannot split a {nlat}x{nlon} grid into {h}x{w} tiles")
-        sh, sw = compute_split_shapes(nlat, h), compute_split_shapes(nlon, w)
-        a, b = sum(sh[:rank_h]), sum(sw[:rank_w])
-        return cls(a, a + sh[rank_h], b, b + sw[rank_w])
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        return slice(self.lat0, self.lat1), slice(self.lon0, self.lon1)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.lat1 - self.lat0, self.lon1 - self.lon0
-
-    def check(self, nlat: int, nlon: int) -> None:
-        if not (0 <= self.lat0 < self.lat1 <= nlat and 0 <= self.lon0 < self.lon1 <= nlon):
-            raise UsageError(f"tile {self} is empty or outside the {nlat}x{nlon} grid")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sciml.forecasting.train import TrainHooks
 from .comm import sync_gradients
 from .context import ParallelContext
 from .crps import distributed_loss
+from .layout import Tile
 from .ops import DistributedSphereOps
 
 
@@ -64,9 +65,6 @@ class DistributedTrainHooks(TrainHooks):
         """``SphereOps`` for building the model on this rank's tiles."""
         return DistributedSphereOps(self.ctx)
 
-    def tile(self, nlat: int, nlon: int):
-        """This rank's tile as the data layer's ``Tile`` (``ForecastDataset(cfg, tile=...)`` reads only it)."""
-        from sciml.forecasting.data.dataset import Tile
-
-        c = self.ctx.coords
-        return Tile.from_split(nlat, nlon, self.ctx.mesh.h, self.ctx.mesh.w, c.h, c.w)
+    def tile(self, nlat: int, nlon: int) -> Tile:
+        """This rank's tile (``ForecastDataset(cfg, tile=...)`` reads only it)."""
+        return self.ctx.tile(nlat, nlon)

@@ -31,6 +31,7 @@ from sciml.progress import Progress
 
 from .comm import all_max
 from .context import ParallelConfig, ParallelContext, init_parallel
+from .layout import Tile
 from .noise import TiledEnsembleNoise
 from .ops import DistributedSphereOps
 
@@ -45,8 +46,8 @@ class DistributedInferHooks(InferHooks):
     def sphere_ops(self) -> DistributedSphereOps:
         return DistributedSphereOps(self.ctx)
 
-    def tile(self, nlat: int, nlon: int) -> tuple[slice, slice]:
-        return self.ctx.tile(nlat, nlon).slices
+    def tile(self, nlat: int, nlon: int) -> Tile:
+        return self.ctx.tile(nlat, nlon)
 
     def rows(self, n_inits: int) -> slice:
         return self.ctx.batch_rows(n_inits, "number of --init times")

@@ -19,6 +19,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
+from sciml.forecasting.tiles import Tile, split_bounds, split_sizes  # noqa: F401  (re-exported: one split rule)
+
 from sciml.errors import UsageError
 
 Axis = Literal["batch", "ensemble", "h", "w"]
@@ -38,53 +40,9 @@ GROUP_AXES: dict[str, tuple[str, ...]] = {
 GROUP_ORDER: tuple[str, ...] = ("h", "w", "spatial", "ensemble", "batch", "data")
 
 
-def split_sizes(n: int, parts: int) -> list[int]:
-    r"""Balanced chunk sizes of an extent ``n`` over ``parts`` ranks.
-
-    .. math::
-
-        n_k = \lfloor n/p \rfloor + [k < n \bmod p], \qquad k = 0, \dots, p - 1,
-
-    identical to ``torch_harmonics.distributed.compute_split_shapes``. Every chunk must be non-empty.
-    """
-    if parts < 1:
-        raise UsageError(f"cannot split into {parts} parts; the number of ranks must be >= 1")
-    if n < parts:
-        raise UsageError(f"cannot split an extent of {n} over {parts} ranks (every tile needs >= 1 point); use fewer")
-    base, extra = divmod(n, parts)
-    return [base + 1] * extra + [base] * (parts - extra)
-
-
-def split_bounds(n: int, parts: int, index: int) -> tuple[int, int]:
-    """``(start, stop)`` of chunk ``index`` of :func:`split_sizes` ``(n, parts)``."""
-    sizes = split_sizes(n, parts)
-    if not 0 <= index < parts:
-        raise UsageError(f"chunk index {index} is outside 0..{parts - 1}")
-    start = sum(sizes[:index])
-    return start, start + sizes[index]
-
-
-@dataclass(frozen=True)
-class Tile:
-    """A rank's latitude x longitude tile of an ``nlat x nlon`` grid: half-open index ranges."""
-
-    lat: tuple[int, int]
-    lon: tuple[int, int]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """Local ``(nlat, nlon)``."""
-        return self.lat[1] - self.lat[0], self.lon[1] - self.lon[0]
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        """``(lat_slice, lon_slice)`` for indexing the two trailing dimensions of a global field."""
-        return slice(*self.lat), slice(*self.lon)
-
-
 def tile(nlat: int, nlon: int, h: int, w: int, i: int, j: int) -> Tile:
     """Tile of spatial coordinates ``(i, j)`` on an ``h x w`` split of an ``nlat x nlon`` grid."""
-    return Tile(split_bounds(nlat, h, i), split_bounds(nlon, w, j))
+    return Tile.from_split(nlat, nlon, h, w, i, j)
 
 
 def split_evenly(total: int, parts: int, what: str) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sciml.forecasting.tiles import Tile
 
 from sciml.config import from_dict, to_dict
 from sciml.errors import UsageError
@@ -61,9 +62,9 @@ class TrainHooks:
         """Wrap or replace the serial loss (e.g. an ensemble-parallel CRPS); identity serially."""
         return loss
 
-    def tile(self, nlat: int, nlon: int):
-        """The lat x lon :class:`~sciml.forecasting.data.Tile` this rank reads (``None``: the whole globe)."""
-        return None
+    def tile(self, nlat: int, nlon: int) -> Tile:
+        """The lat x lon :class:`~sciml.forecasting.tiles.Tile` this rank reads (serially the whole globe)."""
+        return Tile.full(nlat, nlon)
 
     def sphere_ops(self):
         """Spherical primitives for the model (``None``: serial torch-harmonics layers)."""
