@@ -100,3 +100,21 @@ def test_bad_weighting_config_values():
         WeightingConfig(alpha=1.5)
     with pytest.raises(ValueError, match="initial"):
         WeightingConfig(initial={"residual": math.nan})
+
+
+def test_one_registry_of_weighting_strategies():
+    """CLI choices, config check, factory and docs all come from WEIGHTINGS (name -> class)."""
+    from pathlib import Path
+
+    from sciml.pinn.config import WeightingConfig
+    from sciml.pinn.weighting import WEIGHTINGS, make_weighting
+
+    assert list(WEIGHTINGS) == ["fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo"]
+    for name, cls in WEIGHTINGS.items():
+        strategy = make_weighting(WeightingConfig(scheme=name, alpha=0.5, temperature=0.2))
+        assert type(strategy) is cls and strategy.name == name
+        assert getattr(strategy, "alpha", 0.5) == 0.5 and getattr(strategy, "temperature", 0.2) == 0.2
+    with pytest.raises(ValueError, match=r"weighting.scheme 'lr' is unknown \(valid: fixed, lra, gradnorm"):
+        WeightingConfig(scheme="lr")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "pinn.md").read_text()
+    assert f"--weighting {'|'.join(WEIGHTINGS)}" in docs

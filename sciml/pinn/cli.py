@@ -23,13 +23,14 @@ from sciml.errors import UsageError
 from sciml.problem import ProblemSpec
 
 LOGGER = logging.getLogger(__name__)
-WEIGHTINGS = ("fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo")
 
 
 def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sciml solve`` besides the problem name and ``--param``."""
     parser.add_argument("--out", type=Path, default=None, help="result directory (default: runs/PROBLEM)")
     parser.add_argument("--config", type=Path, default=None, help="solver config YAML (keys of SolverConfig)")
+    from sciml.pinn.weighting import WEIGHTINGS  # numpy only: no deepxde import
+
     parser.add_argument("--weighting", default=None, help=f"loss weighting scheme: {', '.join(WEIGHTINGS)}")
     parser.add_argument("--seed", type=int, default=None, help="random seed (network init, sampling)")
     parser.add_argument("--steps", type=int, default=None, help="Adam steps")
@@ -103,6 +104,8 @@ def _check_out(out: Path) -> None:
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {}
     if getattr(args, "weighting", None) is not None:
+        from sciml.pinn.weighting import WEIGHTINGS
+
         if args.weighting not in WEIGHTINGS:
             raise UsageError(f"--weighting {args.weighting!r} is unknown (valid: {', '.join(WEIGHTINGS)})")
         over["weighting"] = {"scheme": args.weighting}

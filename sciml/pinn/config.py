@@ -15,7 +15,6 @@ from typing import Any, Literal
 from sciml.config import from_dict, to_dict
 
 Distribution = Literal["chebyshev", "uniform", "pseudo", "LHS", "Halton", "Hammersley", "Sobol"]
-Scheme = Literal["fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class WeightingConfig:
     (SoftAdapt, ReLoBRaLo), ``rho`` ReLoBRaLo's expected look-back probability.
     """
 
-    scheme: Scheme = "fixed"
+    scheme: str = "fixed"  # a name of sciml.pinn.weighting.WEIGHTINGS
     update_every: int = 10
     alpha: float = 0.9
     temperature: float = 0.1
@@ -73,6 +72,10 @@ class WeightingConfig:
     initial: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from sciml.pinn.weighting import WEIGHTINGS  # the registry (it imports this module only for types)
+
+        if self.scheme not in WEIGHTINGS:
+            raise ValueError(f"weighting.scheme {self.scheme!r} is unknown (valid: {', '.join(WEIGHTINGS)})")
         if self.update_every < 1:
             raise ValueError(f"weighting.update_every must be >= 1, got {self.update_every}")
         if not 0.0 <= self.alpha < 1.0:

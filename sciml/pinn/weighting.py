@@ -29,12 +29,14 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from sciml.errors import UsageError
-from sciml.pinn.config import WeightingConfig
+
+if TYPE_CHECKING:
+    from sciml.pinn.config import WeightingConfig
 
 Needs = Literal["losses", "gradients", "ntk"]
 
@@ -52,6 +54,11 @@ class WeightingStrategy(ABC):
 
     name: str = ""
     needs: Needs = "losses"
+
+    @classmethod
+    def from_config(cls, cfg: WeightingConfig, seed: int = 0) -> WeightingStrategy:
+        """The strategy with the settings of ``cfg`` that it uses (the base uses ``initial`` and ``update_every``)."""
+        return cls(initial=cfg.initial, update_every=cfg.update_every)
 
     def __init__(self, initial: Mapping[str, float] | None = None, update_every: int = 10) -> None:
         self.initial = dict(initial or {})
@@ -87,6 +94,10 @@ class Fixed(WeightingStrategy):
 
 
 class _Smoothed(WeightingStrategy):
+    @classmethod
+    def from_config(cls, cfg: WeightingConfig, seed: int = 0) -> WeightingStrategy:
+        return cls(initial=cfg.initial, update_every=cfg.update_every, alpha=cfg.alpha)
+
     def __init__(self, initial=None, update_every: int = 10, alpha: float = 0.9) -> None:
         super().__init__(initial, update_every)
         self.alpha = alpha
@@ -150,6 +161,10 @@ class SoftAdapt(WeightingStrategy):
 
     name = "softadapt"
 
+    @classmethod
+    def from_config(cls, cfg: WeightingConfig, seed: int = 0) -> WeightingStrategy:
+        return cls(initial=cfg.initial, update_every=cfg.update_every, temperature=cfg.temperature)
+
     def __init__(self, initial=None, update_every: int = 10, temperature: float = 0.1) -> None:
         super().__init__(initial, update_every)
         self.temperature = temperature
@@ -173,6 +188,11 @@ class ReLoBRaLo(WeightingStrategy):
     """Relative loss balancing with random look-back."""
 
     name = "relobralo"
+
+    @classmethod
+    def from_config(cls, cfg: WeightingConfig, seed: int = 0) -> WeightingStrategy:
+        common = {"initial": cfg.initial, "update_every": cfg.update_every}
+        return cls(**common, alpha=cfg.alpha, temperature=cfg.temperature, rho=cfg.rho, seed=seed)
 
     def __init__(
         self,
@@ -211,22 +231,16 @@ class ReLoBRaLo(WeightingStrategy):
         return dict(self.weights)
 
 
-SCHEMES = ("fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo")
+#: The one registry of weighting strategies, name -> class: the CLI's choices, the config's check and the docs
+#: are read from it.
+WEIGHTINGS: dict[str, type[WeightingStrategy]] = {
+    cls.name: cls for cls in (Fixed, LRAnnealing, GradNormBalance, NTKTrace, SoftAdapt, ReLoBRaLo)
+}
+SCHEMES = tuple(WEIGHTINGS)
 
 
 def make_weighting(cfg: WeightingConfig, seed: int = 0) -> WeightingStrategy:
     """Resolve ``cfg.scheme`` into a strategy object (the only place the names are interpreted)."""
-    common = {"initial": cfg.initial, "update_every": cfg.update_every}
-    if cfg.scheme == "fixed":
-        return Fixed(**common)
-    if cfg.scheme == "lra":
-        return LRAnnealing(**common, alpha=cfg.alpha)
-    if cfg.scheme == "gradnorm":
-        return GradNormBalance(**common, alpha=cfg.alpha)
-    if cfg.scheme == "ntk":
-        return NTKTrace(**common, alpha=cfg.alpha)
-    if cfg.scheme == "softadapt":
-        return SoftAdapt(**common, temperature=cfg.temperature)
-    if cfg.scheme == "relobralo":
-        return ReLoBRaLo(**common, alpha=cfg.alpha, temperature=cfg.temperature, rho=cfg.rho, seed=seed)
-    raise UsageError(f"unknown weighting scheme {cfg.scheme!r} (valid: {', '.join(SCHEMES)})")
+    if cfg.scheme not in WEIGHTINGS:
+        raise UsageError(f"unknown weighting scheme {cfg.scheme!r} (valid: {', '.join(WEIGHTINGS)})")
+    return WEIGHTINGS[cfg.scheme].from_config(cfg, seed)
