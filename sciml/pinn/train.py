@@ -214,8 +214,9 @@ class Trainer:
         if cfg.max_iter == 0:
             return
         chunk = self.cfg.history_every
+        params = self._params()
         opt = torch.optim.LBFGS(
-            self._params(),
+            params,
             lr=1.0,
             max_iter=chunk,
             history_size=cfg.history,
@@ -236,7 +237,8 @@ class Trainer:
         prev = math.inf
         while self.steps["lbfgs"] < cfg.max_iter:
             opt.step(closure)
-            n_iter = opt.state[opt._params[0]].get("n_iter", 0)
+            # torch's LBFGS keeps its iteration count in the state of its first parameter
+            n_iter = opt.state[params[0]].get("n_iter", 0)
             done = n_iter - self.steps["lbfgs"]
             self.steps["lbfgs"] = n_iter
             losses = {n: v.detach() for n, v in box["losses"].items()}
