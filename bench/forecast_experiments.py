@@ -5,16 +5,16 @@
     python bench/forecast_experiments.py --only winds --seeds 0,1,2  # winds, winds-seed-1, winds-seed-2
     python bench/forecast_experiments.py --list
 
-Each variant is ``sciml forecast demo --full`` with ``--set`` overrides of configs/forecast/demo.yaml (one process
-per variant, one thread each, ``--jobs`` at a time), so it trains 540 steps, infers 12 initial times x 8 members
-x 5 days on the held-out year and scores them exactly as the demo does. A variant with scores is only re-read
-(``--redo`` runs it again; an interrupted one resumes from its checkpoint). Prints a table of the targets
-(largest CRPS ratio to the three baselines, SSR range at 1-5 days, member/truth power at 5 days for
-l = 1..16) and writes JSON: rows of the variants run here replace those of the same name in an existing results
-file, the others are kept. ``--seeds`` runs every chosen variant with each seed (``NAME-seed-S``; seed 0 is
-``NAME``) and says how many seeds meet every target: seeds move the targets as much as most settings, so a
-setting is only known to work once several seeds agree. The README's "Measured" section quotes these numbers;
-expect 20-30 min per variant at one thread.
+Each variant is ``sciml forecast demo --full`` with ``--set`` overrides of forecasting/configs/forecast/demo.yaml
+(one process per variant, one thread each, ``--jobs`` at a time), so it trains 540 steps, infers 12 initial times x
+8 members x 5 days on the held-out year and scores them exactly as the demo does. A variant with scores is only
+re-read (``--redo`` runs it again; an interrupted one resumes from its checkpoint). Prints a table of the targets
+(largest CRPS ratio to the three baselines, SSR range at 1-5 days, member/truth power at 5 days for l = 1..16) and
+writes JSON: rows of the variants run here replace those of the same name in an existing results file, the others
+are kept. ``--seeds`` runs every chosen variant with each seed (``NAME-seed-S``; seed 0 is ``NAME``) and says how
+many seeds meet every target: seeds move the targets as much as most settings, so a setting is only known to work
+once several seeds agree. docs/benchmarks.md tabulates these numbers; expect 20-30 min per variant at one
+thread.
 """
 
 from __future__ import annotations

@@ -160,3 +160,13 @@ def test_generated_tables_are_current() -> None:
         [sys.executable, str(ROOT / "bench" / "tables.py"), "--check"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_forecasting_package_quick_start_runs() -> None:
+    """The quick start in ``sciml.forecasting``'s docstring is a doctest."""
+    import doctest
+
+    import sciml.forecasting
+
+    result = doctest.testmod(sciml.forecasting, raise_on_error=False)
+    assert result.attempted >= 10 and result.failed == 0

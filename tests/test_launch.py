@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sciml.forecasting.launch import (
+from sciml.forecasting.slurm import (
     TEMPLATE_DIR,
     SlurmLaunch,
     field_values,
@@ -383,7 +383,7 @@ def test_builtin_config_names_pass_through_and_unknown_names_fail(tmp_path, monk
 
 
 def test_constants_agree_with_the_training_command():
-    from sciml.forecasting.launch import BUILTIN_CONFIGS, DEFAULT_CHECKPOINT_NAME
+    from sciml.forecasting.slurm import BUILTIN_CONFIGS, DEFAULT_CHECKPOINT_NAME
     from sciml.forecasting.train import CHECKPOINT_NAME
     from sciml.forecasting.train.config import BUILTIN_PACKAGE
 

@@ -302,7 +302,7 @@ def tiny_train_config(tmp_path_factory) -> Path:
 
     import yaml
     from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
-    from sciml.forecasting.launch import BUILTIN_CONFIGS
+    from sciml.forecasting.slurm import BUILTIN_CONFIGS
 
     folder = tmp_path_factory.mktemp("train")
     store = folder / "tiny.zarr"

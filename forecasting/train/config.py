@@ -201,7 +201,7 @@ class ValidationSection:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A complete training run. See the module docstring and ``configs/forecast/demo.yaml``."""
+    """A complete training run. See the module docstring and ``forecasting/configs/forecast/demo.yaml``."""
 
     stages: tuple[StageConfig, ...]
     name: str = "forecast"
