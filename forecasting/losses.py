@@ -140,7 +140,7 @@ def crps_ensemble(
     return skill - (n - 1 + kernel.alpha) / (2 * n) * mean_gap
 
 
-def _check_weights(weights: torch.Tensor | None, n_channels: int | None) -> torch.Tensor | None:
+def _check_weights(weights: torch.Tensor | Sequence[float] | None, n_channels: int | None) -> torch.Tensor | None:
     if weights is None:
         return None
     w = torch.as_tensor(weights, dtype=torch.float64).flatten()
@@ -161,6 +161,10 @@ class GridCRPSLoss(nn.Module):
     with :math:`\sum_x q_x = 1` (spherical mean) and channel weights :math:`w_c` (uniform :math:`1/C` by
     default). Forecasts are ``[E, B, C, H, W]``, targets ``[B, C, H, W]``.
     """
+
+    # buffers (registered in __init__), declared for type checkers
+    quad: torch.Tensor
+    channel_weights: torch.Tensor | None
 
     def __init__(
         self,
@@ -366,6 +370,12 @@ class SpectralCRPSLoss(nn.Module):
     coefficients (:class:`ChannelSHT`).
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    mode_weights: torch.Tensor
+    degree_weights: torch.Tensor | None
+    lm_weights: torch.Tensor
+    channel_weights: torch.Tensor | None
+
     def __init__(
         self,
         nlat: int,
@@ -515,9 +525,9 @@ def rollout_loss(
     """
     if len(targets) == 0:
         raise UsageError("rollout_loss needs at least one target step")
-    state, total = initial, None
-    for k, target in enumerate(targets):
+    state = step(initial, 0)
+    total = loss(state, targets[0])
+    for k in range(1, len(targets)):  # summed in step order, as the distributed twin does
         state = step(state, k)
-        term = loss(state, target)
-        total = term if total is None else total + term
+        total = total + loss(state, targets[k])
     return total / len(targets)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -111,7 +112,7 @@ def mse(forecast: xr.DataArray, truth: xr.DataArray, *, lat_dim="lat", lon_dim="
 @per_variable
 def rmse(forecast: xr.DataArray, truth: xr.DataArray, *, lat_dim="lat", lon_dim="lon", mean_dims=()) -> xr.DataArray:
     r""":math:`\sqrt{\overline{\mathrm{MSE}}}`: root of the area- and ``mean_dims``-averaged squared error."""
-    return np.sqrt(mse(forecast, truth, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims))
+    return cast(xr.DataArray, np.sqrt(mse(forecast, truth, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims)))
 
 
 @per_variable
@@ -126,7 +127,9 @@ def ensemble_mean_rmse(
 ) -> xr.DataArray:
     """RMSE of the ensemble mean."""
     _dims_check(forecast, ensemble_dim)
-    return rmse(forecast.mean(ensemble_dim), truth, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims)
+    return cast(
+        xr.DataArray, rmse(forecast.mean(ensemble_dim), truth, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims)
+    )
 
 
 @per_variable
@@ -200,7 +203,7 @@ def spread(
     if forecast.sizes[ensemble_dim] < 2:
         raise UsageError(f"spread needs at least 2 members along {ensemble_dim!r}")
     var = forecast.var(ensemble_dim, ddof=1)
-    return np.sqrt(_time_mean(spatial_mean(var, lat_dim, lon_dim), mean_dims))
+    return cast(xr.DataArray, np.sqrt(_time_mean(spatial_mean(var, lat_dim, lon_dim), mean_dims)))
 
 
 @per_variable
@@ -222,7 +225,7 @@ def spread_skill_ratio(
     papers) and tends to 1.
     """
     kw = dict(ensemble_dim=ensemble_dim, lat_dim=lat_dim, lon_dim=lon_dim, mean_dims=mean_dims)
-    ratio = spread(forecast, **kw) / ensemble_mean_rmse(forecast, truth, **kw)
+    ratio = cast(xr.DataArray, spread(forecast, **kw) / ensemble_mean_rmse(forecast, truth, **kw))
     if finite_ensemble_correction:
         m = forecast.sizes[ensemble_dim]
         ratio = ratio * np.sqrt((m + 1) / m)

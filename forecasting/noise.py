@@ -77,6 +77,10 @@ class DiffusionNoiseS2(nn.Module):
         ``equiangular`` or ``legendre-gauss``.
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    spectrum: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         nlat: int,

@@ -230,7 +230,7 @@ def _check_int(name: str, value: object, lo: int) -> None:
         raise UsageError(f"--{name.replace('_', '-')} must be >= {lo}, got {value}")
 
 
-def _check_file(flag: str, path: Path | None, what: str) -> None:
+def _check_file(flag: str, path: Path | str | None, what: str) -> None:
     if path is None:
         raise UsageError(f"{flag} FILE is required: {what}")
     if not Path(path).is_file():
@@ -272,7 +272,7 @@ def field_values(spec: SlurmLaunch) -> dict[str, str]:
     """The text substituted for each template field (already quoted where it lands in bash)."""
     run_root = Path(spec.run_root).expanduser().resolve()
 
-    def q(path: Path | None) -> str:
+    def q(path: Path | str | None) -> str:
         return shlex.quote(str(Path(path).expanduser().resolve())) if path is not None else "''"
 
     return {

@@ -163,6 +163,7 @@ class ChannelSHT(nn.Module):
         if max(u + v) >= n:
             raise UsageError(f"vector pair channel index {max(u + v)} out of range for {n} channels")
         scalars = [c for c in range(n) if c not in set(u + v)]
+        assert self.vsht is not None  # __init__ requires it when there are pairs
         vec = self.vsht(tangent_components(f[..., u, :, :], f[..., v, :, :]))  # [..., P, 2, L, M]
         parts = [vec[..., 0, :, :], vec[..., 1, :, :]]
         if scalars:

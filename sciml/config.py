@@ -15,7 +15,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -116,7 +116,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
 
 
 def _from_mapping(cls: type[T], data: dict[str, Any], path: str) -> T:
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cast(Any, cls)) if f.init}  # cls is a dataclass (checked)
     hints = get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:

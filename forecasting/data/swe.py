@@ -142,6 +142,17 @@ class BatchedShallowWater(torch.nn.Module):
     call per step (the per-step cost at these sizes is dominated by Python overhead, not arithmetic).
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    lap: torch.Tensor
+    invlap: torch.Tensor
+    tril: torch.Tensor
+    coriolis: torch.Tensor
+    hyperdiff: torch.Tensor
+    not_mean: torch.Tensor
+    band: torch.Tensor
+    phi_eq0: torch.Tensor
+    phi_eq1: torch.Tensor
+
     def __init__(self, cfg: SWEConfig) -> None:
         super().__init__()
         import torch_harmonics as th

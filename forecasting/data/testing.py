@@ -37,7 +37,7 @@ def synthetic_truth(
     g = Grid(grid, nlat, nlon)  # type: ignore[arg-type]
     times = pd.date_range(start, periods=steps, freq="6h")
     scale = {"z": 5e4, "t": 260.0, "t2m": 280.0, "u10m": 0.0}
-    data = {}
+    data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     for c in CHANNELS:
         base = scale.get(c, scale.get(c[0], 0.0))
         data[c] = (("time", "lat", "lon"), (base + rng.standard_normal((steps, nlat, nlon))).astype(np.float32))
@@ -50,7 +50,7 @@ def synthetic_truth(
 def write_wb2(truth: xr.Dataset, path: str | Path, *, ascending: bool = False) -> Path:
     """WeatherBench2 zarr (v2, consolidated): long names, ``level``, ``latitude``/``longitude``."""
     ds = truth.rename({"lat": "latitude", "lon": "longitude"})
-    out = {}
+    out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     for short, long in LEVEL_VARS.items():
         stack = np.stack([ds[f"{short}{lev}"].values for lev in LEVELS], axis=1)
         out[long] = (("time", "level", "latitude", "longitude"), stack)
@@ -74,7 +74,7 @@ def write_wb2(truth: xr.Dataset, path: str | Path, *, ascending: bool = False) -
 
 
 def _cds_dataset(truth: xr.Dataset, variables: list[str]) -> xr.Dataset:
-    out = {}
+    out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     levels = np.array(LEVELS, dtype=np.float64)
     coords = {
         "valid_time": truth["time"].values,

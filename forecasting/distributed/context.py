@@ -102,7 +102,9 @@ class ParallelContext:
 
     def group(self, name: str) -> CommGroup:
         if name == "world":
-            return CommGroup("world", tuple(range(self.world_size)), dist.group.WORLD, self.rank, self.device)
+            world = dist.group.WORLD
+            assert world is not None  # the context exists only after init_process_group
+            return CommGroup("world", tuple(range(self.world_size)), world, self.rank, self.device)
         return self.groups[name]
 
     @property
@@ -176,6 +178,7 @@ def build_groups(mesh: MeshShape, rank: int, timeout: timedelta, device: torch.d
         for ranks in mesh.group_ranks(name):
             handle = dist.new_group(list(ranks), timeout=timeout)
             if rank in ranks:
+                assert isinstance(handle, dist.ProcessGroup)  # a member of the group gets its handle
                 mine[name] = CommGroup(name, ranks, handle, ranks.index(rank), device)
     return mine
 

@@ -125,6 +125,10 @@ class DistributedGridCRPSLoss(nn.Module):
     ``[nlat, 1]`` weights) replaces the weights computed from ``grid``, e.g. to copy a serial loss's.
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    quad: torch.Tensor
+    channel_weights: torch.Tensor | None
+
     def __init__(
         self,
         nlat: int,
@@ -170,6 +174,12 @@ class DistributedSpectralCRPSLoss(nn.Module):
     ``DistributedRealVectorSHT`` (:class:`~sciml.forecasting.losses.ChannelSHT`). ``coefficient_scale`` :math:`s` is
     :math:`1/\sqrt{4\pi}` by default, as in the serial loss (``fcn3_loss`` uses makani's :math:`1/(4\pi)`).
     """
+
+    # buffers (registered in __init__), declared for type checkers
+    mode_weights: torch.Tensor
+    degree_weights: torch.Tensor | None
+    lm_weights: torch.Tensor
+    channel_weights: torch.Tensor | None
 
     def __init__(
         self,
@@ -235,7 +245,7 @@ def distributed_loss(loss: nn.Module, ctx: ParallelContext) -> nn.Module:
         return twin
     if isinstance(loss, SpectralCRPSLoss):
         sht = loss.sht
-        twin = DistributedSpectralCRPSLoss(
+        spectral = DistributedSpectralCRPSLoss(
             sht.nlat,
             sht.nlon,
             loss.kernel,
@@ -246,8 +256,8 @@ def distributed_loss(loss: nn.Module, ctx: ParallelContext) -> nn.Module:
             degree_weights=loss.degree_weights,
             vector_pairs=loss.transform.pairs,
         )
-        twin.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
-        return twin
+        spectral.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
+        return spectral
     raise UsageError(
         f"no distributed twin for loss {type(loss).__name__}; use GridCRPSLoss, SpectralCRPSLoss or CombinedLoss"
     )

@@ -80,7 +80,9 @@ _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
 def _split_top_level(s: str) -> list[str]:
     """Split on commas that are not inside brackets."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in s:
         if ch == "[":
             depth += 1

@@ -77,6 +77,7 @@ class DistributedInferHooks(InferHooks):
         wmax = max(t.shape[1] for t in tiles)
         padded = fields.new_zeros((*fields.shape[:-2], hmax, wmax), dtype=torch.float32, device=ctx.device)
         padded[..., : fields.shape[-2], : fields.shape[-1]] = fields
+        received: list[torch.Tensor] | None
         if mesh.size == 1:
             received = [padded]
         else:
@@ -84,6 +85,7 @@ class DistributedInferHooks(InferHooks):
             dist.gather(padded, received, dst=0, group=ctx.group("world").handle)
         if ctx.rank != 0:
             return None
+        assert received is not None  # rank 0 gathered every tile
         out = np.empty((n_inits, members, fields.shape[2], nlat, nlon), dtype=np.float32)
         for r, (t, piece) in enumerate(zip(tiles, received, strict=True)):
             c = mesh.coords(r)

@@ -32,8 +32,9 @@ class DistributedSpectralConvDH(SpectralConvDH):
 
     def __init__(self, sht: nn.Module, isht: nn.Module, in_channels: int, out_channels: int) -> None:
         super().__init__(sht, isht, in_channels, out_channels)
-        self.l_start = int(isht.lmax_offset)
-        self.l_stop = self.l_start + int(isht.lmax_local)
+        # torch-harmonics' distributed transforms keep their local degree range as ints
+        self.l_start = int(isht.lmax_offset)  # type: ignore[arg-type]
+        self.l_stop = self.l_start + int(isht.lmax_local)  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype

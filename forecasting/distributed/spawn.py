@@ -99,7 +99,7 @@ def run_local(
     mpctx = mp.get_context(start_method)
     port = free_port()
     procs = [
-        mpctx.Process(
+        mpctx.Process(  # type: ignore[attr-defined]  # get_context() is typed as the base context
             target=_child, args=(fn, r, world_size, port, args, kwargs or {}, max(timeout_s - 2.0, 1.0)), daemon=False
         )
         for r in range(world_size)
@@ -130,5 +130,5 @@ def run_local(
         if p.exitcode is None:
             p.kill()
             p.join()
-    codes = tuple(p.exitcode for p in procs)
-    return LocalRun(codes, timed_out, time.monotonic() - t0)
+    final = tuple(int(p.exitcode) if p.exitcode is not None else -9 for p in procs)
+    return LocalRun(final, timed_out, time.monotonic() - t0)

@@ -61,6 +61,9 @@ class FCN3(nn.Module):
     torch.Size([1, 6, 33, 64])
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    clamp_mask: torch.Tensor
+
     def __init__(self, config: FCN3Config, ops: SphereOps | None = None) -> None:
         super().__init__()
         self.config = cfg = config
@@ -171,7 +174,7 @@ class FCN3(nn.Module):
         self._check("aux", aux, cfg.n_aux, x.shape[0])
         self._check("noise", noise, cfg.n_noise, x.shape[0])
 
-        extra = [t for t, n in ((aux, cfg.n_aux), (noise, cfg.n_noise)) if n > 0]
+        extra = [t for t, n in ((aux, cfg.n_aux), (noise, cfg.n_noise)) if n > 0 and t is not None]
         aux_feats = self.aux_encoder(torch.cat(extra, dim=1).to(x.dtype)) if extra else None
 
         feats = self.encode(x)

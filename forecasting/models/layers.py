@@ -158,7 +158,7 @@ class SerialSphereOps:
         return SpectralConvDH(sht, isht, in_channels, out_channels)
 
     def local_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
-        return tuple(shape)
+        return shape[0], shape[1]
 
 
 class _FP32(nn.Module):
@@ -256,7 +256,7 @@ class SpectralConvDH(nn.Module):
         super().__init__()
         self.sht = sht
         self.isht = isht
-        lmax = isht.lmax
+        lmax = int(isht.lmax)  # type: ignore[arg-type]  # torch-harmonics transforms keep lmax as an int
         # Variance-preserving init: E|w|^2 = 1/in; degree 0 only has the real m=0 mode, so give it sqrt(2) more.
         scale = torch.full((lmax,), math.sqrt(1.0 / in_channels))
         scale[0] *= math.sqrt(2.0)
@@ -282,9 +282,9 @@ class MLP(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden_channels, out_channels, 1, bias=True)
         nn.init.normal_(self.fc1.weight, std=math.sqrt(2.0 / in_channels))
-        nn.init.zeros_(self.fc1.bias)
+        nn.init.zeros_(self.fc1.bias)  # type: ignore[arg-type]  # created with bias=True
         nn.init.normal_(self.fc2.weight, std=math.sqrt(1.0 / hidden_channels))
-        nn.init.zeros_(self.fc2.bias)
+        nn.init.zeros_(self.fc2.bias)  # type: ignore[arg-type]  # created with bias=True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))

@@ -142,7 +142,7 @@ class PinnModel(torch.nn.Module):
         res = self.problem.residual(xg, sol, u)
         vecs = [torch.as_tensor(r).reshape(-1) for r in res]
 
-        def solution_at(xp: Tensor) -> _BatchSolution:
+        def solution_at(xp: Tensor) -> _ScalarView:
             xp = xp.reshape(1)
             if not xp.requires_grad:
                 xp = xp.detach().clone().requires_grad_(True)
@@ -156,7 +156,7 @@ class PinnModel(torch.nn.Module):
         u = {k[2:]: v for k, v in params.items() if k.startswith("u.")}
 
         def f(xs: Tensor) -> Tensor:
-            return functional_call(self, params, (xs,))
+            return functional_call(self, dict(params), (xs,))
 
         def point(xs: Tensor) -> Tensor:
             return _flat(self.problem.residual(xs, _PointSolution(self.problem, f, xs), u))
@@ -179,7 +179,7 @@ class PinnModel(torch.nn.Module):
             u = {k[2:]: v for k, v in p.items() if k.startswith("u.")}
 
             def f(z: Tensor) -> Tensor:
-                return functional_call(self, p, (z,))
+                return functional_call(self, dict(p), (z,))
 
             return _flat(self.problem.residual(xs, _PointSolution(self.problem, f, xs), u))
 
@@ -195,7 +195,7 @@ class PinnModel(torch.nn.Module):
             u = {k[2:]: v for k, v in p.items() if k.startswith("u.")}
 
             def f(z: Tensor) -> Tensor:
-                return functional_call(self, p, (z,))
+                return functional_call(self, dict(p), (z,))
 
             return tuple(self._point_terms(lambda xs: _PointSolution(self.problem, f, xs.reshape(())), u))
 

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -97,14 +97,14 @@ class Trainer:
         return losses
 
     def _total(self, losses: Mapping[str, Tensor]) -> Tensor:
-        return sum(self.weights[n] * losses[n] for n in self.names)
+        return cast(Tensor, sum(self.weights[n] * losses[n] for n in self.names))
 
     def error(self) -> float:
         """Relative L2 error against the reference on the evaluation grid (NaN without a reference)."""
         if self.ref is None:
             return math.nan
         pred = self.model.predict(self.x_eval)
-        return float(np.linalg.norm(pred - self.ref) / max(np.linalg.norm(self.ref), 1e-300))
+        return float(np.linalg.norm(pred - self.ref) / max(float(np.linalg.norm(self.ref)), 1e-300))
 
     def _record(self, stage: str, step: int, losses: Mapping[str, Any], force: bool = False) -> None:
         total_steps = sum(self.steps.values())

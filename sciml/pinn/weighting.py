@@ -191,8 +191,14 @@ class ReLoBRaLo(WeightingStrategy):
 
     @classmethod
     def from_config(cls, cfg: WeightingConfig, seed: int = 0) -> WeightingStrategy:
-        common = {"initial": cfg.initial, "update_every": cfg.update_every}
-        return cls(**common, alpha=cfg.alpha, temperature=cfg.temperature, rho=cfg.rho, seed=seed)
+        return cls(
+            initial=cfg.initial,
+            update_every=cfg.update_every,
+            alpha=cfg.alpha,
+            temperature=cfg.temperature,
+            rho=cfg.rho,
+            seed=seed,
+        )
 
     def __init__(
         self,
