@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
-from sciml.forecasting.models.layers import SpectralConvDH, no_autocast
+from sciml.forecasting.models.layers import DiscoSpec, SpectralConvDH, no_autocast
 
 from .context import ParallelContext
 from .layout import split_bounds
@@ -80,28 +80,14 @@ class DistributedSphereOps:
         out_channels: int,
         in_shape: tuple[int, int],
         out_shape: tuple[int, int],
-        *,
-        kernel_shape: tuple[int, int],
-        basis_type: str,
-        basis_norm_mode: str,
-        groups: int,
-        grid_in: str,
-        grid_out: str,
-        theta_cutoff: float,
+        spec: DiscoSpec,
     ) -> nn.Module:
         return thd.DistributedDiscreteContinuousConvS2(
             in_channels,
             out_channels,
             in_shape=in_shape,
             out_shape=out_shape,
-            kernel_shape=kernel_shape,
-            basis_type=basis_type,
-            basis_norm_mode=basis_norm_mode,
-            groups=groups,
-            grid_in=grid_in,
-            grid_out=grid_out,
-            bias=False,
-            theta_cutoff=theta_cutoff,
+            **spec.kwargs(),
             polar_mode=self.polar_mode,
         )
 

@@ -26,6 +26,7 @@ from sciml.forecasting.models.config import FCN3Config
 from sciml.forecasting.models.layers import (
     DiscoDecoder,
     DiscoEncoder,
+    DiscoSpec,
     NeuralOperatorBlock,
     SerialSphereOps,
     SphereOps,
@@ -108,17 +109,14 @@ class FCN3(nn.Module):
             if cfg.is_global_block(i):
                 conv = ops.spectral_conv(self.sht, self.isht, width_in, width_in)
             else:
-                conv = ops.disco(
-                    width_in,
-                    width_in,
-                    (h, w),
-                    (h, w),
+                spec = DiscoSpec(
                     groups=1,
                     grid_in=grid,
                     grid_out=grid,
                     theta_cutoff=2.0 * cutoff_radius(h, tuple(cfg.kernel_shape)),
                     **common,
                 )
+                conv = ops.disco(width_in, width_in, (h, w), (h, w), spec)
             blocks.append(NeuralOperatorBlock(conv, width_in, width_out, cfg.mlp_ratio, cfg.layer_scale_init))
         self.blocks = nn.ModuleList(blocks)
 

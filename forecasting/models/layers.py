@@ -8,8 +8,10 @@ Every spherical primitive (SHT, DISCO convolution, bilinear resampling) is creat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -52,6 +54,23 @@ def _refuse_forward(module: nn.Module, args: tuple) -> None:
     )
 
 
+@dataclass(frozen=True)
+class DiscoSpec:
+    """Everything a DISCO convolution needs besides its channels and grid shapes (torch-harmonics' keywords)."""
+
+    kernel_shape: tuple[int, int]
+    basis_type: str
+    basis_norm_mode: str
+    groups: int
+    grid_in: str
+    grid_out: str
+    theta_cutoff: float
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``DiscreteContinuousConvS2`` (serial or distributed), without a bias."""
+        return {**dataclasses.asdict(self), "bias": False}
+
+
 class SphereOps(Protocol):
     """Factory of spherical primitives (serial or distributed)."""
 
@@ -65,14 +84,7 @@ class SphereOps(Protocol):
         out_channels: int,
         in_shape: tuple[int, int],
         out_shape: tuple[int, int],
-        *,
-        kernel_shape: tuple[int, int],
-        basis_type: str,
-        basis_norm_mode: str,
-        groups: int,
-        grid_in: str,
-        grid_out: str,
-        theta_cutoff: float,
+        spec: DiscoSpec,
     ) -> nn.Module: ...
 
     def resample(
@@ -106,22 +118,9 @@ class SerialSphereOps:
         out_channels: int,
         in_shape: tuple[int, int],
         out_shape: tuple[int, int],
-        *,
-        kernel_shape: tuple[int, int],
-        basis_type: str,
-        basis_norm_mode: str,
-        groups: int,
-        grid_in: str,
-        grid_out: str,
-        theta_cutoff: float,
+        spec: DiscoSpec,
     ) -> nn.Module:
-        kwargs = dict(
-            kernel_shape=kernel_shape,
-            basis_type=basis_type,
-            basis_norm_mode=basis_norm_mode,
-            groups=groups,
-            bias=False,
-        )
+        kwargs = spec.kwargs()
         if not _on_meta_device():
             with warnings.catch_warnings():
                 # 0.9.3 renames "morlet" to "harmonic" but keeps "morlet" as FCN3's unnormalised variant
@@ -129,20 +128,17 @@ class SerialSphereOps:
                     "ignore", message=".*'morlet' basis type is deprecated", category=DeprecationWarning
                 )
                 return th.DiscreteContinuousConvS2(
-                    in_channels,
-                    out_channels,
-                    in_shape=in_shape,
-                    out_shape=out_shape,
-                    grid_in=grid_in,
-                    grid_out=grid_out,
-                    theta_cutoff=theta_cutoff,
-                    **kwargs,
+                    in_channels, out_channels, in_shape=in_shape, out_shape=out_shape, **kwargs
                 )
         with torch.device("cpu"), warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message=".*'morlet' basis type is deprecated", category=DeprecationWarning
             )
-            conv = th.DiscreteContinuousConvS2(in_channels, out_channels, in_shape=(9, 16), out_shape=(9, 16), **kwargs)
+            # the stand-in grid's own geometry: only the parameter shapes matter on the meta device
+            geometry = {k: v for k, v in kwargs.items() if k not in ("grid_in", "grid_out", "theta_cutoff")}
+            conv = th.DiscreteContinuousConvS2(
+                in_channels, out_channels, in_shape=(9, 16), out_shape=(9, 16), **geometry
+            )
         conv = conv.to("meta")
         conv.register_forward_pre_hook(_refuse_forward)
         return conv
@@ -192,11 +188,7 @@ class DiscoEncoder(nn.Module):
         basis_norm_mode: str,
     ) -> None:
         super().__init__()
-        conv = ops.disco(
-            in_channels,
-            out_channels,
-            in_shape,
-            out_shape,
+        spec = DiscoSpec(
             kernel_shape=kernel_shape,
             basis_type=basis_type,
             basis_norm_mode=basis_norm_mode,
@@ -205,6 +197,7 @@ class DiscoEncoder(nn.Module):
             grid_out=grid_out,
             theta_cutoff=cutoff_radius(in_shape[0], kernel_shape),
         )
+        conv = ops.disco(in_channels, out_channels, in_shape, out_shape, spec)
         self.conv = _FP32(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
