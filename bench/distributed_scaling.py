@@ -101,7 +101,7 @@ def worker(nlat: int, nlon: int, steps: int, warmup: int, out: str | None, mode:
     from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
     from sciml.forecasting.distributed.crps import DistributedGridCRPSLoss
     from sciml.forecasting.distributed.ops import DistributedSphereOps
-    from sciml.forecasting.losses import FairCRPS
+    from sciml.forecasting.losses import FairCRPS, GridCRPSLoss
     from sciml.forecasting.models import FCN3, preset
 
     rss0 = _rss_mb()
@@ -112,7 +112,7 @@ def worker(nlat: int, nlon: int, steps: int, warmup: int, out: str | None, mode:
     cfg = preset("tiny", nlat=nlat, nlon=nlon)
     torch.manual_seed(0)
     model = FCN3(cfg, DistributedSphereOps(ctx)).to(dev)
-    loss_fn = DistributedGridCRPSLoss(nlat, nlon, FairCRPS(), ctx).to(dev)
+    loss_fn = DistributedGridCRPSLoss(GridCRPSLoss(nlat, nlon, FairCRPS()), ctx).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     tile = ctx.tile(nlat, nlon)
     g = torch.Generator().manual_seed(1)

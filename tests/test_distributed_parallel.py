@@ -227,10 +227,8 @@ def _check_crps(rec: _Recorder, ctx, tag: str) -> None:
             ("spectral-vectors", SpectralCRPSLoss, DistributedSpectralCRPSLoss, torch.float32, vectors),
         ):
             serial = ser_cls(NLAT, NLON, kernel, channel_weights=weights, **extra)
-            # the weighted twins come from distributed_loss, which must carry this rank's weights and the pairs over
-            dloss = (
-                distributed_loss(serial, ctx) if extra else dist_cls(NLAT, NLON, kernel, ctx, channel_weights=weights)
-            )
+            # twins are built from the serial loss and must carry this rank's weights and the pairs over
+            dloss = distributed_loss(serial, ctx) if extra else dist_cls(serial, ctx)
             fs = fc.to(dtype).clone().requires_grad_(True)
             fd = local_tile(fc.to(dtype)[mem, rows], tile).requires_grad_(True)
             ls = serial(fs, obs.to(dtype))
@@ -262,7 +260,7 @@ def _train(model, cfg, ctx, steps: int, members: int, batch: int, tiled: bool, r
     noise = DiffusionNoiseS2(cfg.nlat, cfg.nlon, [heat_kernel_kT(1600.0)] * cfg.n_noise)
     if tiled:
         ens = TiledEnsembleNoise(noise, members, batch, seed=333, ctx=ctx)
-        loss_fn = DistributedGridCRPSLoss(cfg.nlat, cfg.nlon, FairCRPS(), ctx)
+        loss_fn = DistributedGridCRPSLoss(GridCRPSLoss(cfg.nlat, cfg.nlon, FairCRPS()), ctx)
         rows = ens.rows
         tile = ctx.tile(cfg.nlat, cfg.nlon)
     else:

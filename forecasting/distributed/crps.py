@@ -19,9 +19,6 @@ the gradient of the serial loss :math:`L = \frac1{B_r}\sum_b L_b` (equal local b
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
@@ -31,13 +28,10 @@ from sciml.forecasting.losses import (
     CRPSKernel,
     GridCRPSLoss,
     SpectralCRPSLoss,
-    check_degree_weights,
     crps_ensemble,
     mode_weights,
-    spectral_setup,
     weighted_modes,
 )
-from sciml.forecasting.sphere import check_grid, quadrature_weights
 
 from sciml.errors import UsageError
 
@@ -104,13 +98,9 @@ def _channel_sum(per_channel: torch.Tensor, weights: torch.Tensor | None) -> tor
     return (per_channel * weights.to(per_channel.dtype)).sum()
 
 
-def _weights(channel_weights: torch.Tensor | Sequence[float] | None) -> torch.Tensor | None:
-    if channel_weights is None:
-        return None
-    w = torch.as_tensor(channel_weights, dtype=torch.float64).flatten()
-    if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
-        raise UsageError("channel weights must be finite, non-negative and not all zero")
-    return w.float()
+def _clone(weights: torch.Tensor | None) -> torch.Tensor | None:
+    """A rank's own copy of the serial loss's (already validated) channel weights."""
+    return None if weights is None else weights.clone()
 
 
 class DistributedGridCRPSLoss(nn.Module):
@@ -121,33 +111,21 @@ class DistributedGridCRPSLoss(nn.Module):
         L = \frac1B \sum_b \sum_c w_c \sum_{x} q_x\, \mathrm{CRPS}_\alpha(\{u^e_{bc}(x)\}_{e=1}^{E}, u^*_{bc}(x)),
 
     ``forecast`` ``[E_r, B_r, C, h, w]`` (local members, local batch, tile), ``target`` ``[B_r, C, h, w]``.
-    The value is the global loss on every rank (see the module docstring for the gradient). ``quad`` (global
-    ``[nlat, 1]`` weights) replaces the weights computed from ``grid``, e.g. to copy a serial loss's.
+    The value is the global loss on every rank (see the module docstring for the gradient). Built from the serial
+    loss (its kernel, channel weights and this rank's rows of its quadrature), so it computes that loss exactly.
     """
 
     # buffers (registered in __init__), declared for type checkers
     quad: torch.Tensor
     channel_weights: torch.Tensor | None
 
-    def __init__(
-        self,
-        nlat: int,
-        nlon: int,
-        kernel: CRPSKernel,
-        ctx: ParallelContext,
-        grid: str = "equiangular",
-        channel_weights: torch.Tensor | Sequence[float] | None = None,
-        quad: torch.Tensor | None = None,
-    ) -> None:
+    def __init__(self, serial: GridCRPSLoss, ctx: ParallelContext) -> None:
         super().__init__()
-        self.kernel, self.ctx = kernel, ctx
+        self.kernel, self.ctx = serial.kernel, ctx
+        nlat = serial.quad.shape[0]
         lat = slice(*split_bounds(nlat, ctx.mesh.h, ctx.coords.h))
-        if quad is None:
-            quad = quadrature_weights(nlat, nlon, check_grid(grid))
-        elif tuple(quad.shape) != (nlat, 1):
-            raise UsageError(f"quadrature weights must have shape [{nlat}, 1], got {tuple(quad.shape)}")
-        self.register_buffer("quad", quad[lat].float().clone(), persistent=False)
-        self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
+        self.register_buffer("quad", serial.quad[lat].float().clone(), persistent=False)
+        self.register_buffer("channel_weights", _clone(serial.channel_weights), persistent=False)
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Global batch-mean spherical-mean CRPS per channel, ``[C]``, on every rank."""
@@ -181,22 +159,11 @@ class DistributedSpectralCRPSLoss(nn.Module):
     lm_weights: torch.Tensor
     channel_weights: torch.Tensor | None
 
-    def __init__(
-        self,
-        nlat: int,
-        nlon: int,
-        kernel: CRPSKernel,
-        ctx: ParallelContext,
-        grid: str = "equiangular",
-        lmax: int | None = None,
-        channel_weights: torch.Tensor | Sequence[float] | None = None,
-        coefficient_scale: float = 1.0 / math.sqrt(4.0 * math.pi),
-        degree_weights: torch.Tensor | None = None,
-        vector_pairs: Sequence[Sequence[int]] = (),
-    ) -> None:
+    def __init__(self, serial: SpectralCRPSLoss, ctx: ParallelContext) -> None:
         super().__init__()
-        self.kernel, self.ctx = kernel, ctx
-        lmax, self.coefficient_scale = spectral_setup(nlat, nlon, grid, lmax, coefficient_scale, bool(vector_pairs))
+        self.kernel, self.ctx, self.coefficient_scale = serial.kernel, ctx, serial.coefficient_scale
+        sht, vector_pairs = serial.sht, serial.transform.pairs
+        nlat, nlon, grid, lmax = sht.nlat, sht.nlon, sht.grid, sht.lmax
         self.sht = thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
         vsht = None
         if vector_pairs:
@@ -205,12 +172,12 @@ class DistributedSpectralCRPSLoss(nn.Module):
         degrees, orders = local_degree_slice(lmax, ctx), local_order_slice(lmax, ctx)
         cm = mode_weights(lmax)[degrees, orders]
         self.register_buffer("mode_weights", cm.contiguous(), persistent=False)
-        dw = check_degree_weights(degree_weights, lmax)
+        dw = serial.degree_weights
         if dw is not None:  # this rank's degrees (and orders, for per-mode weights)
             dw = (dw[..., degrees, orders] if dw.ndim == 3 else dw[..., degrees]).contiguous()
         self.register_buffer("degree_weights", dw, persistent=False)
         self.register_buffer("lm_weights", weighted_modes(self.mode_weights, self.degree_weights), persistent=False)
-        self.register_buffer("channel_weights", _weights(channel_weights), persistent=False)
+        self.register_buffer("channel_weights", _clone(serial.channel_weights), persistent=False)
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """This rank's :math:`|\\hat f_{lm}|` of tiles ``[..., h, w]`` -> ``[..., L_r, M_r]`` (float32 SHT)."""
@@ -239,25 +206,9 @@ def distributed_loss(loss: nn.Module, ctx: ParallelContext) -> nn.Module:
     if isinstance(loss, CombinedLoss):
         return CombinedLoss([distributed_loss(part, ctx) for part in loss.losses], loss.weights)
     if isinstance(loss, GridCRPSLoss):
-        nlat = loss.quad.shape[0]
-        twin = DistributedGridCRPSLoss(nlat, 0, loss.kernel, ctx, quad=loss.quad)
-        twin.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
-        return twin
+        return DistributedGridCRPSLoss(loss, ctx)
     if isinstance(loss, SpectralCRPSLoss):
-        sht = loss.sht
-        spectral = DistributedSpectralCRPSLoss(
-            sht.nlat,
-            sht.nlon,
-            loss.kernel,
-            ctx,
-            sht.grid,
-            sht.lmax,
-            coefficient_scale=loss.coefficient_scale,
-            degree_weights=loss.degree_weights,
-            vector_pairs=loss.transform.pairs,
-        )
-        spectral.channel_weights = None if loss.channel_weights is None else loss.channel_weights.clone()
-        return spectral
+        return DistributedSpectralCRPSLoss(loss, ctx)
     raise UsageError(
         f"no distributed twin for loss {type(loss).__name__}; use GridCRPSLoss, SpectralCRPSLoss or CombinedLoss"
     )

@@ -87,7 +87,7 @@ class TiledTrainer(Trainer):
         :math:`S_1/E` and the unbiased variance :math:`(S_2 - S_1^2/E)/(E-1)`; area means are tile partial sums of
         :math:`q\,f` added over the spatial group.
         """
-        from sciml.forecasting.losses import FairCRPS
+        from sciml.forecasting.losses import FairCRPS, GridCRPSLoss
         from sciml.forecasting.sphere import quadrature_weights
 
         from .crps import DistributedGridCRPSLoss
@@ -99,7 +99,7 @@ class TiledTrainer(Trainer):
         ctx = self.ctx
         # all batch ranks hold the same windows here: a mesh without batch ranks scores them
         one_replica = dataclasses.replace(ctx, groups={**ctx.groups, "batch": _solo(ctx.batch)})
-        crps_loss = DistributedGridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS(), one_replica)
+        crps_loss = DistributedGridCRPSLoss(GridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS()), one_replica)
         lat = slice(*split_bounds(self.mc.nlat, ctx.mesh.h, ctx.coords.h))
         q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()[lat]
         members = self.cfg.validation.members
