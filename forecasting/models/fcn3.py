@@ -22,6 +22,7 @@ import warnings
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 from sciml.forecasting.models.config import FCN3Config
 from sciml.forecasting.models.layers import (
     DiscoDecoder,
@@ -50,6 +51,11 @@ class FCN3(nn.Module):
         Sizes (see :mod:`sciml.forecasting.models.config` for the channel layout).
     ops : SphereOps, optional
         Factory of spherical primitives; :class:`SerialSphereOps` (torch-harmonics) by default.
+    checkpoint_blocks : bool, optional
+        Activation checkpointing of the processor: each block keeps only its input during the forward pass and
+        recomputes its activations in the backward pass (``torch.utils.checkpoint``, non-reentrant), trading one
+        extra forward of the processor for its activation memory. Same values and gradients; a run-time choice,
+        not part of the checkpointed config. Without autograd (inference) it changes nothing.
 
     Examples
     --------
@@ -65,9 +71,10 @@ class FCN3(nn.Module):
     # buffers (registered in __init__), declared for type checkers
     clamp_mask: torch.Tensor
 
-    def __init__(self, config: FCN3Config, ops: SphereOps | None = None) -> None:
+    def __init__(self, config: FCN3Config, ops: SphereOps | None = None, checkpoint_blocks: bool = False) -> None:
         super().__init__()
         self.config = cfg = config
+        self.checkpoint_blocks = checkpoint_blocks
         ops = ops if ops is not None else SerialSphereOps()
         io_shape = (cfg.nlat, cfg.nlon)
         self.io_shape_local = ops.local_shape(io_shape)  # a tile of the grid when the model is distributed
@@ -176,10 +183,11 @@ class FCN3(nn.Module):
         aux_feats = self.aux_encoder(torch.cat(extra, dim=1).to(x.dtype)) if extra else None
 
         feats = self.encode(x)
+        recompute = self.checkpoint_blocks and torch.is_grad_enabled()
         for block in self.blocks:
             if aux_feats is not None:
                 feats = torch.cat([feats, aux_feats], dim=1)
-            feats = block(feats)
+            feats = checkpoint(block, feats, use_reentrant=False) if recompute else block(feats)
         out = self.decode(feats).to(x.dtype)  # under bf16 autocast the state stays in the caller's precision
         if cfg.residual:
             out = x + out
