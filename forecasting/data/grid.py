@@ -122,8 +122,7 @@ class Grid:
 def regrid_hint(where: str, nlat: int, nlon: int) -> str:
     """The one-line fix for a pole-less grid: the ``sciml data regrid`` command onto the grid with poles."""
     return (
-        f"regrid it onto a grid with poles: sciml data regrid {where} --to equiangular:{nlat + 1}x{nlon} "
-        "--out NEW.zarr"
+        f"regrid it onto a grid with poles: sciml data regrid {where} --to equiangular:{nlat + 1}x{nlon} --out NEW.zarr"
     )
 
 

@@ -300,9 +300,7 @@ def _read_wb2(p: Path, allow_poleless: bool = False) -> Source:
         raise UsageError(f"{where}: no 'time' dimension in the WeatherBench2 store")
     dyn = finalize_canonical(ds, where=where, allow_poleless=allow_poleless)
     static = (
-        finalize_canonical(xr.Dataset(static_vars), where=where, allow_poleless=allow_poleless)
-        if static_vars
-        else None
+        finalize_canonical(xr.Dataset(static_vars), where=where, allow_poleless=allow_poleless) if static_vars else None
     )
     return Source("wb2", p, [dyn], static)
 
