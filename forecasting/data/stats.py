@@ -143,7 +143,9 @@ def plan_stats(times: pd.DatetimeIndex, seg: np.ndarray, use: np.ndarray, cfg: S
         )
     span_days = (t[-1] - t[0]) / pd.Timedelta(days=1)
     harmonics = cfg.harmonics if span_days >= 365 else 0
-    dropped = _term_names(cfg.harmonics, False)[1:] if harmonics != cfg.harmonics else []
+    dropped = []
+    if harmonics != cfg.harmonics:
+        dropped.append(f"seasonal harmonics 1..{cfg.harmonics} (need a year of data)")
     X = harmonic_design(t, harmonics, cfg.diurnal)
     keep = _identifiable(X)
     names = _term_names(harmonics, cfg.diurnal)
