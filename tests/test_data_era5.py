@@ -174,6 +174,8 @@ def test_members_one_or_all(files, ref, tmp_path, capsys):
         _assert_matches_ecmwf(both, ref, member=m)
     assert main(["data", "convert", str(files["grib"]), "--to", str(tmp_path / "y.zarr"), "--member", "7"]) == 2
     assert "no ensemble member 7" in capsys.readouterr().err
+    assert main(["data", "convert", str(files["cds_nc"]), "--to", str(tmp_path / "z.zarr"), "--member", "1"]) == 2
+    assert "holds only member 0" in capsys.readouterr().err
     assert main(["data", "stats", str(tmp_path / "all.zarr")]) == 2
     assert "--member N" in capsys.readouterr().err
 

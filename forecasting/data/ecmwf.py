@@ -114,9 +114,9 @@ def open_file(f: Path, name: str) -> list[xr.Dataset]:
     )
 
 
-def _drop_scalar_coords(ds: xr.Dataset) -> xr.Dataset:
+def _drop_scalar_coords(ds: xr.Dataset, keep: tuple[str, ...] = ()) -> xr.Dataset:
     """cfgrib's scalar coordinates (``surface``, ``step``, ``heightAboveGround``, ...) say nothing we keep."""
-    return ds.drop_vars([k for k, c in ds.coords.items() if c.ndim == 0 and k not in ds.dims])
+    return ds.drop_vars([k for k, c in ds.coords.items() if c.ndim == 0 and k not in ds.dims and k not in keep])
 
 
 def _valid_time_axis(ds: xr.Dataset, name: str) -> xr.Dataset:
@@ -188,7 +188,7 @@ def _select_member(ds: xr.Dataset, name: str, member: int | str | None) -> xr.Da
 def normalize(ds: xr.Dataset, name: str, sel: Selection) -> xr.Dataset:
     """Any ECMWF naming -> dims ``time, level, lat, lon`` (+ ``member``), with members and streams selected."""
     ren = {"isobaricInhPa": "level", "pressure_level": "level", "latitude": "lat", "longitude": "lon"}
-    ds = _drop_scalar_coords(ds)
+    ds = _drop_scalar_coords(ds, keep=("number", "valid_time"))  # a lone member still says which one it is
     ds = _valid_time_axis(ds, name)
     ds = ds.rename({k: v for k, v in {**ren, "valid_time": "time"}.items() if k in ds.variables})
     ds = _merge_expver(ds, name, sel.expver)
