@@ -67,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-diurnal", action="store_true", help="no diurnal harmonic in the climatology")
     p.add_argument("--out", type=Path, default=None, help="output file (default STORE.stats.nc beside the store)")
     p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.add_argument("--member", default=None, help="ensemble member of a multi-member source (its 'number')")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("convert", help="any supported layout -> canonical zarr store")
@@ -185,6 +186,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source
     from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
 
@@ -200,7 +202,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"sciml data stats: {exc}") from None
-    with open_source(args.store, args.layout) as src:
+    sel = Selection(member=parse_member(args.member))
+    with open_source(args.store, args.layout, selection=sel) as src:
         st = compute_stats(src, cfg, _progress(args))
     out = st.save(args.out or stats_path(args.store))
     width = max(len(c) for c in st.channels)
