@@ -1,4 +1,4 @@
-"""``sciml data synth | stats | convert | check``: argparse glue only; the work is in ``sciml.forecasting.data``.
+"""``sciml data synth | stats | convert | regrid | check``: argparse glue; the work is in ``sciml.forecasting.data``.
 
 Registered through the ``sciml.commands`` entry point ``data.core`` (see pyproject.toml).
 """
@@ -18,7 +18,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the four data sub-commands to the ``sciml data`` group."""
+    """Add the data sub-commands to the ``sciml data`` group."""
     from sciml.forecasting.data.layouts import LAYOUTS
 
     p = subparsers.add_parser("synth", help="build the built-in shallow-water dataset (no download)")
@@ -52,26 +52,86 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("store", type=Path)
     p.add_argument("--start", default=None, help="first time (inclusive), e.g. 2001-01-01")
     p.add_argument("--end", default=None, help="last time (inclusive)")
-    p.add_argument("--diff-hours", type=int, default=6, help="lag of the difference statistics (default 6)")
-    p.add_argument("--harmonics", type=int, default=3, help="seasonal harmonics of the climatology (default 3)")
+    p.add_argument(
+        "--diff-hours",
+        type=int,
+        default=None,
+        help="lag of the difference statistics (default: 6 h, or the data's time step if that is longer)",
+    )
+    p.add_argument(
+        "--harmonics",
+        type=int,
+        default=3,
+        help="seasonal harmonics of the climatology (default 3; fewer are fitted when the data cannot determine them)",
+    )
     p.add_argument("--no-diurnal", action="store_true", help="no diurnal harmonic in the climatology")
     p.add_argument("--out", type=Path, default=None, help="output file (default STORE.stats.nc beside the store)")
     p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.add_argument("--member", default=None, help="ensemble member of a multi-member source (its 'number')")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("convert", help="any supported layout -> canonical zarr store")
-    p.add_argument("src", type=Path, help="WB2 zarr, CDS .nc/.zip/folder, makani folder, or canonical store")
+    p.add_argument("src", type=Path, help="WB2 zarr, GRIB, CDS .nc/.zip/folder, makani folder, or canonical store")
     p.add_argument("--to", type=Path, required=True, help="target STORE.zarr")
-    p.add_argument("--channels", type=Path, default=None, help="dataset spec YAML (channels, static, start, end)")
-    p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    _source_options(p, LAYOUTS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=cmd_convert)
+
+    p = subparsers.add_parser("regrid", help="interpolate a dataset spectrally onto a grid the models accept")
+    p.add_argument("src", type=Path, help="any supported input (e.g. a WeatherBench2 64x32 zarr) or store")
+    p.add_argument(
+        "--to", required=True, help="target grid: equiangular:NLATxNLON (with poles), gaussian:NLATxNLON, gaussian:N"
+    )
+    p.add_argument("--out", type=Path, required=True, help="new STORE.zarr")
+    _source_options(p, LAYOUTS)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.set_defaults(func=cmd_regrid)
 
     p = subparsers.add_parser("check", help="validate a dataset and summarise layout, grid, times, NaNs")
     p.add_argument("path", type=Path)
     p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.add_argument("--member", default=None, help="ensemble member to check (N or all) in a multi-member file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_check)
+
+
+def _source_options(p: argparse.ArgumentParser, layouts: tuple[str, ...]) -> None:
+    p.add_argument("--channels", type=Path, default=None, help="dataset spec YAML (channels, static, start, end)")
+    p.add_argument("--layout", choices=layouts, default=None, help="force the input layout")
+    p.add_argument("--member", default=None, help="ensemble member (the 'number' of a CDS/GRIB file) to keep, or 'all'")
+    p.add_argument(
+        "--expver",
+        default="merge",
+        help="ERA5/ERA5T streams of old-CDS files: merge (default: first non-missing, as the CDS) or one, e.g. 1",
+    )
+
+
+def _open_selected(args: argparse.Namespace, allow_poleless: bool = False):
+    """Open ``args.src`` with the member/expver choice and the spec's channels and time range applied."""
+    import pandas as pd
+    from sciml.forecasting.data.ecmwf import Selection, parse_member
+    from sciml.forecasting.data.readers import open_source
+    from sciml.forecasting.data.spec import load_spec
+
+    from sciml.errors import UsageError
+
+    spec = load_spec(args.channels) if args.channels else None
+    sel = Selection(member=parse_member(args.member), expver=args.expver)
+    src = open_source(args.src, args.layout, selection=sel, allow_poleless=allow_poleless)
+    try:
+        if spec is not None:
+            src.select(spec.channels, spec.static)
+            if spec.start or spec.end:
+                lo = pd.Timestamp(spec.start) if spec.start else None
+                hi = pd.Timestamp(spec.end) if spec.end else None
+                parts = [p.sel(time=slice(lo, hi)) for p in src.parts]
+                src.parts = [p for p in parts if p.sizes["time"]]
+                if not src.parts:
+                    raise UsageError(f"{args.src}: no time steps between {spec.start} and {spec.end}")
+    except BaseException:
+        src.close()
+        raise
+    return src
 
 
 def _progress(args: argparse.Namespace):
@@ -126,6 +186,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source
     from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
 
@@ -141,39 +202,31 @@ def cmd_stats(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"sciml data stats: {exc}") from None
-    with open_source(args.store, args.layout) as src:
+    sel = Selection(member=parse_member(args.member))
+    with open_source(args.store, args.layout, selection=sel) as src:
         st = compute_stats(src, cfg, _progress(args))
     out = st.save(args.out or stats_path(args.store))
     width = max(len(c) for c in st.channels)
     print(f"{'channel':<{width}}  {'mean':>12} {'std':>12} {'diff_std':>12}")
     for i, c in enumerate(st.channels):
         print(f"{c:<{width}}  {st.mean[i]:12.5g} {st.std[i]:12.5g} {st.diff_std[i]:12.5g}")
+    a = st.attrs or {}
+    print(f"differences over {a.get('diff_hours'):g} h; climatology terms: {a.get('clim_terms')}")
+    if a.get("clim_dropped", "none") != "none":
+        print(f"not determined by these times, dropped: {a['clim_dropped']}")
     print(f"wrote {out}")
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     import numpy as np
-    import pandas as pd
-    from sciml.forecasting.data.readers import open_source
-    from sciml.forecasting.data.spec import load_spec
     from sciml.forecasting.data.store import write_store
 
     from sciml.errors import UsageError
 
-    spec = load_spec(args.channels) if args.channels else None
     if args.to.exists() and not args.overwrite:
         raise UsageError(f"{args.to} exists; pass --overwrite to replace it or choose another --to")
-    with open_source(args.src, args.layout) as src:
-        if spec is not None:
-            src.select(spec.channels, spec.static)
-            if spec.start or spec.end:
-                lo = pd.Timestamp(spec.start) if spec.start else None
-                hi = pd.Timestamp(spec.end) if spec.end else None
-                parts = [p.sel(time=slice(lo, hi)) for p in src.parts]
-                src.parts = [p for p in parts if p.sizes["time"]]
-                if not src.parts:
-                    raise UsageError(f"{args.src}: no time steps between {spec.start} and {spec.end}")
+    with _open_selected(args) as src:
         write_store(
             src, args.to, overwrite=args.overwrite, attrs={"converted_from": str(args.src)}, progress=_progress(args)
         )
@@ -182,14 +235,43 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_report(path: Path, layout: str | None = None) -> dict:
+def cmd_regrid(args: argparse.Namespace) -> int:
+    from sciml.forecasting.data.contract import grid_of
+    from sciml.forecasting.data.regrid import SpectralRegridder, parse_target
+    from sciml.forecasting.data.store import write_store
+
+    from sciml.errors import UsageError
+
+    target = parse_target(args.to)
+    if args.out.exists() and not args.overwrite:
+        raise UsageError(f"{args.out} exists; pass --overwrite to replace it or choose another --out")
+    with _open_selected(args, allow_poleless=True) as src:
+        grid = grid_of(src.parts[0], str(args.src), allow_poleless=True)
+        regrid = SpectralRegridder(grid.lat, grid.nlon, target)
+        attrs = {
+            "converted_from": str(args.src),
+            "regridded_from": grid.describe(),
+            "regrid_method": f"spectral interpolation, degrees l < {regrid.lmax}",
+        }
+        write_store(
+            src, args.out, overwrite=args.overwrite, attrs=attrs, progress=_progress(args), transform=regrid.dataset
+        )
+        print(
+            f"wrote {args.out}: {grid.describe()} -> {target.describe()} (degrees l < {regrid.lmax}), "
+            f"channels {src.channels}, static {src.static_channels}"
+        )
+    return 0
+
+
+def check_report(path: Path, layout: str | None = None, member: str | None = None) -> dict:
     """The facts ``sciml data check`` prints (also used by tests)."""
     import pandas as pd
     from sciml.forecasting.data.contract import grid_of, time_step
+    from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source, source_segments
     from sciml.forecasting.data.store import nan_counts
 
-    with open_source(path, layout) as src:
+    with open_source(path, layout, selection=Selection(member=parse_member(member))) as src:
         grid = grid_of(src.parts[0], str(path))
         times = src.times
         step, missing = time_step(times.values, where=str(path))
@@ -214,7 +296,7 @@ def check_report(path: Path, layout: str | None = None) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rep = check_report(args.path, args.layout)
+    rep = check_report(args.path, args.layout, args.member)
     if args.json:
         print(json.dumps(rep))
         return 0
@@ -232,4 +314,37 @@ def cmd_check(args: argparse.Namespace) -> int:
         + (": " + ", ".join(f"{k}={v}" for k, v in rep["nan_counts"].items() if v) if rep["nan_total"] else ""),
     ]
     sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def register_plot_data(subparsers: argparse._SubParsersAction) -> None:
+    """``sciml plot data``: a map and a power spectrum per channel of a store or source file."""
+    from sciml.forecasting.data.layouts import LAYOUTS
+
+    p = subparsers.add_parser("data", help="map and angular power spectrum of each channel of a dataset")
+    p.add_argument("src", type=Path, help="canonical store or any supported source (GRIB, CDS NetCDF, WB2 zarr)")
+    p.add_argument("--channel", action="append", default=None, help="channel to plot (repeatable; default all)")
+    p.add_argument("--time", default=None, help="time to plot, e.g. 2017-01-01T12 (default: the first)")
+    p.add_argument("--member", default=None, help="ensemble member of a multi-member source (N or all)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="image format (default png)")
+    p.set_defaults(func=cmd_plot_data)
+
+
+def cmd_plot_data(args: argparse.Namespace) -> int:
+    from sciml.forecasting.data.ecmwf import parse_member
+    from sciml.forecasting.plot_data import plot_data
+
+    files = plot_data(
+        args.src,
+        args.out,
+        channels=args.channel,
+        time=args.time,
+        member=parse_member(args.member),
+        layout=args.layout,
+        fmt=args.format,
+    )
+    for f in files:
+        print(f"wrote {f}")
     return 0

@@ -202,6 +202,11 @@ def plot_all(
     """Every plot above that the inputs allow; returns the files written."""
     if not Path(scores_path).exists():
         raise UsageError(f"scores file {scores_path} does not exist; run `sciml forecast score` first")
+    if Path(scores_path).is_dir():
+        raise UsageError(
+            f"{scores_path} is a folder, not a scores file; to look at a dataset use `sciml plot data "
+            f"{scores_path} --out DIR`"
+        )
     with xr.open_dataset(scores_path, engine="h5netcdf") as s:
         scores = s.load()
     if "crps" not in scores or "lead_hours" not in scores.coords:

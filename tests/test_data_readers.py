@@ -76,7 +76,7 @@ def test_layout_override_and_unknown_layout(sources, tmp_path):
     with pytest.raises(UsageError, match="unknown data layout.*--layout"):
         detect_layout(junk)
     with pytest.raises(UsageError, match="unknown layout"):
-        open_source(sources["wb2"], layout="grib")
+        open_source(sources["wb2"], layout="nope")
 
 
 def test_missing_channel_lists_available(sources):

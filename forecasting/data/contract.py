@@ -11,7 +11,9 @@ An ``xarray.Dataset`` with
   (``z500``, ``t850``, ``u250``) and ``u10m, v10m, u100m, v100m, t2m, msl, sp, tcwv, tp6h, sst`` at the surface;
   static fields ``orog`` (surface geopotential / g, m) and ``lsm`` (land-sea mask, 0..1);
 * CF attributes ``units`` and ``long_name`` on every channel;
-* optional coordinate ``segment(time)`` (int): independent trajectories laid end to end in one store.
+* optional coordinate ``segment(time)`` (int): independent trajectories laid end to end in one store;
+* optionally a leading ``member`` dimension (ensemble members of an ERA5 EDA/CDS ensemble request kept side by
+  side: ``sciml data convert --member all``).
 """
 
 from __future__ import annotations
@@ -145,11 +147,12 @@ def _canonical_lat(ds: xr.Dataset, where: str) -> xr.Dataset:
     return ds
 
 
-def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
+def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset", allow_poleless: bool = False) -> xr.Dataset:
     """Put a dataset with dims (time, lat, lon) / (lat, lon) in canonical form and validate it.
 
     Flips ascending latitudes (with the data), wraps longitudes into [0, 360) and sorts them, sorts by
     time, casts channels to float32, fills missing CF attributes and checks grid and time axis.
+    ``allow_poleless`` also accepts the equiangular grid without poles (input of ``sciml data regrid``).
 
     Raises
     ------
@@ -159,8 +162,11 @@ def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
     for c in ("lat", "lon"):
         if c not in ds.dims:
             raise UsageError(f"{where}: no {c!r} dimension (dims are {list(ds.dims)})")
+    given_lon = ds["lon"].values
     ds = _canonical_lat(_canonical_lon(ds, where), where)
-    grid = detect_grid(ds["lat"].values, ds["lon"].values, where=where)
+    grid = detect_grid(
+        ds["lat"].values, ds["lon"].values, where=where, allow_poleless=allow_poleless, given_lon=given_lon
+    )
     ds = ds.assign_coords(lat=grid.lat, lon=grid.lon)  # exact node values, not float32-rounded ones
     if "time" in ds.dims:
         t = pd.DatetimeIndex(ds["time"].values).as_unit("ns")
@@ -171,6 +177,8 @@ def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
     out = {}
     for name, var in ds.data_vars.items():
         dims = ("time", "lat", "lon") if "time" in var.dims else ("lat", "lon")
+        if "member" in var.dims:
+            dims = ("member", *dims)
         if set(var.dims) != set(dims):
             raise UsageError(
                 f"{where}: variable {name!r} has dims {var.dims}; expected {dims} (select a single level/member "
@@ -183,7 +191,8 @@ def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
             v = v.astype(np.float32)
         v.attrs = {**channel_meta(str(name)), **{k: a for k, a in var.attrs.items() if k in ("units", "long_name")}}
         out[name] = v
-    res = xr.Dataset(out, coords={k: c for k, c in ds.coords.items() if set(c.dims) <= {"time", "lat", "lon"}})
+    keep = {"member", "time", "lat", "lon"}
+    res = xr.Dataset(out, coords={k: c for k, c in ds.coords.items() if c.dims and set(c.dims) <= keep})
     res["lat"].attrs.update(units="degrees_north", long_name="latitude")
     res["lon"].attrs.update(units="degrees_east", long_name="longitude")
     res.attrs = dict(ds.attrs)
@@ -191,9 +200,9 @@ def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset") -> xr.Dataset:
     return res
 
 
-def grid_of(ds: xr.Dataset, where: str = "dataset") -> Grid:
+def grid_of(ds: xr.Dataset, where: str = "dataset", allow_poleless: bool = False) -> Grid:
     """The :class:`Grid` of a canonical dataset."""
-    return detect_grid(ds["lat"].values, ds["lon"].values, where=where)
+    return detect_grid(ds["lat"].values, ds["lon"].values, where=where, allow_poleless=allow_poleless)
 
 
 def segments(ds: xr.Dataset) -> np.ndarray:

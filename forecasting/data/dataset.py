@@ -96,6 +96,11 @@ class ForecastDataset(torch.utils.data.Dataset):
         with ordered(open_zarr(self.path)) as ds:
             if "sciml_contract" not in ds.attrs:
                 raise UsageError(f"{where}: not a canonical store; convert it first with `sciml data convert`")
+            if "member" in ds.dims:
+                raise UsageError(
+                    f"{where} keeps {ds.sizes['member']} ensemble members; training takes one trajectory: convert "
+                    "with --member N"
+                )
             grid = grid_of(ds, where)
             dyn, st = dynamic_channels(ds), static_channels(ds)
             chans = list(self.cfg.channels) if self.cfg.channels is not None else dyn

@@ -9,9 +9,15 @@ Two latitude grids are accepted, both listed north to south (90 -> -90) with lon
 * ``gaussian``: the ``nlat`` Gauss-Legendre nodes, :math:`\\sin\\varphi_j` = roots of :math:`P_{n_\\text{lat}}`
   (torch-harmonics ``grid="legendre-gauss"``).
 
-Anything else (an equiangular grid without poles such as WeatherBench2's 64x32, a regional box, irregular
-spacing) is rejected with a :class:`~sciml.errors.UsageError`: the spherical transforms of the models need one
-of these two quadratures.
+A third kind is recognised only where a caller asks for it (``allow_poleless=True``: ``sciml data regrid``):
+
+* ``poleless``: ``nlat`` equally spaced latitudes at cell centres,
+  :math:`\\varphi_j = 90^\\circ - 180^\\circ (j+\\tfrac12)/n_\\text{lat}` (WeatherBench2's
+  ``equiangular_conservative`` 64x32 and 128x64 grids: latitudes +-87.1875 ...). Its :math:`\\cos\\theta_j` are
+  the Chebyshev-Gauss nodes, on which :mod:`.regrid` interpolates spectrally onto one of the two grids above.
+
+Anything else (a regional box, irregular spacing) is rejected with a :class:`~sciml.errors.UsageError`: the
+spherical transforms of the models need one of the two contract quadratures.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 
 from sciml.errors import UsageError
 
-GridKind = Literal["equiangular", "gaussian"]
+GridKind = Literal["equiangular", "gaussian", "poleless"]
 TH_GRID = {"equiangular": "equiangular", "gaussian": "legendre-gauss"}  # our name -> torch-harmonics name
 
 # Coordinates in files are often float32 or printed with a few decimals: compare in degrees at this tolerance.
@@ -45,6 +51,13 @@ def gaussian_latitudes(nlat: int) -> np.ndarray:
     return np.degrees(np.arcsin(x))[::-1].copy()
 
 
+def poleless_latitudes(nlat: int) -> np.ndarray:
+    """Latitudes in degrees, north to south, of the equiangular grid without poles (cell centres)."""
+    if nlat < 2:
+        raise UsageError(f"a pole-less equiangular grid needs nlat >= 2, got {nlat}")
+    return 90.0 - (np.arange(nlat) + 0.5) * (180.0 / nlat)
+
+
 def longitudes(nlon: int) -> np.ndarray:
     """Longitudes in degrees, ``360 k / nlon`` for k = 0..nlon-1."""
     if nlon < 2:
@@ -58,6 +71,8 @@ def latitudes(kind: GridKind, nlat: int) -> np.ndarray:
         return equiangular_latitudes(nlat)
     if kind == "gaussian":
         return gaussian_latitudes(nlat)
+    if kind == "poleless":
+        return poleless_latitudes(nlat)
     raise UsageError(f"unknown grid kind {kind!r}; use 'equiangular' or 'gaussian'")
 
 
@@ -80,6 +95,8 @@ class Grid:
     @property
     def th_grid(self) -> str:
         """The torch-harmonics ``grid=`` name of this grid."""
+        if self.kind not in TH_GRID:
+            raise UsageError(f"{self.describe()} has no torch-harmonics quadrature; regrid it (`sciml data regrid`)")
         return TH_GRID[self.kind]
 
     def quadrature_weights(self) -> np.ndarray:
@@ -102,7 +119,21 @@ class Grid:
         return f"{self.kind} {self.nlat}x{self.nlon}"
 
 
-def detect_grid(lat: np.ndarray, lon: np.ndarray, *, where: str = "dataset") -> Grid:
+def regrid_hint(where: str, nlat: int, nlon: int) -> str:
+    """The one-line fix for a pole-less grid: the ``sciml data regrid`` command onto the grid with poles."""
+    return (
+        f"regrid it onto a grid with poles: sciml data regrid {where} --to equiangular:{nlat + 1}x{nlon} --out NEW.zarr"
+    )
+
+
+def detect_grid(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    *,
+    where: str = "dataset",
+    allow_poleless: bool = False,
+    given_lon: np.ndarray | None = None,
+) -> Grid:
     """Classify descending latitudes and ascending longitudes as one of the contract grids.
 
     Parameters
@@ -111,6 +142,10 @@ def detect_grid(lat: np.ndarray, lon: np.ndarray, *, where: str = "dataset") -> 
         Coordinates in degrees, already put in canonical order (lat descending, lon ascending from 0).
     where
         Name of the file or store, used in error messages.
+    allow_poleless
+        Also accept the equiangular grid without poles (kind ``poleless``), for regridding.
+    given_lon
+        The longitudes as the file has them (before wrapping into [0, 360)), quoted in error messages.
 
     Raises
     ------
@@ -122,22 +157,24 @@ def detect_grid(lat: np.ndarray, lon: np.ndarray, *, where: str = "dataset") -> 
     lon = np.asarray(lon, dtype=np.float64)
     nlat, nlon = lat.size, lon.size
     if nlon < 2 or not np.allclose(lon, longitudes(nlon), atol=LAT_ATOL_DEG, rtol=0):
+        shown = np.asarray(lon if given_lon is None else given_lon, dtype=np.float64)
         raise UsageError(
-            f"{where}: longitudes must be {nlon} equally spaced values 0, {360 / max(nlon, 1):g}, ... "
-            f"(got {lon[:3].tolist()} ... {lon[-2:].tolist()}); regional or irregular grids are not supported"
+            f"{where}: longitudes {shown.min():g} .. {shown.max():g} ({nlon} values) do not cover the globe in equal "
+            f"steps from 0; regional or irregular grids are not supported: download the global field "
+            f"(latitude {lat.max():g} .. {lat.min():g} here)"
         )
-    for kind in ("equiangular", "gaussian"):
+    kinds = ("equiangular", "gaussian", "poleless") if allow_poleless else ("equiangular", "gaussian")
+    for kind in kinds:
         ref = latitudes(kind, nlat) if nlat >= 3 else None
         if ref is not None and np.allclose(lat, ref, atol=LAT_ATOL_DEG, rtol=0):
             return Grid(kind, nlat, nlon)
     hint = ""
     if nlat >= 2:
         d = np.diff(lat)
-        if np.allclose(d, d[0], atol=LAT_ATOL_DEG) and abs(lat[0]) < 90 - LAT_ATOL_DEG:
-            hint = (
-                f" It looks equiangular WITHOUT poles (first latitude {lat[0]:g}): regrid to an equiangular grid "
-                f"with poles (e.g. {nlat + 1}x{nlon}) or a Gaussian grid first."
-            )
+        if np.allclose(lat, poleless_latitudes(nlat), atol=LAT_ATOL_DEG, rtol=0):
+            hint = f" It is equiangular WITHOUT poles (first latitude {lat[0]:g}): {regrid_hint(where, nlat, nlon)}."
+        elif np.allclose(d, d[0], atol=LAT_ATOL_DEG) and abs(lat[0]) < 90 - LAT_ATOL_DEG:
+            hint = " It covers only part of the globe (a regional subset): download the global field."
     raise UsageError(
         f"{where}: the {nlat} latitudes ({lat[0]:g} ... {lat[-1]:g}) are neither an equiangular grid with poles "
         f"(90 -> -90 in equal steps) nor a Gaussian (Gauss-Legendre) grid.{hint}"

@@ -10,7 +10,13 @@ Layouts (detected automatically, ``layout=`` overrides):
 ``cds``
     Copernicus CDS NetCDF (new CDS, since 2024): short names (``z``, ``t2m``, ``u10``), ``valid_time``,
     ``pressure_level``, extra coordinates ``number``/``expver``; one file, a folder or list of ``.nc`` files, or
-    the ``.zip`` the CDS returns when instantaneous and accumulated fields are mixed.
+    the ``.zip`` the CDS returns when instantaneous and accumulated fields are mixed. Old-CDS files (``expver``
+    dimension) and NetCDF written by cfgrib/xarray (``time``, ``step``, ``valid_time``, ``isobaricInhPa``) too.
+``grib``
+    GRIB 1/2 files (CDS or MARS downloads) read through ``cfgrib`` (extra ``sciml[grib]``), same rules as ``cds``.
+
+Files are recognised by their first bytes (:func:`.ecmwf.sniff`), never by their names. Ensemble members and
+ERA5/ERA5T streams are chosen with :class:`.ecmwf.Selection` (``--member``, ``--expver``).
 ``makani``
     A folder with ``YYYY.h5`` files holding ``fields[time, channel, lat, lon]`` and a ``data.json`` (or
     ``metadata/data.json``) with ``dhours`` and ``coords.{lat, lon, channel}``.
@@ -25,10 +31,9 @@ import json
 import logging
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,6 +42,7 @@ import xarray as xr
 from sciml.errors import UsageError
 
 from .contract import channel_name, finalize_canonical, segments, time_step
+from .ecmwf import Selection, normalize, open_file, sniff, zip_members
 from .layouts import LAYOUTS
 
 LOGGER = logging.getLogger(__name__)
@@ -147,17 +153,18 @@ class Source:
 
 
 def detect_layout(path: str | os.PathLike[str]) -> str:
-    """Guess the layout of ``path`` from its files (see module docstring)."""
+    """Guess the layout of ``path`` from its bytes and files (see module docstring); names never decide."""
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such file or folder")
     if p.is_file():
-        if p.suffix == ".zip":
-            return "cds"
-        if p.suffix in (".nc", ".nc4", ".netcdf"):
-            return "cds"
-        if p.suffix in (".h5", ".hdf5"):
+        kind = sniff(p)
+        if kind == "grib":
+            return "grib"
+        if kind == "netcdf" and ((p.parent / "data.json").exists() or (p.parent / "metadata" / "data.json").exists()):
             return "makani"
+        if kind in ("netcdf", "zip"):
+            return "cds"
     elif (p / "zarr.json").exists() or (p / ".zgroup").exists():
         attrs = _zarr_attrs(p)
         if "sciml_contract" in attrs:
@@ -165,11 +172,15 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
         return "wb2"
     elif (p / "data.json").exists() or (p / "metadata" / "data.json").exists():
         return "makani"
-    elif any(p.glob("*.nc")) or any(p.glob("*.zip")):
-        return "cds"
+    else:
+        kinds = {sniff(f) for f in p.iterdir() if f.is_file() and not f.name.startswith(".")} - {None}
+        if kinds == {"grib"}:
+            return "grib"
+        if kinds:
+            return "cds"
     raise UsageError(
-        f"{p}: unknown data layout. Expected a zarr store (WeatherBench2 or sciml canonical), CDS NetCDF "
-        "(.nc file, folder of .nc files or the CDS .zip), or a makani folder (data.json + YYYY.h5); "
+        f"{p}: unknown data layout: not GRIB, NetCDF or a zip (by its first bytes), nor a zarr store (WeatherBench2 "
+        "or sciml canonical) or a makani folder (data.json + YYYY.h5); "
         f"pass --layout {{{','.join(LAYOUTS)}}} to force one"
     )
 
@@ -185,16 +196,29 @@ def _zarr_attrs(p: Path) -> dict:
     return {}
 
 
-def open_source(path: str | os.PathLike[str], layout: str | None = None) -> Source:
-    """Open ``path`` in any supported layout as a canonical :class:`Source`."""
+def open_source(
+    path: str | os.PathLike[str],
+    layout: str | None = None,
+    *,
+    selection: Selection | None = None,
+    allow_poleless: bool = False,
+) -> Source:
+    """Open ``path`` in any supported layout as a canonical :class:`Source`.
+
+    ``selection`` picks ensemble members and ERA5 streams (GRIB/CDS input); ``allow_poleless`` also accepts the
+    equiangular grid without poles (input of ``sciml data regrid``).
+    """
     p = Path(path)
     layout = layout or detect_layout(p)
     if layout not in LAYOUTS:
         raise UsageError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if not p.exists():
         raise UsageError(f"{p}: no such file or folder")
-    reader = {"canonical": _read_canonical, "wb2": _read_wb2, "cds": _read_cds, "makani": _read_makani}[layout]
-    src = reader(p)
+    if layout in ("cds", "grib"):
+        src = _read_cds(p, selection or Selection(), allow_poleless, layout)
+    else:
+        reader = {"canonical": _read_canonical, "wb2": _read_wb2, "makani": _read_makani}[layout]
+        src = reader(p, allow_poleless)
     _check_times(src)
     return src
 
@@ -228,9 +252,9 @@ def _split_static(ds: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset | None]:
     return ds.drop_vars(static), ds[static]
 
 
-def _read_canonical(p: Path) -> Source:
+def _read_canonical(p: Path, allow_poleless: bool = False) -> Source:
     ds = ordered(open_zarr(p))
-    ds = finalize_canonical(ds, where=str(p))
+    ds = finalize_canonical(ds, where=str(p), allow_poleless=allow_poleless)
     dyn, static = _split_static(ds)
     return Source("canonical", p, [dyn], static)
 
@@ -249,7 +273,7 @@ def _flatten_levels(ds: xr.Dataset, level_map: dict[str, str], surface_map: dict
                 out[channel_name(short, int(lev))] = var.sel(level=lev, drop=True)
         elif name in surface_map:
             out[surface_map[name]] = var
-        elif set(var.dims) <= {"time", "lat", "lon"}:
+        elif set(var.dims) <= {"member", "time", "lat", "lon"}:
             out[name] = var  # unknown single-level field: keep its own name
         else:
             LOGGER.info("%s: skipping variable %r with dims %s", where, name, var.dims)
@@ -258,7 +282,7 @@ def _flatten_levels(ds: xr.Dataset, level_map: dict[str, str], surface_map: dict
     return res
 
 
-def _read_wb2(p: Path) -> Source:
+def _read_wb2(p: Path, allow_poleless: bool = False) -> Source:
     where = str(p)
     ds = open_zarr(p)
     ds = ds.rename({k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items() if k in ds.dims})
@@ -274,77 +298,39 @@ def _read_wb2(p: Path) -> Source:
     ds = _flatten_levels(ds, WB2_LEVEL_VARS, WB2_SURFACE_VARS, where)
     if "time" not in ds.dims:
         raise UsageError(f"{where}: no 'time' dimension in the WeatherBench2 store")
-    dyn = finalize_canonical(ds, where=where)
-    static = finalize_canonical(xr.Dataset(static_vars), where=where) if static_vars else None
+    dyn = finalize_canonical(ds, where=where, allow_poleless=allow_poleless)
+    static = (
+        finalize_canonical(xr.Dataset(static_vars), where=where, allow_poleless=allow_poleless) if static_vars else None
+    )
     return Source("wb2", p, [dyn], static)
 
 
 # ----------------------------------------------------------------------------------------------- CDS
-def _safe_extract(zpath: Path, dest: Path) -> list[Path]:
-    """Extract the ``.nc`` members of a CDS zip into ``dest``; refuse names that would escape it."""
-    out = []
-    with zipfile.ZipFile(zpath) as zf:
-        for i, info in enumerate(zf.infolist()):
-            if info.is_dir():
-                continue
-            name = info.filename
-            pure = PurePosixPath(name.replace("\\", "/"))
-            if pure.is_absolute() or ".." in pure.parts or (len(name) > 1 and name[1] == ":"):
-                raise UsageError(
-                    f"{zpath}: zip member {name!r} would extract outside the target folder; refusing to read this "
-                    "archive (re-download it from the CDS or extract the .nc files yourself)"
-                )
-            if pure.suffix not in (".nc", ".nc4"):
-                continue
-            target = dest / f"{i:03d}_{pure.name}"  # our own flat name: nothing from the archive picks the path
-            with zf.open(info) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-            out.append(target)
-    if not out:
-        raise UsageError(f"{zpath}: the zip holds no .nc member")
-    return out
-
-
-def _cds_files(p: Path, cleanup: list) -> list[tuple[Path, str]]:
-    """(file, display name) pairs for a .nc file, a .zip, or a folder of them."""
-    if p.is_dir():
-        items = sorted(p.glob("*.nc")) + sorted(p.glob("*.zip"))
-    else:
-        items = [p]
-    files: list[tuple[Path, str]] = []
-    for f in items:
-        if f.suffix == ".zip":
-            tmp = tempfile.TemporaryDirectory(prefix="sciml-cds-")
-            cleanup.append(tmp.cleanup)
-            files += [(m, f"{f}:{m.name[4:]}") for m in _safe_extract(f, Path(tmp.name))]
-        else:
-            files.append((f, str(f)))
+def _data_files(p: Path) -> list[Path]:
+    """The GRIB/NetCDF/zip files of a file or folder, recognised by their bytes (``.idx`` and notes skipped)."""
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".") and sniff(f) is not None)
     if not files:
-        raise UsageError(f"{p}: no .nc or .zip files found")
+        raise UsageError(f"{p}: no GRIB, NetCDF or zip files in this folder")
     return files
 
 
-def _open_nc(f: Path, name: str) -> xr.Dataset:
-    for engine in ("h5netcdf", "netcdf4"):
-        try:
-            return xr.open_dataset(f, engine=engine, cache=False)
-        except (OSError, ValueError):
-            continue
-    raise UsageError(f"{name}: cannot be read as NetCDF (neither h5netcdf nor netCDF4 could open it)")
+def _cds_files(p: Path, cleanup: list) -> list[tuple[Path, str]]:
+    """(file, display name) pairs for a GRIB/NetCDF file, a zip (whatever its name), or a folder of them."""
+    files: list[tuple[Path, str]] = []
+    for f in _data_files(p):
+        if sniff(f) == "zip":
+            tmp = tempfile.TemporaryDirectory(prefix="sciml-cds-")
+            cleanup.append(tmp.cleanup)
+            files += [(m, f"{f}:{m.name[4:]}") for m in zip_members(f, Path(tmp.name), str(f))]
+        else:
+            files.append((f, str(f)))
+    return files
 
 
-def _normalize_cds(ds: xr.Dataset, name: str) -> tuple[xr.Dataset, dict[str, xr.DataArray]]:
-    ren = {"valid_time": "time", "pressure_level": "level", "latitude": "lat", "longitude": "lon"}
-    ds = ds.rename({k: v for k, v in ren.items() if k in ds.variables})
-    if "number" in ds.dims:
-        if ds.sizes["number"] != 1:
-            raise UsageError(
-                f"{name}: holds {ds.sizes['number']} ensemble members (dim 'number'); select one member before "
-                "converting"
-            )
-        ds = ds.isel(number=0)
-    ds = ds.drop_vars([c for c in ("number", "expver") if c in ds.variables])
+def _split_cds_static(ds: xr.Dataset, name: str) -> tuple[xr.Dataset, dict[str, xr.DataArray]]:
+    """Surface geopotential and land-sea mask -> static ``orog``, ``lsm``; the rest flattened into channels."""
     static: dict[str, xr.DataArray] = {}
     for k in list(ds.data_vars):
         v = ds[k]
@@ -354,20 +340,24 @@ def _normalize_cds(ds: xr.Dataset, name: str) -> tuple[xr.Dataset, dict[str, xr.
         elif k == "lsm":
             static["lsm"] = v.isel(time=0, drop=True) if "time" in v.dims else v
             ds = ds.drop_vars(k)
+    for k in static:
+        if "member" in static[k].dims:
+            static[k] = static[k].isel(member=0, drop=True)
     if "time" not in ds.dims and ds.data_vars:
         raise UsageError(f"{name}: no 'valid_time' (or 'time') dimension")
     return _flatten_levels(ds, CDS_LEVEL_VARS, CDS_SURFACE_VARS, name), static
 
 
-def _read_cds(p: Path) -> Source:
+def _read_cds(p: Path, sel: Selection, allow_poleless: bool = False, layout: str = "cds") -> Source:
     cleanup: list = []
     try:
         files = _cds_files(p, cleanup)
         groups: dict[tuple[str, ...], list[xr.Dataset]] = {}
         static: dict[str, xr.DataArray] = {}
         ref_grid: tuple[str, np.ndarray, np.ndarray] | None = None
-        for f, name in files:
-            ds, st = _normalize_cds(_open_nc(f, name), name)
+        opened = [(ds, name) for f, name in files for ds in open_file(f, name)]
+        for raw, name in opened:
+            ds, st = _split_cds_static(normalize(raw, name, sel), name)
             lat, lon = ds["lat"].values, ds["lon"].values
             if ref_grid is None:
                 ref_grid = (name, lat, lon)
@@ -383,12 +373,12 @@ def _read_cds(p: Path) -> Source:
                 )
             static.update(st)
             if ds.data_vars:
-                ds = finalize_canonical(ds, where=name)
+                ds = finalize_canonical(ds, where=name, allow_poleless=allow_poleless)
                 ds.attrs["sciml_file"] = name
                 groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append(ds)
         parts = _align_groups(list(groups.values()), str(p))
-        st = finalize_canonical(xr.Dataset(static), where=str(p)) if static else None
-        return Source("cds", p, parts, st, cleanup)
+        st = finalize_canonical(xr.Dataset(static), where=str(p), allow_poleless=allow_poleless) if static else None
+        return Source(layout, p, parts, st, cleanup)
     except BaseException:
         for c in cleanup:
             c()
@@ -448,7 +438,7 @@ def _duplicate_vars(dsets: Iterable[xr.Dataset]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------- makani
-def _read_makani(p: Path) -> Source:
+def _read_makani(p: Path, allow_poleless: bool = False) -> Source:
     root = p if p.is_dir() else p.parent
     meta_file = next((m for m in (root / "data.json", root / "metadata" / "data.json") if m.exists()), None)
     if meta_file is None:
@@ -496,7 +486,7 @@ def _read_makani(p: Path) -> Source:
                 v = v.where(xr.DataArray(valid[:, i], dims="time"))  # invalid steps become NaN (check reports)
             out[c] = v
         dsc = xr.Dataset(out).assign_coords(time=times, lat=lat, lon=lon)
-        parts.append(finalize_canonical(dsc, where=str(f)))
+        parts.append(finalize_canonical(dsc, where=str(f), allow_poleless=allow_poleless))
     return Source("makani", p, parts, None)
 
 

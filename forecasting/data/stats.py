@@ -8,9 +8,10 @@ For channel :math:`c`, over the time steps :math:`t` of the chosen range and qua
     \mu_c = \frac1T\sum_t\sum_{ij} w_{ij}\,x_{c,t,ij},\qquad
     \sigma_c^2 = \frac1T\sum_t\sum_{ij} w_{ij}\,(x_{c,t,ij}-\mu_c)^2,
 
-and the same for the differences :math:`x_{t+\Delta}-x_t` (default :math:`\Delta` = 6 h; only pairs inside one
-trajectory segment and without missing steps), giving ``diff_mean`` and ``diff_std`` (GraphCast/FCN3's
-:math:`\sigma_{\Delta t}`). Min and max are pointwise.
+and the same for the differences :math:`x_{t+\Delta}-x_t` (only pairs inside one trajectory segment and without
+missing steps), giving ``diff_mean`` and ``diff_std`` (GraphCast/FCN3's :math:`\sigma_{\Delta t}`). The lag
+:math:`\Delta` follows the data: 6 h, or the time step when the data are coarser (12-hourly, daily); a lag that is
+not a multiple of the step is refused before the pass. Min and max are pointwise.
 
 The climatology is a harmonic regression fitted per channel and grid point by least squares,
 
@@ -18,8 +19,11 @@ The climatology is a harmonic regression fitted per channel and grid point by le
           + \big(c\cos\tfrac{2\pi h}{24} + s\sin\tfrac{2\pi h}{24}\big),\qquad \omega = \tfrac{2\pi}{365.25},
 
 a smooth, compact alternative to WeatherBench2's (day-of-year, hour) tables: ``(1 + 2K + 2)`` fields per channel
-instead of 366 x 24. With less than one year of data only the time mean :math:`a_0` (and the diurnal terms) is
-fitted.
+instead of 366 x 24. Only terms the sampling determines are fitted, decided from the time axis before the pass
+(:func:`plan_stats`): with less than one year of data the seasonal terms are dropped; a regressor that is a linear
+combination of the kept ones on the sampled times is dropped (12-hourly data at 00/12 UTC: :math:`\sin 2\pi h/24
+= 0`; daily data: both diurnal terms); dropped terms keep a zero coefficient and are named in the attributes
+(``clim_dropped``) and the log.
 
 Everything is written to one NetCDF file beside the store (``swe.zarr`` -> ``swe.stats.nc``) and loaded as
 :class:`NormStats`, whose :meth:`NormStats.tensors` gives makani-style ``(1, C, 1, 1)`` tensors.
@@ -59,14 +63,106 @@ class StatsConfig:
 
     start: str | None = None
     end: str | None = None
-    diff_hours: int = 6
+    diff_hours: int | None = None  # None: 6 h, or the data's time step if that is longer
     harmonics: int = 3
     diurnal: bool = True
     time_block: int = 64
 
     def __post_init__(self) -> None:
-        if self.diff_hours <= 0 or self.harmonics < 0 or self.time_block < 1:
+        if (self.diff_hours is not None and self.diff_hours <= 0) or self.harmonics < 0 or self.time_block < 1:
             raise ValueError("need diff_hours > 0, harmonics >= 0, time_block >= 1")
+
+
+DEFAULT_LAG = pd.Timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class StatsPlan:
+    """What the data's time axis allows, decided before the pass: lag, climatology terms kept and dropped."""
+
+    lag: pd.Timedelta
+    harmonics: int
+    diurnal: bool
+    keep: np.ndarray  # bool [F] over harmonic_design(times, harmonics, diurnal)
+    dropped: tuple[str, ...]
+    n_pairs: int
+
+
+def _term_names(harmonics: int, diurnal: bool) -> list[str]:
+    names = ["mean"]
+    for k in range(1, harmonics + 1):
+        names += [f"cos(2pi {k} d/365.25)", f"sin(2pi {k} d/365.25)"]
+    return names + (["cos(2pi h/24)", "sin(2pi h/24)"] if diurnal else [])
+
+
+def _identifiable(X: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
+    """Greedy column selection: keep a regressor only if it is not (numerically) a combination of kept ones."""
+    keep = np.zeros(X.shape[1], dtype=bool)
+    basis = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        resid = col - basis @ (basis.T @ col) if basis.shape[1] else col
+        norm = np.linalg.norm(resid)
+        if norm > rtol * max(np.linalg.norm(col), 1e-300) and norm > 0:
+            keep[j] = True
+            basis = np.column_stack([basis, resid / norm])
+    return keep
+
+
+def plan_stats(times: pd.DatetimeIndex, seg: np.ndarray, use: np.ndarray, cfg: StatsConfig, where: str) -> StatsPlan:
+    """Validate the lag and choose the climatology terms from the time axis alone (no data read)."""
+    from .contract import time_step
+
+    t = times[use]
+    if t.size < 2:
+        raise UsageError(
+            f"{where}: {t.size} time step(s) in the range; statistics of differences need at least 2 (widen "
+            "--start/--end or convert more times)"
+        )
+    step, _ = time_step(t.values, where=where)
+    if cfg.diff_hours is None:
+        lag = DEFAULT_LAG if step <= DEFAULT_LAG and DEFAULT_LAG % step == pd.Timedelta(0) else step
+    else:
+        lag = pd.Timedelta(hours=cfg.diff_hours)
+        if lag % step != pd.Timedelta(0):
+            raise UsageError(
+                f"{where}: --diff-hours {cfg.diff_hours} is not a multiple of the data's time step "
+                f"({step / pd.Timedelta(hours=1):g} h); use --diff-hours {step / pd.Timedelta(hours=1):g} (or a "
+                "multiple), or leave it out to follow the data"
+            )
+    ns = times.as_unit("ns").asi8
+    index = {v: i for i, v in enumerate(ns)}
+    n_pairs = 0
+    for g in np.flatnonzero(use):
+        j = index.get(ns[g] + lag.value)
+        n_pairs += j is not None and bool(use[j]) and seg[j] == seg[g]
+    if n_pairs == 0:
+        raise UsageError(
+            f"{where}: no pair of time steps {lag} apart inside one segment in the range; choose --diff-hours equal "
+            f"to the time step ({step})"
+        )
+    span_days = (t[-1] - t[0]) / pd.Timedelta(days=1)
+    harmonics = cfg.harmonics if span_days >= 365 else 0
+    dropped = []
+    if harmonics != cfg.harmonics:
+        dropped.append(f"seasonal harmonics 1..{cfg.harmonics} (need a year of data)")
+    X = harmonic_design(t, harmonics, cfg.diurnal)
+    keep = _identifiable(X)
+    names = _term_names(harmonics, cfg.diurnal)
+    dropped += [n for n, k in zip(names, keep, strict=True) if not k]
+    diurnal = cfg.diurnal
+    if diurnal and not keep[-2:].any():  # neither diurnal term: store none
+        keep, diurnal = keep[:-2], False
+    if dropped:
+        LOGGER.warning(
+            "%s: %d step(s) of %s over %.1f days cannot determine the climatology term(s) %s; fitted without them",
+            where,
+            t.size,
+            step,
+            span_days,
+            ", ".join(dropped),
+        )
+    return StatsPlan(lag, harmonics, diurnal, keep, tuple(dropped), n_pairs)
 
 
 @dataclass(frozen=True)
@@ -184,7 +280,13 @@ def _time_mask(times: pd.DatetimeIndex, cfg: StatsConfig) -> np.ndarray:
 def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progress | None = None) -> NormStats:
     """Stream over ``src`` once and return its :class:`NormStats` (see module docstring for the equations)."""
     progress = progress or NoProgress()
-    grid = grid_of(src.parts[0], where=str(src.path))
+    where = str(src.path)
+    if "member" in src.parts[0].dims:
+        raise UsageError(
+            f"{where} keeps {src.parts[0].sizes['member']} ensemble members; statistics need one trajectory: "
+            "convert with --member N"
+        )
+    grid = grid_of(src.parts[0], where=where)
     w = grid.quadrature_weights()
     chans = src.channels
     C = len(chans)
@@ -192,13 +294,10 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
     seg = source_segments(src)
     use = _time_mask(times, cfg)
     if not use.any():
-        raise UsageError(f"{src.path}: no time steps between {cfg.start} and {cfg.end} ({times[0]} .. {times[-1]})")
-    span_days = (times[use][-1] - times[use][0]) / pd.Timedelta(days=1)
-    harmonics = cfg.harmonics if span_days >= 365 else 0
-    if harmonics != cfg.harmonics:
-        LOGGER.warning("only %.1f days of data: fitting the time-mean climatology without seasonal terms", span_days)
-    lag = pd.Timedelta(hours=cfg.diff_hours)
-    F = 1 + 2 * harmonics + 2 * int(cfg.diurnal)
+        raise UsageError(f"{where}: no time steps between {cfg.start} and {cfg.end} ({times[0]} .. {times[-1]})")
+    plan = plan_stats(times, seg, use, cfg, where)
+    harmonics, diurnal, lag = plan.harmonics, plan.diurnal, plan.lag
+    F = 1 + 2 * harmonics + 2 * int(diurnal)
     s1 = np.zeros(C)
     s2 = np.zeros(C)
     d1 = np.zeros(C)
@@ -238,7 +337,7 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
                 n += x.shape[0]
                 vmin = np.minimum(vmin, x.min(axis=(0, 2, 3)))
                 vmax = np.maximum(vmax, x.max(axis=(0, 2, 3)))
-                X = harmonic_design(pt[i0:i1][sel], harmonics, cfg.diurnal)
+                X = harmonic_design(pt[i0:i1][sel], harmonics, diurnal)
                 G += X.T @ X
                 R += np.einsum("tf,tcij->fcij", X, x)
                 # differences x(t + lag) - x(t): partner looked up by time over the whole source
@@ -261,14 +360,11 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
     mean_s = s1 / n
     mean = mean_s + shift
     std = np.sqrt(np.maximum(s2 / n - mean_s**2, 0.0))
-    if nd == 0:
-        raise UsageError(
-            f"{src.path}: no pair of time steps {cfg.diff_hours} h apart in the range; choose --diff-hours that is "
-            "a multiple of the data step"
-        )
     diff_mean = d1 / nd
     diff_std = np.sqrt(np.maximum(d2 / nd - diff_mean**2, 0.0))
-    coef = np.linalg.solve(G, R.reshape(F, -1)).reshape(R.shape)
+    k = np.flatnonzero(plan.keep)  # undetermined terms keep a zero coefficient
+    coef = np.zeros(R.shape)
+    coef[k] = np.linalg.solve(G[np.ix_(k, k)], R[k].reshape(k.size, -1)).reshape((k.size, *R.shape[1:]))
     st_names: tuple[str, ...] = ()
     st_mean = st_std = None
     if src.static is not None and src.static_channels:
@@ -281,7 +377,9 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
         "end": str(times[use][-1]),
         "n_samples": n,
         "n_diff_pairs": nd,
-        "diff_hours": cfg.diff_hours,
+        "diff_hours": lag / pd.Timedelta(hours=1),
+        "clim_terms": ", ".join(n for n, kk in zip(_term_names(harmonics, diurnal), plan.keep, strict=True) if kk),
+        "clim_dropped": ", ".join(plan.dropped) or "none",
         "grid": grid.describe(),
         "weights": "clenshaw-curtis" if grid.kind == "equiangular" else "gauss-legendre",
         "source": str(src.path),
@@ -296,7 +394,7 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
         max=vmax,
         clim=coef.astype(np.float32),
         harmonics=harmonics,
-        diurnal=cfg.diurnal,
+        diurnal=diurnal,
         static_channels=st_names,
         static_mean=st_mean,
         static_std=st_std,

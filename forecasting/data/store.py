@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def _encoding(ds: xr.Dataset) -> dict:
     cl, cx = spatial_chunks(ds.sizes["lat"], ds.sizes["lon"])
     enc = {}
     for name, v in ds.data_vars.items():
-        enc[name] = {"chunks": (1, cl, cx) if "time" in v.dims else (cl, cx)}
+        enc[name] = {"chunks": (*(1 for d in v.dims if d not in ("lat", "lon")), cl, cx)}
     return enc
 
 
@@ -48,6 +49,7 @@ def write_store(
     overwrite: bool = False,
     attrs: dict | None = None,
     progress: Progress | None = None,
+    transform: Callable[[xr.Dataset], xr.Dataset] | None = None,
 ) -> Path:
     """Write ``src`` as a canonical zarr v3 store at ``dest`` (atomically).
 
@@ -63,6 +65,8 @@ def write_store(
         Replace an existing store (the old one stays intact until the new one is complete).
     attrs
         Extra global attributes (provenance).
+    transform
+        Applied to every loaded block (static fields merged into the first) before writing, e.g. a regridder.
     """
     dest = Path(dest)
     if dest.exists() and not overwrite:
@@ -75,24 +79,29 @@ def write_store(
         time_block = max(1, int(64e6 // step_bytes))
     progress.start(total, f"writing {dest.name}")
     first = True
+    store_attrs: dict = {}
     try:
         with atomic_path(dest, directory=True) as tmp:
             for part in src.parts:
                 n = part.sizes["time"]
                 for i0 in range(0, n, time_block):
                     block = part.isel(time=slice(i0, min(n, i0 + time_block))).load()
+                    if first and src.static is not None:
+                        block = block.merge(src.static.load())
+                    if transform is not None:
+                        block = transform(block)
                     if first:
-                        if src.static is not None:
-                            block = block.merge(src.static.load())
                         block.attrs.pop("sciml_file", None)
                         block.attrs.update(attrs or {})
                         block.attrs.update(sciml_contract="1", source_layout=src.layout)
                         # zarr lists variables alphabetically: keep the channel order explicitly
                         block.attrs.update(channels=list(src.channels), static_channels=list(src.static_channels))
                         block.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(block))
+                        store_attrs = dict(block.attrs)
                         first = False
                     else:
                         dyn = block[[k for k, v in block.data_vars.items() if "time" in v.dims]]
+                        dyn.attrs = store_attrs  # an append rewrites the group attributes: keep the first part's
                         dyn.to_zarr(tmp, append_dim="time", zarr_format=3, consolidated=False)
                     progress.update(block.sizes["time"])
     finally:

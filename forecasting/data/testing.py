@@ -177,3 +177,26 @@ def write_makani(truth: xr.Dataset, folder: str | Path, invalid: tuple[tuple[int
     }
     (folder / "data.json").write_text(json.dumps(meta))
     return folder
+
+
+def random_harmonics(lat: np.ndarray, lon: np.ndarray, lmax: int, seed: int = 0) -> np.ndarray:
+    r"""A real field with unit-variance random coefficients on every spherical harmonic of degree ``l <= lmax``.
+
+    .. math:: f(\theta, \lambda) = \sum_{l \le L} \sum_{m=0}^{l} \mathrm{Re}\,(a_{lm} Y_l^m(\theta, \lambda)),
+
+    evaluated with :func:`scipy.special.sph_harm_y` (independent of the regridder's own Legendre recursion), so it
+    is a closed-form reference with known band limit at any set of points (``lat``, ``lon`` in degrees).
+    """
+    from scipy.special import sph_harm_y
+
+    rng = np.random.default_rng(seed)
+    theta = np.radians(90.0 - np.asarray(lat, dtype=np.float64))
+    phi = np.radians(np.asarray(lon, dtype=np.float64))
+    f = np.zeros((theta.size, phi.size))
+    for m in range(lmax + 1):
+        l = np.arange(m, lmax + 1)[:, None]
+        # Y_l^m(theta, phi) = Y_l^m(theta, 0) exp(i m phi): evaluate the latitude part once per (l, m)
+        a = rng.standard_normal(l.shape) + 1j * rng.standard_normal(l.shape)
+        column = (a * sph_harm_y(l, m, theta[None, :], 0.0)).sum(axis=0)
+        f += np.real(column[:, None] * np.exp(1j * m * phi)[None, :])
+    return f
