@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -164,7 +165,7 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def load_yaml(path: str | Path) -> Any:
+def load_yaml(path: str | os.PathLike[str]) -> Any:
     """Read a YAML file with ``safe_load``; a missing or malformed file is a :class:`ConfigError`."""
     path = Path(path)
     if not path.is_file():
@@ -175,7 +176,7 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
 
 
-def from_yaml(cls: type[T], path: str | Path) -> T:
+def from_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
     """Load dataclass ``cls`` from a YAML file (see :func:`from_dict` for the validation rules)."""
     try:
         return from_dict(cls, load_yaml(path))

@@ -205,6 +205,7 @@ class ForecastDataset(torch.utils.data.Dataset):
             vals = [np.asarray(arrays[s][ls, xs], dtype=np.float32) for s in self._meta.static]
             x = torch.as_tensor(np.stack(vals)) if vals else torch.zeros(0, *self.tile.shape)
             if self.stats is not None and vals:
+                assert self.stats.static_mean is not None and self.stats.static_std is not None  # stored with statics
                 m = torch.as_tensor(self.stats.static_mean[self.stats_static_index], dtype=torch.float32)
                 s = torch.as_tensor(self.stats.static_std[self.stats_static_index], dtype=torch.float32)
                 x = (x - m[:, None, None]) / torch.where(s > 0, s, 1.0)[:, None, None]

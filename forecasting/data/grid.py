@@ -163,7 +163,9 @@ def detect_grid(
             f"steps from 0; regional or irregular grids are not supported: download the global field "
             f"(latitude {lat.max():g} .. {lat.min():g} here)"
         )
-    kinds = ("equiangular", "gaussian", "poleless") if allow_poleless else ("equiangular", "gaussian")
+    kinds: tuple[GridKind, ...] = (
+        ("equiangular", "gaussian", "poleless") if allow_poleless else ("equiangular", "gaussian")
+    )
     for kind in kinds:
         ref = latitudes(kind, nlat) if nlat >= 3 else None
         if ref is not None and np.allclose(lat, ref, atol=LAT_ATOL_DEG, rtol=0):

@@ -143,12 +143,12 @@ class Source:
                 )
             self.parts = [p[list(channels)] for p in self.parts]
         if static is not None:
-            missing = [c for c in static if c not in self.static_channels]
+            missing = [c for c in static if c not in self.static_channels]  # none when the source has no statics
             if missing:
                 raise UsageError(
                     f"{where}: static field(s) {missing} not found; available: {self.static_channels or 'none'}"
                 )
-            self.static = self.static[list(static)] if static else None
+            self.static = self.static[list(static)] if static and self.static is not None else None
         return self
 
 
@@ -377,8 +377,10 @@ def _read_cds(p: Path, sel: Selection, allow_poleless: bool = False, layout: str
                 ds.attrs["sciml_file"] = name
                 groups.setdefault(tuple(sorted(map(str, ds.data_vars))), []).append(ds)
         parts = _align_groups(list(groups.values()), str(p))
-        st = finalize_canonical(xr.Dataset(static), where=str(p), allow_poleless=allow_poleless) if static else None
-        return Source(layout, p, parts, st, cleanup)
+        static_ds = (
+            finalize_canonical(xr.Dataset(static), where=str(p), allow_poleless=allow_poleless) if static else None
+        )
+        return Source(layout, p, parts, static_ds, cleanup)
     except BaseException:
         for c in cleanup:
             c()

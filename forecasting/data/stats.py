@@ -102,8 +102,8 @@ def _identifiable(X: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
     for j in range(X.shape[1]):
         col = X[:, j]
         resid = col - basis @ (basis.T @ col) if basis.shape[1] else col
-        norm = np.linalg.norm(resid)
-        if norm > rtol * max(np.linalg.norm(col), 1e-300) and norm > 0:
+        norm = float(np.linalg.norm(resid))
+        if norm > rtol * max(float(np.linalg.norm(col)), 1e-300) and norm > 0:
             keep[j] = True
             basis = np.column_stack([basis, resid / norm])
     return keep
@@ -358,13 +358,15 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
     finally:
         progress.close()
     mean_s = s1 / n
+    assert shift is not None  # set by the first block (an empty selection was refused before the pass)
     mean = mean_s + shift
     std = np.sqrt(np.maximum(s2 / n - mean_s**2, 0.0))
     diff_mean = d1 / nd
     diff_std = np.sqrt(np.maximum(d2 / nd - diff_mean**2, 0.0))
-    k = np.flatnonzero(plan.keep)  # undetermined terms keep a zero coefficient
+    kept = np.flatnonzero(plan.keep)  # undetermined terms keep a zero coefficient
     coef = np.zeros(R.shape)
-    coef[k] = np.linalg.solve(G[np.ix_(k, k)], R[k].reshape(k.size, -1)).reshape((k.size, *R.shape[1:]))
+    solved = np.linalg.solve(G[np.ix_(kept, kept)], R[kept].reshape(kept.size, -1))
+    coef[kept] = solved.reshape((kept.size, *R.shape[1:]))
     st_names: tuple[str, ...] = ()
     st_mean = st_std = None
     if src.static is not None and src.static_channels:
