@@ -20,7 +20,9 @@ from torch_harmonics.quadrature import precompute_latitudes
 
 from sciml.errors import UsageError
 
-Grid = Literal["equiangular", "legendre-gauss"]
+#: torch-harmonics' names of the two quadrature grids. The data layer's :class:`~sciml.forecasting.data.Grid`
+#: (kinds ``equiangular``, ``gaussian``) maps onto these through ``Grid.th_grid``; everything here takes these names.
+QuadratureGrid = Literal["equiangular", "legendre-gauss"]
 GRIDS: tuple[str, ...] = ("equiangular", "legendre-gauss")
 
 

@@ -109,11 +109,10 @@ class Grid:
         spectral transforms share one quadrature. Both rules integrate polynomials in :math:`\sin\varphi`
         exactly up to degree ``nlat-1`` (CC) or ``2 nlat - 1`` (Gauss).
         """
-        from torch_harmonics.quadrature import precompute_latitudes
+        from sciml.forecasting.sphere import quadrature_weights  # the one quadrature of losses, metrics and stats
 
-        _, q = precompute_latitudes(self.nlat, grid=self.th_grid)  # colatitude 0 -> pi, i.e. north -> south
-        q = q.numpy().astype(np.float64)
-        return np.repeat((q / (2.0 * self.nlon))[:, None], self.nlon, axis=1)
+        q = quadrature_weights(self.nlat, self.nlon, self.th_grid, normalize=True).numpy()  # [nlat, 1], north first
+        return np.repeat(q, self.nlon, axis=1)
 
     def describe(self) -> str:
         return f"{self.kind} {self.nlat}x{self.nlon}"
