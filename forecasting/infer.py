@@ -112,7 +112,12 @@ class LoadedModel:
         self.noise_scales = tuple(float(s) for s in ck.get("noise_scales_km", []))
         self.step_count = int(ck["position"]["step"])
         self.model = FCN3(self.model_config, ops)  # ops: SphereOps (None: serial; a tile's twins when distributed)
-        self.model.load_state_dict(ck["model"])
+        try:
+            self.model.load_state_dict(ck["model"])
+        except RuntimeError as exc:
+            raise UsageError(
+                f"checkpoint {checkpoint}: its weights do not fit its model config ({str(exc).splitlines()[0]})"
+            ) from None
         self.model.eval()
 
     @property

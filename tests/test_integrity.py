@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -147,7 +148,7 @@ def test_killed_sweep_resumes_and_results_are_complete_ordinary_folders(tmp_path
     import time
 
     out = tmp_path / "sweep"
-    argv = [*SOLVE, "--sweep", "l=0:2", "--out", str(out)]
+    argv = [*SOLVE, "--sweep", "l=0:1", "--out", str(out)]
     proc = subprocess.Popen([PY, "-m", "sciml.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out / "l=0" / "metrics.json").exists() and time.monotonic() < deadline:
@@ -161,7 +162,7 @@ def test_killed_sweep_resumes_and_results_are_complete_ordinary_folders(tmp_path
     assert main([*argv, "--resume"]) == 0
     assert (out / "l=0" / "metrics.json").stat().st_mtime_ns == first  # kept, not solved again
     summary = json.loads((out / "sweep.json").read_text())
-    assert summary["complete"] and [r["l"] for r in summary["rows"]] == [0, 1, 2]
+    assert summary["complete"] and [r["l"] for r in summary["rows"]] == [0, 1]
     assert not [p for p in out.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
     umask = os.umask(0)
     os.umask(umask)
@@ -175,3 +176,233 @@ def test_killed_sweep_resumes_and_results_are_complete_ordinary_folders(tmp_path
     capsys.readouterr()
     assert main(single) == 2 and "--overwrite" in _one_line(capsys.readouterr().err)
     assert main([*single, "--overwrite"]) == 0
+
+
+# ------------------------------------------------------------------------------------------- training fixtures
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A 3-day, one-trajectory shallow-water store with statistics (~3 s)."""
+    import dataclasses
+
+    from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
+
+    path = tmp_path_factory.mktemp("data") / "tiny.zarr"
+    ds, _ = simulate(dataclasses.replace(PRESETS["tiny"], days=3, trajectories=1, spinup_days=0.5))
+    src = source_from_dataset(ds, path=path)
+    write_store(src, path)
+    compute_stats(src).save(stats_path(path))
+    return path
+
+
+def _train(store: Path, out: Path, *extra: str) -> list[str]:
+    sets = {
+        "data.store": store,
+        "data.train_end": "2001-01-02T18:00",
+        "data.valid_start": "2001-01-03T00:00",
+        "validation.every": 1000,
+        "checkpoint_every": 1000,
+        "stages.0.steps": 4,
+        "stages.1.steps": 1,
+    }
+    args = ["-q", "forecast", "train", "--config", "tiny", "--out", str(out)]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    return [*args, *extra]
+
+
+def _error(err: str) -> str:
+    """The one error line of a failed command (warnings may precede it; no traceback)."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def half_run(store, tmp_path_factory) -> Path:
+    """A training run stopped (checkpointed) at step 2 of 5, in stage 0."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    assert main(_train(store, out, "--max-steps", "2")) == 0
+    return out
+
+
+# ------------------------------------------------------------------------------------------- C: resume rules
+def test_resume_applies_a_new_lr_from_the_resume_step(store, half_run, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(half_run, out)
+    assert main([*_train(store, out, "--resume"), "--set", "stages.0.lr=0.01", "--max-steps", "4"]) == 0
+    rows = pd.read_csv(out / "train.csv")
+    assert rows["lr"].tolist() == pytest.approx([3e-3, 3e-3, 1e-2, 1e-2])  # tiny.yaml: constant 3e-3 in stage 0
+    assert "stages.0.lr" in capsys.readouterr().err  # the change is announced
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("seed=5", "seed"),
+        ("stages.0.rollout=2", "stages.0.rollout (stage 0 is in progress)"),
+        ("stages.0.steps=1", "stages.0.steps (stage 0 has done 2 steps)"),
+        ("data.channels=[z500]", "data.channels"),
+    ],
+)
+def test_resume_refuses_changes_that_would_diverge(store, half_run, change, named, capsys):
+    before = (half_run / "checkpoint.pt").read_bytes()
+    assert main([*_train(store, half_run, "--resume"), "--set", change]) == 2
+    line = _error(capsys.readouterr().err)
+    assert "differs from the checkpoint" in line and named in line
+    assert (half_run / "checkpoint.pt").read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------- D: checkpoints
+def _tensor_data_offset(path: Path) -> tuple[int, int]:
+    """Offset and size of the largest stored record of a torch zip checkpoint (tensor bytes)."""
+    import re
+    import struct
+    import zipfile
+
+    records = [i for i in zipfile.ZipFile(path).infolist() if re.search(r"/data/\d+$", i.filename)]
+    info = max(records, key=lambda i: i.file_size)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+    return info.header_offset + 30 + name_len + extra_len, info.file_size
+
+
+def _damaged(half_run: Path, tmp_path: Path, how: str) -> Path:
+    import shutil
+
+    import torch
+    from sciml.forecasting.train import load_checkpoint, save_checkpoint
+
+    out = tmp_path / how
+    shutil.copytree(half_run, out)
+    ck = out / "checkpoint.pt"
+    if how == "flipped":
+        data = bytearray(ck.read_bytes())
+        start, size = _tensor_data_offset(ck)
+        for i in np.random.default_rng(0).choice(size, 64, replace=False):
+            data[start + i] ^= 0xFF
+        ck.write_bytes(bytes(data))
+    elif how == "random":
+        ck.write_bytes(np.random.default_rng(1).bytes(5000))
+    else:
+        payload = load_checkpoint(ck)
+        payload.pop("sha256")
+        payload.pop("format")
+        if how == "no-optimizer":
+            payload.pop("optimizer")
+        elif how == "shape":
+            name = next(k for k, v in payload["model"].items() if v.is_floating_point() and v.numel() > 1)
+            payload["model"][name] = torch.zeros(payload["model"][name].numel() + 1)
+        elif how == "nan":
+            name = next(k for k, v in payload["model"].items() if v.is_floating_point())
+            payload["model"][name] = payload["model"][name] * float("nan")
+        save_checkpoint(ck, payload)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [
+        ("flipped", "is corrupt: its content does not match the sha256"),
+        ("random", "cannot be loaded safely"),
+        ("no-optimizer", "lacks ['optimizer']"),
+        ("shape", "does not fit this run"),
+        ("nan", "holds non-finite weights"),
+    ],
+)
+def test_damaged_checkpoints_are_refused_in_one_line(store, half_run, tmp_path, how, says, capsys):
+    out = _damaged(half_run, tmp_path, how)
+    assert main(_train(store, out, "--resume")) == 2
+    line = _error(capsys.readouterr().err)
+    assert says in line and str(out / "checkpoint.pt") in line
+    if how in ("flipped", "shape"):
+        argv = ["forecast", "infer", "--checkpoint", str(out / "checkpoint.pt"), "--init", "2001-01-03T00"]
+        assert main([*argv, "--lead", "6h", "--out", str(tmp_path / "fc.zarr"), "--members", "2"]) == 2
+        assert "checkpoint.pt" in _error(capsys.readouterr().err)
+
+
+def test_resume_on_a_store_replaced_by_another_grid_is_refused(store, tmp_path, capsys):
+    import shutil
+
+    from sciml.forecasting.data import compute_stats, source_from_dataset, stats_path, write_store
+    from sciml.forecasting.data.grid import Grid
+
+    data, out = tmp_path / "data.zarr", tmp_path / "run"
+    shutil.copytree(store, data)
+    shutil.copy(stats_path(store), stats_path(data))
+    assert main(_train(data, out, "--max-steps", "1")) == 0
+    shutil.rmtree(data)  # the same path now holds a store on another grid
+    g = Grid("equiangular", 17, 32)
+    times = pd.date_range("2001-01-01", periods=12, freq="6h")
+    rng = np.random.default_rng(0)
+    shape = (12, 17, 32)
+    dims = ("time", "lat", "lon")
+    fields = {c: (dims, rng.standard_normal(shape, dtype=np.float32)) for c in ("z500", "u500", "v500")}
+    src = source_from_dataset(xr.Dataset(fields, coords={"time": times, "lat": g.lat, "lon": g.lon}), path=data)
+    write_store(src, data)
+    compute_stats(src).save(stats_path(data))
+    capsys.readouterr()
+    assert main(_train(data, out, "--resume")) == 2
+    line = _error(capsys.readouterr().err)
+    assert "was trained on data with nlat=33, nlon=64" in line and "nlat=17, nlon=32" in line
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(store, half_run, tmp_path):
+    import resource
+    import shutil
+
+    from sciml.forecasting.train import load_checkpoint
+
+    out = tmp_path / "run"
+    shutil.copytree(half_run, out)
+    before = (out / "checkpoint.pt").read_bytes()
+    limit = len(before) - 1000  # the next checkpoint cannot be written; the small CSV/JSON files can
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [PY, "-m", "sciml.cli", *_train(store, out, "--resume")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = _error(proc.stderr)
+    ck = out / "checkpoint.pt"
+    assert "file size limit (ulimit -f) exceeded on" in line and f"previous checkpoint {ck} kept" in line
+    assert ck.read_bytes() == before and load_checkpoint(ck)["position"]["step"] == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".checkpoint.pt.")]
+
+
+def test_disk_full_message_names_the_device(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+    from sciml.forecasting.train import checkpoint as ck
+
+    from sciml.errors import SciMLError
+
+    def full(obj, fh):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    payload = {"model": {"w": torch.zeros(2)}, "model_config": {}, "config": {}, "position": {}, "data": {}}
+    with pytest.raises(SciMLError, match=r"^no space left on /\S* while writing .*; no checkpoint was written$"):
+        ck.save_checkpoint(tmp_path / "checkpoint.pt", payload)
+
+
+def test_checkpoint_without_hash_still_loads(tmp_path, caplog):
+    import torch
+    from sciml.forecasting.train import load_checkpoint
+
+    old = {"format": "sciml.forecast.train/1", "model": {}, "model_config": {}, "config": {}}
+    old.update(position={}, data={})
+    torch.save(old, tmp_path / "old.pt")
+    with caplog.at_level("WARNING"):
+        assert load_checkpoint(tmp_path / "old.pt")["format"] == old["format"]
+    assert "no content hash" in caplog.text

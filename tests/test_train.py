@@ -127,8 +127,9 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path):
         real = torch.save
         def half_then_die(obj, f):
             real(obj, f)
-            data = open(f, "rb").read()
-            open(f, "wb").write(data[: len(data) // 2])
+            f.flush()
+            f.truncate(f.tell() // 2)
+            f.close()
             os._exit(9)
         ck.torch.save = half_then_die
         ck.save_checkpoint({str(path)!r}, {{"model": {{"w": torch.full((64, 64), 2.0)}}, "model_config": {{}},
