@@ -319,8 +319,15 @@ def run_inference(
         f = lm.facts
         rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon)
         x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
-        if hooks.any_true(bool(np.isnan(x0).any())):
-            raise UsageError(f"{store}: NaN in the initial conditions at {[str(t) for t in init_times]}")
+        if hooks.any_true(not bool(np.isfinite(x0).all())):
+            bad = ~np.isfinite(x0)
+            where = [
+                f"{c} at {init_times[rows][b]} ({int(bad[b, i].sum())} values)"
+                for i, c in enumerate(f.channels)
+                for b in range(x0.shape[0])
+                if bad[b, i].any()
+            ]
+            raise UsageError(f"{store}: NaN/inf in the initial conditions: {'; '.join(where) or 'on another rank'}")
         static = torch.zeros(x0.shape[0], 0, *x0.shape[-2:])
         if f.static:
             st = NormStats.load(f.stats)

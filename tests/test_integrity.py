@@ -406,3 +406,77 @@ def test_checkpoint_without_hash_still_loads(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert load_checkpoint(tmp_path / "old.pt")["format"] == old["format"]
     assert "no content hash" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------- E: non-finite data
+def test_inf_in_a_store_is_reported_by_check_and_refused_by_stats(tmp_path, capsys):
+    from sciml.forecasting.data.store import source_from_dataset, write_store
+
+    truth = synthetic_truth(steps=6)
+    truth["t850"].values[3, 2, 5] = np.inf
+    truth["t850"].values[4, 0, 0] = np.nan
+    path = write_store(source_from_dataset(truth), tmp_path / "inf.zarr")
+    capsys.readouterr()
+    assert main(["data", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "NaN       1 in total: t850=1" in out and "inf       1 in total: t850=1" in out
+    assert "t850    first at 2001-12-31 18:00:00, 2002-01-01 00:00:00" in out
+    assert main(["data", "stats", str(path), "--out", str(tmp_path / "s.nc")]) == 2
+    assert "NaN/inf values in ['t850']" in _error(capsys.readouterr().err)
+    assert not (tmp_path / "s.nc").exists()
+
+
+def _poison(store: Path, dest: Path, value: float) -> Path:
+    """A copy of ``store`` (with its statistics) whose z500 holds ``value`` at one point of every time step."""
+    import shutil
+
+    import zarr
+    from sciml.forecasting.data import stats_path
+
+    shutil.copytree(store, dest)
+    shutil.copy(stats_path(store), stats_path(dest))
+    z = zarr.open_group(str(dest), mode="r+")["z500"]
+    z[:, 3, 7] = value
+    return dest
+
+
+def test_training_and_inference_refuse_inf_naming_channel_and_time(store, half_run, tmp_path, capsys):
+    from sciml.forecasting.data import stats_path
+
+    bad = _poison(store, tmp_path / "inf.zarr", np.inf)
+    assert main(_train(bad, tmp_path / "run")) == 2
+    line = _error(capsys.readouterr().err)
+    assert "NaN/inf in channel(s) z500" in line and "2001-01-01" in line
+    argv = ["forecast", "infer", "--checkpoint", str(half_run / "checkpoint.pt"), "--data", str(bad)]
+    assert main([*argv, "--init", "2001-01-02T00", "--lead", "6h", "--members", "2", "--out", str(tmp_path / "f")]) == 2
+    line = _error(capsys.readouterr().err)
+    assert "NaN/inf in the initial conditions: z500 at 2001-01-02 00:00:00 (1 values)" in line
+    # statistics computed from such data (inf mean, NaN std) are refused before the first step
+    st = xr.load_dataset(stats_path(store))
+    st["mean"].values[0] = np.inf
+    st.to_netcdf(stats_path(bad))
+    assert main(_train(bad, tmp_path / "run2")) == 2
+    assert "non-finite statistics of z500 (mean inf" in _error(capsys.readouterr().err)
+
+
+def test_score_masks_nan_in_the_truth_with_a_count_and_refuses_inf(store, half_run, tmp_path, capsys, caplog):
+    fc = tmp_path / "fc.zarr"
+    argv = ["forecast", "infer", "--checkpoint", str(half_run / "checkpoint.pt"), "--init", "2001-01-02T00"]
+    assert main([*argv, "--lead", "12h", "--members", "2", "--out", str(fc)]) == 0
+    nan = _poison(store, tmp_path / "nan.zarr", np.nan)
+    with caplog.at_level("WARNING"):
+        assert main(["forecast", "score", str(fc), "--truth", str(nan), "--out", str(tmp_path / "s.nc")]) == 0
+    assert "2 NaN value(s) of z500 at verification times (first 2001-01-02 06:00:00)" in caplog.text
+    inf = _poison(store, tmp_path / "inf.zarr", -np.inf)
+    capsys.readouterr()
+    assert main(["forecast", "score", str(fc), "--truth", str(inf), "--out", str(tmp_path / "s2.nc")]) == 2
+    assert "1 infinite value(s) in z500 at ['2001-01-02 06:00:00']" in _error(capsys.readouterr().err)
+
+
+def test_a_dynamic_channel_without_time_is_not_taken_as_static(tmp_path, capsys):
+    truth = synthetic_truth(steps=4)
+    truth["z500"] = truth["z500"].isel(time=0, drop=True)
+    truth.attrs.update(sciml_contract="1")
+    truth.to_zarr(tmp_path / "flat.zarr", zarr_format=3, consolidated=False)
+    assert main(["data", "check", str(tmp_path / "flat.zarr")]) == 2
+    assert "variable 'z500' has no time dimension" in _error(capsys.readouterr().err)

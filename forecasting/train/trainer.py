@@ -155,6 +155,7 @@ class Trainer:
         ds0 = comp.open_dataset(cfg, cfg.stages[0].rollout, "train", self.hooks)
         self.facts = comp.data_facts(cfg, ds0)
         self.stats = NormStats.load(self.facts.stats)
+        self._check_finite_stats()
         self.mc = comp.model_config(cfg, self.facts)
         torch.manual_seed(member_seed(cfg.seed, 0))
         self.model = FCN3(self.mc, self.hooks.sphere_ops())
@@ -271,6 +272,21 @@ class Trainer:
             self.log.write(self.out, self.summary())
         self.hooks.barrier()
         return path
+
+    def _check_finite_stats(self) -> None:
+        """NaN/inf in the data make inf/NaN statistics: refuse before any step, naming the channels."""
+        idx = self.stats.index(list(self.facts.channels))
+        mean, std = np.asarray(self.stats.mean)[idx], np.asarray(self.stats.std)[idx]
+        bad = [
+            f"{c} (mean {m:g}, std {s:g})"
+            for c, m, s in zip(self.facts.channels, mean, std, strict=True)
+            if not (np.isfinite(m) and np.isfinite(s))
+        ]
+        if bad:
+            raise UsageError(
+                f"{self.facts.stats}: non-finite statistics of {', '.join(bad)}: the store has NaN/inf values; "
+                f"`sciml data check {self.cfg.data.store}` lists them by channel and time"
+            )
 
     def _check_same_data(self, ckpt: dict[str, Any], path: Path) -> None:
         """The store must still be on the checkpoint's grid with its channels (it may have been replaced)."""
