@@ -105,6 +105,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         )
         if getattr(args, k) is not None
     }
+    if "trajectories" in changes and "groups" not in changes:  # fewer trajectories than the preset's groups
+        changes["groups"] = min(PRESETS[args.preset].groups, changes["trajectories"])
     try:
         cfg = dataclasses.replace(PRESETS[args.preset], **changes)
     except ValueError as exc:
@@ -126,11 +128,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
     from sciml.forecasting.data.readers import open_source
     from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
 
     from sciml.config import ConfigError
+    from sciml.errors import reading
 
+    for flag, value in (("--start", args.start), ("--end", args.end)):
+        if value is not None:
+            with reading(f"{flag} {value!r}"):
+                pd.Timestamp(value)
     try:
         cfg = StatsConfig(
             start=args.start,
@@ -141,7 +149,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"sciml data stats: {exc}") from None
-    with open_source(args.store, args.layout) as src:
+    with reading(args.store), open_source(args.store, args.layout) as src:
         st = compute_stats(src, cfg, _progress(args))
     out = st.save(args.out or stats_path(args.store))
     width = max(len(c) for c in st.channels)
@@ -252,7 +260,10 @@ def check_report(path: Path, layout: str | None = None) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rep = check_report(args.path, args.layout)
+    from sciml.errors import reading
+
+    with reading(args.path):
+        rep = check_report(args.path, args.layout)
     if args.json:
         print(json.dumps(rep))
         return 0

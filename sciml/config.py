@@ -19,7 +19,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from sciml.errors import UsageError
+from sciml.errors import UsageError, explain
 from sciml.io import atomic_write_text
 
 T = TypeVar("T")
@@ -171,14 +171,15 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"config file {path} does not exist")
     try:
         return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # one line: FILE:LINE:COLUMN: what
+        raise ConfigError(str(explain(exc, path))) from None
 
 
 def from_yaml(cls: type[T], path: str | Path) -> T:
     """Load dataclass ``cls`` from a YAML file (see :func:`from_dict` for the validation rules)."""
+    data = load_yaml(path)  # its errors name the file already
     try:
-        return from_dict(cls, load_yaml(path))
+        return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

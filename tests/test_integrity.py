@@ -480,3 +480,56 @@ def test_a_dynamic_channel_without_time_is_not_taken_as_static(tmp_path, capsys)
     truth.to_zarr(tmp_path / "flat.zarr", zarr_format=3, consolidated=False)
     assert main(["data", "check", str(tmp_path / "flat.zarr")]) == 2
     assert "variable 'z500' has no time dimension" in _error(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------------------------- F: one-line errors
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from sciml.forecasting.data.testing import write_cds
+
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("stages:\n  - {name: a, steps: 1\n  lr: 2\n")
+    run_cfg = tmp_path / "run.yaml"
+    run_cfg.write_text("problem: legendre\nparams: {l: 2}\ntypo: 1\n")
+    notzip = tmp_path / "notazip.zip"
+    notzip.write_text("hello")
+    nc = write_cds(synthetic_truth(steps=4), tmp_path / "nc")
+    cases = [
+        (["solve", "legendre", "--config", str(bad_yaml)], f"{bad_yaml}:3:5: not valid YAML: expected ',' or '}}'"),
+        (["forecast", "train", "--config", str(bad_yaml)], f"{bad_yaml}:3:5: not valid YAML"),
+        (["data", "check", str(notzip)], f"{notzip}: not a valid zip archive"),
+        (["data", "check", str(nc), "--layout", "wb2"], f"{nc}: no zarr group there"),
+        (["data", "stats", str(nc), "--start", "notadate"], "--start 'notadate': not a date/time"),
+        (["forecast", "train", "--config", "tiny", "--set", "stages.5.steps=3"], "stages has 2 entries (0..1)"),
+        (["solve", "legendre", "--sweep", "l=8:0"], "need START <= STOP and STEP > 0"),
+        (["solve", "legendre", "--sweep", "l=0:1", "--sweep", "l=2:3"], "--sweep is given 2 times"),
+        (["solve", "legendre", "--config", str(run_cfg)], "unknown key(s) typo; a run config holds only problem"),
+    ]
+    for argv, says in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        line = _error(capsys.readouterr().err)
+        assert says in line, (argv, line)
+
+
+def test_library_errors_map_to_usage_errors_in_one_place():
+    import zipfile
+
+    import yaml
+
+    from sciml.errors import UsageError, explain
+
+    assert "x.zip: not a valid zip archive" in str(explain(zipfile.BadZipFile("File is not a zip file"), "x.zip"))
+    try:
+        yaml.safe_load("a: [1, 2\nb: 3\n")
+    except yaml.YAMLError as exc:
+        msg = str(explain(exc, "c.yaml"))
+    assert msg.startswith("c.yaml:2:2: not valid YAML") and "\n" not in msg
+    assert isinstance(explain(FileNotFoundError(2, "No such file", "a.nc")), UsageError)
+    assert explain(IndexError("pop from empty list")) is None  # a bug stays a bug (exit 1)
+
+
+def test_synth_with_one_trajectory_needs_no_groups_flag(tmp_path, capsys):
+    out = tmp_path / "one.zarr"
+    argv = ["data", "synth", "--preset", "tiny", "--trajectories", "1", "--days", "0.5", "--spinup-days", "0"]
+    assert main([*argv, "--out", str(out), "--no-stats", "--workers", "1"]) == 0
+    assert "wrote" in capsys.readouterr().out and out.is_dir()

@@ -172,6 +172,15 @@ def _config_file(problem: type[ProblemSpec], args: argparse.Namespace) -> dict[s
         return None
     if not isinstance(data, dict):
         raise UsageError(f"config file {args.config} must hold a mapping of solver settings")
+    run_keys = {"problem", "params", "solver"}
+    if run_keys & set(data):  # a run's config.yaml: only these three keys, solver settings under `solver`
+        unknown = sorted(set(map(str, data)) - run_keys)
+        if unknown:
+            raise UsageError(
+                f"config file {args.config}: unknown key(s) {', '.join(unknown)}; a run config holds only problem, "
+                "params and solver (solver settings go under solver:)"
+            )
+        data = {"solver": {}, **data}
     if "solver" in data:
         if not isinstance(data["solver"], dict):
             raise UsageError(f"config file {args.config}: 'solver' must be a mapping")
