@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(cfg.threads)
     from sciml.forecasting.distributed.cli import make_trainer, parallel_config
 
-    with _writer_lock(out, _rank0()):
+    with _writer_lock(out, _rank0(), "sciml forecast train"):
         progress = default_progress(getattr(args, "quiet", False))
         trainer, ctx = make_trainer(cfg, out, parallel_config(args, cfg.threads), resume=resume, progress=progress)
         info.seed = cfg.seed
@@ -130,11 +130,11 @@ def _rank0() -> bool:
     return launch_env(os.environ, host_of=lambda hosts: hosts).rank == 0
 
 
-def _writer_lock(out: Path, writer: bool):
+def _writer_lock(out: Path, writer: bool, command: str):
     """The run lock of ``out`` (:mod:`sciml.runlock`), held by the writing rank only."""
     from sciml.runlock import run_lock
 
-    return run_lock(out, "sciml forecast") if writer else contextlib.nullcontext()
+    return run_lock(out, command) if writer else contextlib.nullcontext()
 
 
 def _write_run(trainer, out: Path, cfg, info, status: str) -> None:
@@ -191,7 +191,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     progress = default_progress(getattr(args, "quiet", False))
     parallel = parallel_config(args)
-    with _writer_lock(args.out, _rank0()):
+    with _writer_lock(args.out, _rank0(), "sciml forecast infer"):
         if wants_parallel(parallel):  # under torchrun/srun: every rank computes its tile, rank 0 writes
             from sciml.forecasting.distributed.infer import run_distributed_inference
 
