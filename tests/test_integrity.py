@@ -103,6 +103,20 @@ def test_second_writer_of_a_run_gets_one_line_and_exit_2(held, argv, capsys):
     assert f"{held} is in use by pid" in line and "holder" in line
 
 
+def test_lock_of_a_killed_holder_is_free_and_a_released_lock_leaves_no_file(tmp_path):
+    from sciml.runlock import lock_path, run_lock
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([PY, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    proc.kill()  # SIGKILL: no cleanup ran, the file stays, the kernel dropped the lock
+    proc.wait()
+    assert lock_path(out).exists()
+    with run_lock(out, "test"):
+        assert "(test)" in lock_path(out).read_text()
+    assert not lock_path(out).exists()
+
+
 def test_stale_temporaries_of_killed_writers_are_removed_or_restored(tmp_path, caplog):
     from sciml.io import atomic_path, clean_stale_siblings
 
@@ -163,7 +177,7 @@ def test_killed_sweep_resumes_and_results_are_complete_ordinary_folders(tmp_path
     assert (out / "l=0" / "metrics.json").stat().st_mtime_ns == first  # kept, not solved again
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["complete"] and [r["l"] for r in summary["rows"]] == [0, 1]
-    assert not [p for p in out.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries, no lock file
     umask = os.umask(0)
     os.umask(umask)
     member = out / "l=1"
