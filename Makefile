@@ -24,7 +24,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/sciml solve legendre --out runs/demo/legendre
+	$(BIN)/sciml solve legendre --out runs/demo/legendre --overwrite
 	@if $(BIN)/sciml forecast demo --help >/dev/null 2>&1; then \
 		$(BIN)/sciml forecast demo --out runs/demo/forecast; \
 	else echo "(forecasting demo not installed yet)"; fi

@@ -137,6 +137,29 @@ def pinn_ranges(name: str, data: dict) -> list[str]:
     return lines + _table(("problem", "parameters", "error", "target", "met", "s"), out)
 
 
+def store_roundtrip(name: str, data: dict) -> list[str]:
+    """A 0.25-degree-shaped store written in one-step blocks and read back (``bench/store_roundtrip.py``)."""
+    lines = [
+        f"### Store round trip at full resolution (`{name}`)",
+        "",
+        "`python bench/store_roundtrip.py`: a canonical store of the given grid and channels, one time step per "
+        "written block, read back and compared.",
+        "",
+    ]
+    row = (
+        data["grid"],
+        data["channels"],
+        data["steps"],
+        _f(data["step_mb"]),
+        "yes" if data["times_exact"] else "NO",
+        "yes" if data["values_exact"] else "NO",
+        _f(data["write_s"], 2),
+        _f(data["read_s"], 2),
+    )
+    head = ("grid", "channels", "steps", "MB per step", "times exact", "values exact", "write s", "read s")
+    return lines + _table(head, [row])
+
+
 def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
@@ -146,6 +169,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "forecast_experiments": forecast_experiments,
     "pinn_ranges": pinn_ranges,
     "wind_spectra": unrendered,
+    "store_roundtrip": store_roundtrip,
 }
 
 

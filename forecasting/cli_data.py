@@ -165,6 +165,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         )
         if getattr(args, k) is not None
     }
+    if "trajectories" in changes and "groups" not in changes:  # fewer trajectories than the preset's groups
+        changes["groups"] = min(PRESETS[args.preset].groups, changes["trajectories"])
     try:
         cfg = dataclasses.replace(PRESETS[args.preset], **changes)
     except ValueError as exc:
@@ -186,12 +188,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
     from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source
     from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
 
     from sciml.config import ConfigError
+    from sciml.errors import reading
 
+    for flag, value in (("--start", args.start), ("--end", args.end)):
+        if value is not None:
+            with reading(f"{flag} {value!r}"):
+                pd.Timestamp(value)
     try:
         cfg = StatsConfig(
             start=args.start,
@@ -203,7 +211,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"sciml data stats: {exc}") from None
     sel = Selection(member=parse_member(args.member))
-    with open_source(args.store, args.layout, selection=sel) as src:
+    with reading(args.store), open_source(args.store, args.layout, selection=sel) as src:
         st = compute_stats(src, cfg, _progress(args))
     out = st.save(args.out or stats_path(args.store))
     width = max(len(c) for c in st.channels)
@@ -263,19 +271,54 @@ def cmd_regrid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raw_time_order(path: Path, layout: str, expected_hours: float | None) -> None:
+    """A canonical store's time axis as written must be strictly increasing on its recorded step.
+
+    The readers sort times, so a store whose times were mis-encoded (older sciml, blocks of one step) would
+    otherwise pass as an irregular but valid axis.
+    """
+    import numpy as np
+    import pandas as pd
+    from sciml.forecasting.data.readers import open_zarr
+
+    from sciml.errors import UsageError
+
+    if layout != "canonical":
+        return
+    with open_zarr(path) as ds:
+        t = pd.DatetimeIndex(ds["time"].values).as_unit("ns")
+    d = np.diff(t.asi8)
+    if (d <= 0).any():
+        i = int(np.argmax(d <= 0))
+        raise UsageError(
+            f"{path}: times are not strictly increasing as stored ({t[i]} then {t[i + 1]} at index {i + 1}); the "
+            "store is corrupt (e.g. time units mis-encoded by an older sciml): convert it again from its source"
+        )
+    if expected_hours and d.size and int(d.min()) != int(round(expected_hours * 3600e9)):
+        raise UsageError(
+            f"{path}: the smallest time step is {pd.Timedelta(int(d.min()))} but the store was written with steps "
+            f"of {expected_hours:g} h; the store is corrupt (e.g. time units mis-encoded by an older sciml): "
+            "convert it again from its source"
+        )
+
+
 def check_report(path: Path, layout: str | None = None, member: str | None = None) -> dict:
     """The facts ``sciml data check`` prints (also used by tests)."""
     import pandas as pd
     from sciml.forecasting.data.contract import grid_of, time_step
     from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source, source_segments
-    from sciml.forecasting.data.store import nan_counts
+    from sciml.forecasting.data.store import nonfinite_counts
 
     with open_source(path, layout, selection=Selection(member=parse_member(member))) as src:
         grid = grid_of(src.parts[0], str(path))
+        expected = src.parts[0].attrs.get("time_step_hours")
+        _raw_time_order(path, src.layout, expected)
         times = src.times
         step, missing = time_step(times.values, where=str(path))
-        nans = nan_counts(src)
+        bad = nonfinite_counts(src)
+        nans = {c: d["nan"] for c, d in bad.items()}
+        infs = {c: d["inf"] for c, d in bad.items()}
         return {
             "path": str(path),
             "layout": src.layout,
@@ -292,11 +335,17 @@ def check_report(path: Path, layout: str | None = None, member: str | None = Non
             },
             "nan_counts": nans,
             "nan_total": int(sum(nans.values())),
+            "inf_counts": infs,
+            "inf_total": int(sum(infs.values())),
+            "nonfinite_times": {c: d["times"] for c, d in bad.items() if d["times"]},
         }
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rep = check_report(args.path, args.layout, args.member)
+    from sciml.errors import reading
+
+    with reading(args.path):
+        rep = check_report(args.path, args.layout, args.member)
     if args.json:
         print(json.dumps(rep))
         return 0
@@ -312,7 +361,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{t['missing_steps']} missing, {t['segments']} segment(s)",
         f"NaN       {rep['nan_total']} in total"
         + (": " + ", ".join(f"{k}={v}" for k, v in rep["nan_counts"].items() if v) if rep["nan_total"] else ""),
+        f"inf       {rep['inf_total']} in total"
+        + (": " + ", ".join(f"{k}={v}" for k, v in rep["inf_counts"].items() if v) if rep["inf_total"] else ""),
     ]
+    lines += [f"  {c:<8}first at {', '.join(ts)}" for c, ts in rep["nonfinite_times"].items()]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -83,9 +83,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
 
+    from sciml.errors import EXIT_OK, EXIT_RESUME
     from sciml.progress import default_progress
-    from sciml.runinfo import RunInfo, write_run_dir
+    from sciml.runinfo import RunInfo
 
+    info = RunInfo(command="sciml forecast train")
+    t0 = time.monotonic()
     cfg = load_train_config(args.config, _parse_set(args.set))
     out = args.out or Path("runs/forecast") / cfg.name
     resume = None
@@ -95,16 +98,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(cfg.threads)
     from sciml.forecasting.distributed.cli import make_trainer, parallel_config
 
-    progress = default_progress(getattr(args, "quiet", False))
-    trainer, ctx = make_trainer(cfg, out, parallel_config(args, cfg.threads), resume=resume, progress=progress)
-    info = RunInfo(command="sciml forecast train", seed=cfg.seed)
-    t0 = time.monotonic()
-    with _stop_on_signals(trainer):
-        if trainer.hooks.is_writer():
-            write_run_dir(out, cfg, info)
-        status = trainer.run(args.max_steps)
-    if ctx is not None:
-        ctx.close()
+    with _writer_lock(out, _rank0(), "sciml forecast train"):
+        progress = default_progress(getattr(args, "quiet", False))
+        trainer, ctx = make_trainer(cfg, out, parallel_config(args, cfg.threads), resume=resume, progress=progress)
+        info.seed = cfg.seed
+        status = "failed"
+        try:
+            with _stop_on_signals(trainer):
+                _write_run(trainer, out, cfg, info, "running")
+                status = trainer.run(args.max_steps)
+        finally:
+            _write_run(trainer, out, cfg, info, status)
+            if ctx is not None:
+                ctx.close()
     s = trainer.summary()
     last = trainer.log.valid[-1] if trainer.log.valid else {}
     val = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
@@ -112,7 +118,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{status}: step {s['step']}/{s['total_steps']}, last loss {s['last_loss']}, {val} "
         f"({time.monotonic() - t0:.1f} s); checkpoint {s['checkpoint']}"
     )
-    return 0
+    return EXIT_RESUME if status == "interrupted" else EXIT_OK
+
+
+def _rank0() -> bool:
+    """Whether this process is rank 0 of its launcher (torchrun, srun) or runs alone: the one that writes."""
+    import os
+
+    from sciml.forecasting.distributed.env import launch_env
+
+    return launch_env(os.environ, host_of=lambda hosts: hosts).rank == 0
+
+
+def _writer_lock(out: Path, writer: bool, command: str):
+    """The run lock of ``out`` (:mod:`sciml.runlock`), held by the writing rank only."""
+    from sciml.runlock import run_lock
+
+    return run_lock(out, command) if writer else contextlib.nullcontext()
+
+
+def _write_run(trainer, out: Path, cfg, info, status: str) -> None:
+    """``config.yaml`` and ``run.json`` (wall time so far, ``status``: running, done, interrupted, failed)."""
+    from sciml.runinfo import write_run_dir
+
+    if trainer.hooks.is_writer():
+        info.timings.update(train_steps=trainer.wall)
+        info.status = status
+        write_run_dir(out, cfg, info)
 
 
 # ---------------------------------------------------------------------------------------------------- infer
@@ -159,14 +191,15 @@ def cmd_infer(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     progress = default_progress(getattr(args, "quiet", False))
     parallel = parallel_config(args)
-    if wants_parallel(parallel):  # under torchrun/srun: every rank computes its tile, rank 0 writes
-        from sciml.forecasting.distributed.infer import run_distributed_inference
+    with _writer_lock(args.out, _rank0(), "sciml forecast infer"):
+        if wants_parallel(parallel):  # under torchrun/srun: every rank computes its tile, rank 0 writes
+            from sciml.forecasting.distributed.infer import run_distributed_inference
 
-        res = run_distributed_inference(cfg, parallel, progress)
-        if not res["writer"]:
-            return 0
-    else:
-        res = run_inference(cfg, progress)
+            res = run_distributed_inference(cfg, parallel, progress)
+            if not res["writer"]:
+                return 0
+        else:
+            res = run_inference(cfg, progress)
     print(
         f"wrote {res['out']}: {len(res['inits'])} init(s) x {res['members']} members x {res['steps']} steps "
         f"({time.monotonic() - t0:.1f} s)"

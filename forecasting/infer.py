@@ -113,7 +113,12 @@ class LoadedModel:
         self.noise_scales = tuple(float(s) for s in ck.get("noise_scales_km", []))
         self.step_count = int(ck["position"]["step"])
         self.model = FCN3(self.model_config, ops)  # ops: SphereOps (None: serial; a tile's twins when distributed)
-        self.model.load_state_dict(ck["model"])
+        try:
+            self.model.load_state_dict(ck["model"])
+        except RuntimeError as exc:
+            raise UsageError(
+                f"checkpoint {checkpoint}: its weights do not fit its model config ({str(exc).splitlines()[0]})"
+            ) from None
         self.model.eval()
 
     @property
@@ -315,8 +320,15 @@ def run_inference(
         f = lm.facts
         rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon).slices
         x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
-        if hooks.any_true(bool(np.isnan(x0).any())):
-            raise UsageError(f"{store}: NaN in the initial conditions at {[str(t) for t in init_times]}")
+        if hooks.any_true(not bool(np.isfinite(x0).all())):
+            bad = ~np.isfinite(x0)
+            where = [
+                f"{c} at {init_times[rows][b]} ({int(bad[b, i].sum())} values)"
+                for i, c in enumerate(f.channels)
+                for b in range(x0.shape[0])
+                if bad[b, i].any()
+            ]
+            raise UsageError(f"{store}: NaN/inf in the initial conditions: {'; '.join(where) or 'on another rank'}")
         static = torch.zeros(x0.shape[0], 0, *x0.shape[-2:])
         if f.static:
             st = NormStats.load(f.stats)

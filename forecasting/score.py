@@ -79,6 +79,26 @@ def _clim_candidates(truth_times: pd.DatetimeIndex, start, end) -> np.ndarray:
     return np.flatnonzero(m)
 
 
+def _count_nonfinite_truth(
+    y: xr.Dataset, channels: list[str], where: Any, masked: dict[str, list], times: pd.DatetimeIndex
+) -> None:
+    """Refuse +-inf in the truth; count NaN (left out of the scores) per channel with the first valid time."""
+    for c in channels:
+        v = y[c].values
+        inf = np.isinf(v)
+        if inf.any():
+            t = times[inf.any(axis=(1, 2))]
+            raise UsageError(
+                f"truth store {where}: {int(inf.sum())} infinite value(s) in {c} at {[str(x) for x in t[:3]]}; "
+                "fix the store (`sciml data check` lists them)"
+            )
+        nan = np.isnan(v)
+        if nan.any():
+            t = times[nan.any(axis=(1, 2))]
+            entry = masked.setdefault(c, [0, str(t[0])])
+            entry[0] += int(nan.sum())
+
+
 def climatology_members(
     truth_times: pd.DatetimeIndex,
     candidates: np.ndarray,
@@ -162,6 +182,7 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
     persist = truth[channels].isel(time=init_idx).load().assign_coords(time=inits)
     leads = fc["prediction_timedelta"].values
     per_lead: list[xr.Dataset] = []
+    masked: dict[str, list] = {}
     progress.start(len(leads), "scoring")
     try:
         for j, lead in enumerate(leads):
@@ -174,6 +195,7 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
             f = fc.isel(prediction_timedelta=j, time=cases).load()
             y = truth[channels].isel(time=[vidx[i] for i in cases]).load().assign_coords(time=f["time"].values)
             p = persist.isel(time=cases)
+            _count_nonfinite_truth(y, channels, cfg.truth, masked, valid[cases])
             out: dict[str, Any] = {}
             for c in channels:
                 fe, yc = f[c], y[c]
@@ -220,6 +242,14 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
     finally:
         progress.close()
         truth.close()
+    for c, (n, first) in masked.items():
+        LOGGER.warning(
+            "truth store %s: %d NaN value(s) of %s at verification times (first %s) are left out of the scores",
+            cfg.truth,
+            n,
+            c,
+            first,
+        )
     if not per_lead:
         raise UsageError(
             f"no forecast lead time can be verified: the truth store {cfg.truth} has none of the valid times"

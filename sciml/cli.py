@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from sciml import __version__
-from sciml.errors import SciMLError, UsageError
+from sciml.errors import EXIT_USAGE, SciMLError, UsageError, explain
 from sciml.logs import setup_logging
 
 LOGGER = logging.getLogger(__name__)
@@ -147,7 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # anything unexpected is still one line unless --debug
         if debug:
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        mapped = explain(exc)  # a library's error on bad input (sciml.errors: the one table of them)
+        if mapped is not None:
+            print(f"error: {mapped}", file=sys.stderr)
+            return EXIT_USAGE
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

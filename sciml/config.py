@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hin
 
 import yaml
 
-from sciml.errors import UsageError
+from sciml.errors import UsageError, explain
 from sciml.io import atomic_write_text
 
 T = TypeVar("T")
@@ -172,14 +172,15 @@ def load_yaml(path: str | os.PathLike[str]) -> Any:
         raise ConfigError(f"config file {path} does not exist")
     try:
         return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # one line: FILE:LINE:COLUMN: what
+        raise ConfigError(str(explain(exc, path))) from None
 
 
 def from_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
     """Load dataclass ``cls`` from a YAML file (see :func:`from_dict` for the validation rules)."""
+    data = load_yaml(path)  # its errors name the file already
     try:
-        return from_dict(cls, load_yaml(path))
+        return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -22,6 +22,7 @@ class RunInfo:
     seed: int | None = None
     started: float = field(default_factory=time.time)
     timings: dict[str, float] = field(default_factory=dict)
+    status: str | None = None  # e.g. running, done, interrupted, failed (long runs rewrite run.json at the end)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +32,7 @@ class RunInfo:
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "wall_time_s": time.time() - self.started,
             "timings_s": self.timings,
+            **({"status": self.status} if self.status is not None else {}),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         }

@@ -132,5 +132,5 @@ def test_nan_in_data_is_reported_with_channel_and_time(tmp_path):
         write_store(src, tmp_path / "nan.zarr")
     ds = ForecastDataset(_cfg(tmp_path / "nan.zarr", normalize=False, features=()))
     assert ds[0]["input"].shape == (6, 9, 16) and ds[0]["static"].shape == (2, 9, 16)
-    with pytest.raises(UsageError, match=r"NaN in channel\(s\) \['t850'\] at \['2001-12-31 12:00:00'\]"):
+    with pytest.raises(UsageError, match=r"NaN/inf in channel\(s\) t850 \(1 values\) at \['2001-12-31 12:00:00'\]"):
         ds[1]

@@ -90,7 +90,7 @@ def test_stats_time_range_missing_steps_and_nan():
     assert st.attrs["n_samples"] == 6 and st.attrs["n_diff_pairs"] == 4  # t0-1, t1-2, t2-3, t5-6
     np.testing.assert_allclose(st.diff_std, [2.0, 2 * np.sqrt(3)], rtol=2e-6)
     ds["a"].values[2, 3, 4] = np.nan
-    with pytest.raises(UsageError, match=r"NaN values in \['a'\]"):
+    with pytest.raises(UsageError, match=r"NaN/inf values in \['a'\]"):
         compute_stats(source_from_dataset(ds))
     with pytest.raises(UsageError, match="no time steps between"):
         compute_stats(source_from_dataset(ds), StatsConfig(start="2005-01-01"))

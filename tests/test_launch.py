@@ -253,7 +253,8 @@ printf '%s\n' "$@" > "$FAKE_LOG/srun.args"
 echo "$MASTER_ADDR $MASTER_PORT $OMP_NUM_THREADS" > "$FAKE_LOG/srun.env"
 case "${FAKE_SRUN_MODE:-ok}" in
   ok) exit 0 ;;
-  fail) exit 3 ;;
+  fail) exit 5 ;;
+  resume_me) exit 3 ;;
   wait_usr1)
     trap 'touch "$FAKE_LOG/srun.got_usr1"; exit 0' USR1
     touch "$FAKE_LOG/srun.started"
@@ -353,8 +354,17 @@ def test_template_propagates_srun_failure(cfg, tmp_path, fake_slurm):
     env, log = fake_slurm
     proc = _run_script(render(SlurmLaunch(config=cfg, run_root=tmp_path)), env, tmp_path, mode="fail")
     out = proc.communicate(timeout=30)[0]
-    assert proc.returncode == 3, out
-    assert "srun exited with 3" in out and not (log / "requeued").exists()
+    assert proc.returncode == 5, out
+    assert "srun exited with 5" in out and not (log / "requeued").exists()
+
+
+def test_template_requeues_when_the_training_asks_to_be_resumed(cfg, tmp_path, fake_slurm):
+    """Exit code 3 (sciml.errors.EXIT_RESUME: stopped by a signal, checkpoint written) requeues the job."""
+    env, log = fake_slurm
+    proc = _run_script(render(SlurmLaunch(config=cfg, run_root=tmp_path)), env, tmp_path, mode="resume_me")
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert "srun exited with 3" in out and (log / "requeued").read_text().split() == ["31234"], out
 
 
 def test_template_usr1_checkpoints_then_requeues(cfg, tmp_path, fake_slurm):

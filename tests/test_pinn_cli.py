@@ -47,6 +47,7 @@ def test_solve_writes_every_result_file(run_dir, capsys):
         "history.csv",
         "solution.png",
         "config.yaml",
+        "run.json",
     }
 
 

@@ -6,6 +6,7 @@ Everything runs the ``tiny`` model on a small shallow-water store built once per
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -126,8 +127,9 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path):
         real = torch.save
         def half_then_die(obj, f):
             real(obj, f)
-            data = open(f, "rb").read()
-            open(f, "wb").write(data[: len(data) // 2])
+            f.flush()
+            f.truncate(f.tell() // 2)
+            f.close()
             os._exit(9)
         ck.torch.save = half_then_die
         ck.save_checkpoint({str(path)!r}, {{"model": {{"w": torch.full((64, 64), 2.0)}}, "model_config": {{}},
@@ -373,13 +375,15 @@ def test_cli_train_and_resume(store, tmp_path, capsys):
     assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
     assert main([*args, "--resume"]) == 0
     assert "step 3/3" in capsys.readouterr().out
+    run = json.loads((out / "run.json").read_text())  # rewritten at the end: the whole run's wall time
+    assert run["status"] == "done" and run["wall_time_s"] >= run["timings_s"]["train_steps"] > 0
     assert main(["forecast", "train", "--config", "tiny", "--out", str(out), "--set", "data.store=nowhere.zarr"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sciml data synth" in err[0]
 
 
 def test_sigusr1_checkpoints_and_stops_then_resume_finishes(store, tmp_path):
-    """The SLURM path: SIGUSR1 before the time limit -> checkpoint and exit 0; a requeued job resumes."""
+    """The SLURM path: SIGUSR1 before the time limit -> checkpoint and exit 3 (resume me); a requeued job resumes."""
     import signal
     import time
 
@@ -393,7 +397,7 @@ def test_sigusr1_checkpoints_and_stops_then_resume_finishes(store, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGUSR1)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 3, stderr
     assert stdout.startswith("interrupted"), stdout
     step = load_checkpoint(out / "checkpoint.pt")["position"]["step"]
     assert 1 <= step < 41

@@ -176,6 +176,11 @@ def finalize_canonical(ds: xr.Dataset, *, where: str = "dataset", allow_poleless
         time_step(ds["time"].values, where=where)
     out = {}
     for name, var in ds.data_vars.items():
+        if "time" not in var.dims and str(name) not in STATIC_VARS and channel_meta(str(name)):
+            raise UsageError(
+                f"{where}: variable {name!r} has no time dimension (dims {var.dims}), but {name} is a dynamic channel, "
+                f"not a static field ({', '.join(STATIC_VARS)}); give it a time axis or rename it"
+            )
         dims = ("time", "lat", "lon") if "time" in var.dims else ("lat", "lon")
         if "member" in var.dims:
             dims = ("member", *dims)

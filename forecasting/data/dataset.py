@@ -189,12 +189,17 @@ class ForecastDataset(torch.utils.data.Dataset):
         ls, xs = self.tile.slices
         idx = np.asarray(time_index, dtype=np.int64)
         out = np.stack([arrays[c].get_orthogonal_selection((idx, ls, xs)) for c in self._meta.channels], axis=1)
-        if np.isnan(out).any():
-            bad = [self._meta.channels[c] for c in range(out.shape[1]) if np.isnan(out[:, c]).any()]
-            times = [str(self._meta.times[i]) for j, i in enumerate(idx) if np.isnan(out[j]).any()]
+        finite = np.isfinite(out)
+        if not finite.all():
+            bad = [
+                f"{self._meta.channels[c]} ({int((~finite[:, c]).sum())} values)"
+                for c in range(out.shape[1])
+                if not finite[:, c].all()
+            ]
+            times = [str(self._meta.times[i]) for j, i in enumerate(idx) if not finite[j].all()]
             raise UsageError(
-                f"{self.path}: NaN in channel(s) {bad} at {times}; run `sciml data check {self.path}` and exclude "
-                "those times (--start/--end) or those channels"
+                f"{self.path}: NaN/inf in channel(s) {', '.join(bad)} at {times}; run `sciml data check {self.path}` "
+                "and exclude those times (--start/--end) or those channels"
             )
         return out.astype(np.float32, copy=False)
 

@@ -323,11 +323,11 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
                     continue
                 xb = np.stack([part[c].isel(time=slice(i0, i1)).values for c in chans], axis=1).astype(np.float64)
                 x = xb[sel]
-                if np.isnan(x).any():
-                    bad = [chans[c] for c in range(C) if np.isnan(x[:, c]).any()]
+                if not np.isfinite(x).all():  # inf would give mean inf and std nan
+                    bad = [chans[c] for c in range(C) if not np.isfinite(x[:, c]).all()]
                     raise UsageError(
-                        f"{src.path}: NaN values in {bad} between {pt[i0]} and {pt[i1 - 1]}; run `sciml data check` "
-                        "and restrict the time range (--start/--end) or fix the source"
+                        f"{src.path}: NaN/inf values in {bad} between {pt[i0]} and {pt[i1 - 1]}; run "
+                        "`sciml data check` and restrict the time range (--start/--end) or fix the source"
                     )
                 if shift is None:
                     shift = np.einsum("cij,ij->c", x[0], w)  # shifted sums keep the variance accurate

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from sciml.errors import SciMLError, UsageError
 from sciml.io import atomic_path
 
+from ..train.checkpoint import HASH_KEY, content_hash
 from .comm import max_replica_difference
 from .context import ParallelContext
 
@@ -48,6 +49,7 @@ def save_checkpoint(
             "layout": {"batch": ctx.mesh.batch, "ensemble": ctx.mesh.ensemble, "h": ctx.mesh.h, "w": ctx.mesh.w},
             "extra": extra or {},
         }
+        payload[HASH_KEY] = content_hash(payload)
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
     if ctx.world_size > 1:
@@ -65,9 +67,14 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location=map_location, weights_only=True)  # data, never code
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)  # data, never code
+    except Exception as exc:
+        raise UsageError(f"checkpoint {path} cannot be loaded safely: {type(exc).__name__}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"{path} is not a sciml forecasting checkpoint (format {FORMAT})")
+    if HASH_KEY in payload and payload[HASH_KEY] != content_hash(payload):
+        raise UsageError(f"checkpoint {path} is corrupt: its content does not match the sha256 written with it")
     model.load_state_dict(payload["model"])
     if optimizer is not None:
         if payload["optimizer"] is None:

@@ -12,25 +12,85 @@ A checkpoint is one ``torch.save`` file holding only tensors and plain container
 
 Loading uses ``weights_only=True``: a checkpoint from elsewhere is data, never code. Writing goes through
 :func:`sciml.io.atomic_path` (temporary sibling + ``fsync`` + ``os.replace``), so a crash in the middle of a write
-leaves the previous checkpoint intact under the final name.
+leaves the previous checkpoint intact under the final name; a full disk is one line naming the device, and the
+previous checkpoint stays.
+
+Integrity: ``sha256`` is the SHA-256 of the payload's content (:func:`content_hash`: every key, scalar, tensor
+dtype, shape and byte, in order), written with it and verified on load, so flipped bytes in tensor data are
+refused instead of being trained on. Checkpoints written before the hash existed load with a warning.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
-import pickle
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sciml.errors import UsageError
+from sciml.errors import SciMLError, UsageError
 from sciml.io import atomic_path
 
 LOGGER = logging.getLogger(__name__)
 FORMAT = "sciml.forecast.train/1"
 CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED = ("format", "model", "model_config", "config", "position", "data")
+RESUME_REQUIRED = ("optimizer", "scheduler", "rng")  # a training resume needs these too
+HASH_KEY = "sha256"
+_DISK_FULL = {
+    errno.ENOSPC: "no space left",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file size limit (ulimit -f) exceeded",
+}
+
+
+def content_hash(obj: Any) -> str:
+    """SHA-256 over a nested payload of dicts, lists, tensors and scalars (the ``sha256`` key of a dict skipped).
+
+    Tags keep ``[1, 2]`` and ``(1, 2)``, ``1`` and ``1.0``, a key and a value apart; tensors contribute dtype,
+    shape and raw bytes, so any changed bit of a weight changes the hash.
+    """
+    h = hashlib.sha256()
+
+    def feed(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        elif isinstance(o, dict):
+            items = [(k, v) for k, v in o.items() if k != HASH_KEY]
+            h.update(f"D{len(items)}".encode())
+            for k, v in items:
+                feed(k)
+                feed(v)
+        elif isinstance(o, (list, tuple)):
+            h.update(f"{'L' if isinstance(o, list) else 'U'}{len(o)}".encode())
+            for v in o:
+                feed(v)
+        else:
+            h.update(f"S{type(o).__name__}:{o!r};".encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def _mount(path: Path) -> str:
+    p = path.resolve().parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return str(p)
+
+
+def _write_error(exc: BaseException) -> int | None:
+    """The errno of a failed write (torch wraps the OSError of a file object in a RuntimeError)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -39,20 +99,32 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+    body = {"format": FORMAT, **payload}
+    body[HASH_KEY] = content_hash(body)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(body, fh)
+    except (OSError, RuntimeError) as exc:
+        code = _write_error(exc)
+        if code not in _DISK_FULL:
+            raise
+        kept = f"previous checkpoint {path} kept" if path.exists() else "no checkpoint was written"
+        raise SciMLError(f"{_DISK_FULL[code]} on {_mount(path)} while writing {path}; {kept}") from None
     LOGGER.debug("wrote checkpoint %s", path)
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``, verifying its
+    content hash (``resume=True``: it must also hold the optimiser, scheduler and RNG states).
 
     Raises
     ------
     UsageError
-        The file does not exist, cannot be read safely (not a plain-data torch file, truncated), or is not a
-        sciml forecasting checkpoint.
+        The file does not exist, cannot be read safely (not a plain-data torch file, truncated), is corrupt (hash
+        mismatch), lacks what it needs, or is not a sciml forecasting checkpoint.
     """
     path = Path(path)
     if path.is_dir():
@@ -61,7 +133,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UsageError(f"checkpoint {path} does not exist; train one with `sciml forecast train --config ...`")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # random bytes fail deep inside the unpickler (IndexError, KeyError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(
             f"checkpoint {path} cannot be loaded safely (weights_only=True): {first}. It is truncated or not a "
@@ -70,9 +142,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise UsageError(f"{path} is not a sciml forecasting training checkpoint (format {found!r}, need {FORMAT})")
-    missing = [k for k in REQUIRED if k not in payload]
+    if HASH_KEY in payload:
+        if payload[HASH_KEY] != content_hash(payload):
+            raise UsageError(
+                f"checkpoint {path} is corrupt: its content does not match the sha256 written with it; resume from "
+                "another checkpoint or restore this one from a copy"
+            )
+    else:
+        LOGGER.warning("checkpoint %s has no content hash (written by an older sciml): loaded unverified", path)
+    need = REQUIRED + (RESUME_REQUIRED if resume else ())
+    missing = [k for k in need if k not in payload]
     if missing:
-        raise UsageError(f"checkpoint {path} lacks {missing}; it was not written by `sciml forecast train`")
+        raise UsageError(
+            f"checkpoint {path} lacks {missing}; it is damaged or was not written by `sciml forecast train`"
+        )
     return payload
 
 

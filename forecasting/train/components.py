@@ -344,14 +344,5 @@ def resolved_dict(cfg: TrainConfig, mc) -> dict[str, Any]:
     return {"train": to_dict(cfg), "model": to_dict(mc)}
 
 
-def same_setup(a: TrainConfig, b: TrainConfig) -> list[str]:
-    """Sections that must not change on resume (model, data, noise, loss), listed where ``a`` and ``b`` differ."""
-    out = []
-    for name in ("model", "data", "noise", "loss"):
-        if to_dict(getattr(a, name)) != to_dict(getattr(b, name)):
-            out.append(name)
-    return out
-
-
 def replace_stages(cfg: TrainConfig, stages) -> TrainConfig:
     return dataclasses.replace(cfg, stages=tuple(stages))

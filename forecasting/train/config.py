@@ -275,6 +275,12 @@ def load_train_config(name_or_path: str | Path, overrides: dict[str, Any] | None
         parts = key.split(".")
         for part in parts[:-1]:
             if part.isdigit() and isinstance(node, list):
+                if int(part) >= len(node):
+                    where = ".".join(parts[: parts.index(part)])
+                    raise ConfigError(
+                        f"--set {key}: {where} has {len(node)} entries (0..{len(node) - 1}); add the stage in the "
+                        "config file"
+                    )
                 node = node[int(part)]
             elif isinstance(node, dict) and part in node:
                 node = node[part]
@@ -282,6 +288,8 @@ def load_train_config(name_or_path: str | Path, overrides: dict[str, Any] | None
                 raise ConfigError(f"--set {key}: no section {part!r}")
         last = parts[-1]
         if isinstance(node, list) and last.isdigit():
+            if int(last) >= len(node):
+                raise ConfigError(f"--set {key}: the list has {len(node)} entries (0..{len(node) - 1})")
             node[int(last)] = value
         else:
             node[last] = value

@@ -38,6 +38,7 @@ from sciml.progress import NoProgress, Progress
 from . import components as comp
 from .checkpoint import CHECKPOINT_NAME, generator_states, load_checkpoint, restore_generators, save_checkpoint
 from .config import StageConfig, TrainConfig, config_from_dict
+from .resume import resume_changes
 
 if TYPE_CHECKING:
     from sciml.forecasting.noise import NoiseStreams
@@ -141,19 +142,23 @@ class Trainer:
         self.out = Path(out)
         self.hooks = hooks or comp.TrainHooks()
         self.progress = progress or NoProgress()
-        ckpt = load_checkpoint(resume) if resume is not None else None
+        ckpt = load_checkpoint(resume, resume=True) if resume is not None else None
         if ckpt is not None:
             old = config_from_dict(ckpt["config"]["train"])
-            changed = comp.same_setup(old, cfg)
-            if changed:
+            refused, applied = resume_changes(old, cfg, int(ckpt["position"]["step"]))
+            if refused:
                 raise UsageError(
-                    f"the config differs from the checkpoint's in {changed} (e.g. a different grid or model); "
-                    "resume with the run's own config (config.yaml in its folder) or start a new run"
+                    f"the config differs from the checkpoint's ({resume}) in {', '.join(refused)}: a resumed run "
+                    "cannot change these (docs/robustness.md); resume with the run's own config (config.yaml in "
+                    "its folder) or start a new run"
                 )
+            if applied:
+                LOGGER.warning("resuming with changed %s: applied from step %d on", applied, ckpt["position"]["step"])
         self.cfg = cfg
         ds0 = comp.open_dataset(cfg, cfg.stages[0].rollout, "train", self.hooks)
         self.facts = comp.data_facts(cfg, ds0)
         self.stats = NormStats.load(self.facts.stats)
+        self._check_finite_stats()
         self.mc = comp.model_config(cfg, self.facts)
         torch.manual_seed(member_seed(cfg.seed, 0))
         self.model = FCN3(self.mc, self.hooks.sphere_ops())
@@ -170,8 +175,19 @@ class Trainer:
         self.stage: _Stage | None = None
         self.stop_requested = False
         self.wall = 0.0
+        self.last_good: Path | None = None  # the newest checkpoint known to hold finite weights
         if ckpt is not None:
-            self._restore(ckpt)
+            self._check_same_data(ckpt, Path(resume))
+            try:
+                self._restore(ckpt)
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UsageError(
+                    f"checkpoint {resume} does not fit this run ({type(exc).__name__}: {first}); it is damaged or "
+                    "from another model: resume from another checkpoint or start a new run"
+                ) from None
+            self._check_finite_weights(Path(resume))
+            self.last_good = Path(resume)
 
     # ------------------------------------------------------------------ components
     def dataset(self, rollout: int, split: str):
@@ -250,11 +266,52 @@ class Trainer:
 
     def save(self) -> Path | None:
         path = None
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            keep = f"the last good checkpoint {self.last_good} is kept" if self.last_good else "no checkpoint written"
+            raise NonFiniteError(f"the weights became non-finite by step {self.step}; {keep}")
         if self.hooks.is_writer():
             path = save_checkpoint(self.checkpoint_path(), self.payload())
+            self.last_good = path
             self.log.write(self.out, self.summary())
         self.hooks.barrier()
         return path
+
+    def _check_finite_stats(self) -> None:
+        """NaN/inf in the data make inf/NaN statistics: refuse before any step, naming the channels."""
+        idx = self.stats.index(list(self.facts.channels))
+        mean, std = np.asarray(self.stats.mean)[idx], np.asarray(self.stats.std)[idx]
+        bad = [
+            f"{c} (mean {m:g}, std {s:g})"
+            for c, m, s in zip(self.facts.channels, mean, std, strict=True)
+            if not (np.isfinite(m) and np.isfinite(s))
+        ]
+        if bad:
+            raise UsageError(
+                f"{self.facts.stats}: non-finite statistics of {', '.join(bad)}: the store has NaN/inf values; "
+                f"`sciml data check {self.cfg.data.store}` lists them by channel and time"
+            )
+
+    def _check_same_data(self, ckpt: dict[str, Any], path: Path) -> None:
+        """The store must still be on the checkpoint's grid with its channels (it may have been replaced)."""
+        saved = ckpt["data"]
+        now = self.facts.as_dict()
+        keys = ("grid_kind", "nlat", "nlon", "channels", "static", "step_hours")
+        diff = [k for k in keys if k in saved and list(_seq(saved[k])) != list(_seq(now[k]))]
+        if diff:
+            was = ", ".join(f"{k}={saved[k]}" for k in diff)
+            got = ", ".join(f"{k}={now[k]}" for k in diff)
+            raise UsageError(
+                f"checkpoint {path} was trained on data with {was} but {self.cfg.data.store} now has {got}; resume "
+                "on the store it was trained on, or start a new run"
+            )
+
+    def _check_finite_weights(self, path: Path) -> None:
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise UsageError(
+                f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+                "it is not a good checkpoint: resume from an earlier one or start a new run"
+            )
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         pos = ckpt["position"]
@@ -269,6 +326,12 @@ class Trainer:
             st = self._enter_stage(index)
             st.optimizer.load_state_dict(ckpt["optimizer"])
             st.scheduler.load_state_dict(ckpt["scheduler"])
+            # The saved states carry the old stage's lr: the (possibly changed) config's applies from here on.
+            st.scheduler.base_lrs = [st.cfg.lr for _ in st.optimizer.param_groups]
+            for g in st.optimizer.param_groups:
+                g["initial_lr"] = st.cfg.lr
+                g["lr"] = st.cfg.lr * lr_factor(st.cfg, st.scheduler.last_epoch)
+            st.scheduler._last_lr = [g["lr"] for g in st.optimizer.param_groups]
             if st.noise is not None:
                 restore_generators(st.noise.generators, ckpt["rng"]["noise"])
         LOGGER.info("resumed at step %d of %d", self.step, self.cfg.total_steps)
@@ -328,8 +391,8 @@ class Trainer:
     def _bad_step(self, st: _Stage, loss: float, gnorm: float) -> None:
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {gnorm}"
         where = f"at step {self.step + 1} (stage {st.cfg.name!r})"
-        last = self.checkpoint_path()
-        keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        last = self.last_good
+        keep = f"the last good checkpoint is {last}" if last is not None else "no good checkpoint was written yet"
         if self.cfg.nan_policy == "stop":
             raise NonFiniteError(
                 f"non-finite {what} {where}; stopped, {keep}. Lower stages[{st.index}].lr or the clip, check the "
@@ -454,6 +517,10 @@ class Trainer:
             self.save()
             LOGGER.warning("stop requested: checkpoint written at step %d; continue with --resume", self.step)
         return status
+
+
+def _seq(v: Any) -> Any:
+    return v if isinstance(v, (list, tuple)) else [v]
 
 
 def _fmt(d: dict[str, float]) -> str:

@@ -39,9 +39,14 @@ def add_solve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
     parser.add_argument(
         "--sweep",
+        action="append",
         default=None,
         metavar="KEY=START:STOP[:STEP]",
         help="solve a family: KEY=START:STOP[:STEP] (STOP included) or KEY=V1,V2,...",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing result (or sweep) in --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="sweep: keep the members already solved with these settings"
     )
 
 
@@ -55,29 +60,33 @@ def parse_sweep(text: str, problem: type[ProblemSpec]) -> tuple[str, list[float]
     if key not in names:
         raise UsageError(f"--sweep: problem {problem.name!r} has no parameter {key!r} (valid: {', '.join(names)})")
     try:
-        if ":" in spec:
-            parts = [float(s) for s in spec.split(":")]
-            if len(parts) not in (2, 3):
-                raise ValueError
-            start, stop = parts[0], parts[1]
-            step = parts[2] if len(parts) == 3 else 1.0
-            if step <= 0 or stop < start:
-                raise UsageError(f"--sweep {text!r}: need START <= STOP and STEP > 0")
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            if n > 1000:
-                raise UsageError(f"--sweep {text!r} has {n} values; at most 1000")
-            values = [start + i * step for i in range(n)]
-        else:
-            values = [float(s) for s in spec.split(",") if s.strip()]
+        parts = [float(s) for s in (spec.split(":") if ":" in spec else spec.split(",")) if s.strip()]
     except ValueError:
         raise UsageError(f"--sweep {text!r}: cannot read numbers (use KEY=0:8, KEY=0:1:0.25 or KEY=1,2,5)") from None
+    if ":" in spec:
+        if len(parts) not in (2, 3):
+            raise UsageError(f"--sweep {text!r}: write KEY=START:STOP or KEY=START:STOP:STEP")
+        start, stop = parts[0], parts[1]
+        step = parts[2] if len(parts) == 3 else 1.0
+        if step <= 0 or stop < start:
+            raise UsageError(f"--sweep {text!r}: need START <= STOP and STEP > 0")
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        if n > 1000:
+            raise UsageError(f"--sweep {text!r} has {n} values; at most 1000")
+        values = [start + i * step for i in range(n)]
+    else:
+        values = parts
     if not values:
         raise UsageError(f"--sweep {text!r} gives no values")
     return key, values
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an output directory that cannot be written, before any work is done."""
+def _members_done(out: Path) -> list[Path]:
+    return [p.parent for p in out.glob("*=*/metrics.json")]
+
+
+def _check_out(out: Path, *, overwrite: bool = False, resume: bool = False, sweep: bool = False) -> None:
+    """Refuse an output directory that cannot be written, or that holds a result, before any work is done."""
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
@@ -92,13 +101,31 @@ def _check_out(out: Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".sciml-probe-", dir=parent))
     except OSError:
         raise UsageError(f"--out {out}: cannot write to {parent} (choose a writable directory)") from None
-    if (
-        out.exists()
-        and any(out.iterdir())
-        and not (out / "metrics.json").exists()
-        and not (out / "sweep.json").exists()
-    ):
-        raise UsageError(f"--out {out} is a non-empty directory that is not a sciml result; choose another --out")
+    if resume and not sweep:
+        raise UsageError("--resume applies to sweeps (--sweep); a single solve is redone with --overwrite")
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else []
+    if not entries:
+        return
+    is_sweep = (out / "sweep.json").exists() or bool(_members_done(out))
+    if (out / "metrics.json").exists():
+        if not overwrite:
+            raise UsageError(
+                f"--out {out} already holds a result; pass --overwrite to replace it or choose another --out"
+            )
+        if sweep:
+            raise UsageError(f"--out {out} holds a single result, not a sweep; choose another --out")
+        return
+    if is_sweep:
+        if not sweep:
+            raise UsageError(f"--out {out} holds a sweep; choose another --out for a single solve")
+        if not (overwrite or resume):
+            n = len(_members_done(out))
+            raise UsageError(
+                f"--out {out} holds a sweep ({n} member(s) solved); pass --resume to finish it, --overwrite to "
+                "solve every member again, or choose another --out"
+            )
+        return
+    raise UsageError(f"--out {out} is a non-empty directory that is not a sciml result; choose another --out")
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,6 +175,15 @@ def _config_file(problem: type[ProblemSpec], args: argparse.Namespace) -> dict[s
         return None
     if not isinstance(data, dict):
         raise UsageError(f"config file {args.config} must hold a mapping of solver settings")
+    run_keys = {"problem", "params", "solver"}
+    if run_keys & set(data):  # a run's config.yaml: only these three keys, solver settings under `solver`
+        unknown = sorted(set(map(str, data)) - run_keys)
+        if unknown:
+            raise UsageError(
+                f"config file {args.config}: unknown key(s) {', '.join(unknown)}; a run config holds only problem, "
+                "params and solver (solver settings go under solver:)"
+            )
+        data = {"solver": {}, **data}
     if "solver" in data:
         if not isinstance(data["solver"], dict):
             raise UsageError(f"config file {args.config}: 'solver' must be a mapping")
@@ -157,17 +193,23 @@ def _config_file(problem: type[ProblemSpec], args: argparse.Namespace) -> dict[s
     return data
 
 
-def _solve_one(problem_cls: Any, params: Mapping[str, Any], cfg: Any, out: Path, quiet: bool) -> dict[str, Any]:
+def _run_config(problem: Any, cfg: Any) -> dict[str, Any]:
     from sciml.config import to_dict
+
+    return {"problem": problem.name, "params": dict(problem.params), "solver": to_dict(cfg)}
+
+
+def _solve_one(problem_cls: Any, params: Mapping[str, Any], cfg: Any, out: Path, quiet: bool) -> dict[str, Any]:
     from sciml.pinn.results import summary_text, write_results
     from sciml.pinn.train import solve
     from sciml.progress import default_progress
+    from sciml.runinfo import RunInfo
 
+    info = RunInfo(command="sciml solve", seed=getattr(cfg, "seed", None))
     problem = problem_cls(**params)
     # the step budget is an upper bound (the solve stops on its loss target) and LM steps cost more than Adam's
     result = solve(problem, cfg, progress=default_progress(quiet, eta=False))
-    run_config = {"problem": problem.name, "params": dict(problem.params), "solver": to_dict(cfg)}
-    metrics = write_results(result, out, run_config)
+    metrics = write_results(result, out, _run_config(problem, cfg), info)
     print(summary_text(result, metrics, out))
     return metrics
 
@@ -186,32 +228,73 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
     params = problem.resolve_params(overrides)
     cfg = solver_config(problem, args, file_layer)
     out = args.out if args.out is not None else Path("runs") / problem.name
-    _check_out(out)
-    quiet = bool(getattr(args, "quiet", False))
-    if args.sweep is None:
-        _solve_one(problem, params, cfg, out, quiet)
-        return 0
-    key, values = parse_sweep(args.sweep, problem)
-    if key in overrides:
-        raise UsageError(f"--sweep {key} conflicts with --param {key}; give one of them")
-    family = [problem.resolve_params({**overrides, key: v}) for v in values]  # all valid before any work
-    return run_sweep(problem, key, family, cfg, out, quiet)
+    sweeps = args.sweep or []
+    if len(sweeps) > 1:
+        raise UsageError(f"--sweep is given {len(sweeps)} times ({', '.join(sweeps)}); one sweep per run")
+    overwrite, resume = bool(getattr(args, "overwrite", False)), bool(getattr(args, "resume", False))
+    if sweeps:  # all valid before any work
+        key, values = parse_sweep(sweeps[0], problem)
+        if key in overrides:
+            raise UsageError(f"--sweep {key} conflicts with --param {key}; give one of them")
+        family = [problem.resolve_params({**overrides, key: v}) for v in values]
+    from sciml.runlock import run_lock
+
+    _check_out(out, overwrite=overwrite, resume=resume, sweep=bool(sweeps))
+    with run_lock(out, "sciml solve"):
+        _check_out(out, overwrite=overwrite, resume=resume, sweep=bool(sweeps))  # again, now that it is ours
+        quiet = bool(getattr(args, "quiet", False))
+        if not sweeps:
+            _solve_one(problem, params, cfg, out, quiet)
+            return 0
+        return run_sweep(problem, key, family, cfg, out, quiet, resume=resume)
 
 
-def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, out: Path, quiet: bool) -> int:
+def _finished_member(problem: Any, params: Mapping[str, Any], cfg: Any, sub: Path) -> dict[str, Any] | None:
+    """The metrics of a member already solved with the same parameters and settings (``--resume``), else None."""
+    import json
+
+    import yaml
+
+    from sciml.config import dump_yaml, load_yaml
+
+    if not (sub / "metrics.json").is_file():
+        return None
+    want = yaml.safe_load(dump_yaml(_run_config(problem(**params), cfg)))
+    if load_yaml(sub / "config.yaml") != want:
+        raise UsageError(
+            f"sweep member {sub} was solved with other parameters or settings; pass --overwrite to solve the "
+            "sweep again, or resume with the settings of its config.yaml"
+        )
+    return json.loads((sub / "metrics.json").read_text())
+
+
+def run_sweep(
+    problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, out: Path, quiet: bool, resume: bool = False
+) -> int:
     """Solve each member into ``out/KEY=VALUE/``; write ``sweep.csv``, ``sweep.json``, ``sweep.png`` (errors and
-    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid)."""
+    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid).
+
+    Each member directory appears whole or not at all, and ``sweep.json`` (``complete: false``) marks the folder
+    as a sweep from the start, so a sweep killed half-way is finished by the same command with ``resume=True``
+    (``--resume``): members already solved with the same settings are kept.
+    """
     import xarray as xr
 
     from sciml.io import atomic_write_json, atomic_write_text
     from sciml.plotting.pinn import plot_sweep, plot_sweep_profiles
 
     out.mkdir(parents=True, exist_ok=True)
+    plan = {"problem": problem.name, "sweep": key, "values": [p[key] for p in family], "complete": False}
+    atomic_write_json(out / "sweep.json", plan)
     rows = []
     for params in family:
         value = params[key]
         sub = out / f"{key}={value:g}"
-        m = _solve_one(problem, params, cfg, sub, quiet)
+        m = _finished_member(problem, params, cfg, sub) if resume else None
+        if m is not None:
+            LOGGER.info("%s: solved already, kept (--resume)", sub)
+        else:
+            m = _solve_one(problem, params, cfg, sub, quiet)
         rows.append(
             {
                 key: value,
@@ -227,7 +310,7 @@ def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, ou
     header = list(dict.fromkeys(h for r in rows for h in r))
     lines = [",".join(header)] + [",".join(str(r.get(h, math.nan)) for h in header) for r in rows]
     atomic_write_text(out / "sweep.csv", "\n".join(lines) + "\n")
-    atomic_write_json(out / "sweep.json", {"problem": problem.name, "sweep": key, "rows": rows})
+    atomic_write_json(out / "sweep.json", {**plan, "complete": True, "rows": rows})
     plot_sweep(
         [r[key] for r in rows],
         [r["rel_l2"] for r in rows],

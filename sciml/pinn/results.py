@@ -2,8 +2,8 @@
 
 A result directory holds ``solution.nc`` (xarray: coordinate ``x``; prediction, reference, pointwise error and
 ODE residual per output/equation; parameters as attributes), ``metrics.json``, ``history.csv``,
-``solution.png`` and ``config.yaml``. Everything is written into a temporary directory that replaces ``out``
-only when complete (:func:`sciml.io.atomic_path`), so a failed run leaves nothing partial behind.
+``solution.png``, ``config.yaml`` and ``run.json``. Everything is written into a temporary directory that
+replaces ``out`` only when complete (:func:`sciml.io.atomic_path`), so a failed run leaves nothing partial behind.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from sciml.config import to_dict
 from sciml.io import atomic_path, atomic_write_json, atomic_write_text
 from sciml.pinn.train import SolveResult
+from sciml.runinfo import RunInfo
 
 
 def compute_metrics(result: SolveResult) -> dict[str, Any]:
@@ -174,8 +175,12 @@ def plot_extras(result: SolveResult, ds: Any) -> dict[str, Any]:
     return {"markers": problem.plot_markers(unknowns), "curves": problem.extra_curves(x, pred)}
 
 
-def write_results(result: SolveResult, out: str | Path, run_config: dict[str, Any]) -> dict[str, Any]:
-    """Write the result directory atomically; returns the metrics."""
+def write_results(result: SolveResult, out: str | Path, run_config: dict[str, Any], info: Any = None) -> dict[str, Any]:
+    """Write the result directory atomically; returns the metrics.
+
+    ``info`` (a :class:`sciml.runinfo.RunInfo` started before the solve) adds ``run.json`` (version, seed, wall
+    time, platform); without it one is made here from the solve's own timings.
+    """
     from sciml.config import dump_yaml
     from sciml.plotting.pinn import plot_solution
 
@@ -187,5 +192,10 @@ def write_results(result: SolveResult, out: str | Path, run_config: dict[str, An
         atomic_write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "history.csv", history_csv(result.history))
         atomic_write_text(tmp / "config.yaml", dump_yaml(to_dict(run_config)))
+        if info is None:
+            info = RunInfo(command="sciml solve", seed=getattr(result.config, "seed", None))
+            info.started -= result.timings.get("total", 0.0)
+        info.timings.update({k: float(v) for k, v in result.timings.items()})
+        atomic_write_json(tmp / "run.json", info.as_dict())
         plot_solution(ds, tmp / "solution.png", metrics, **plot_extras(result, ds))
     return metrics
