@@ -188,4 +188,6 @@ def write_results(result: SolveResult, out: str | Path, run_config: dict[str, An
         atomic_write_text(tmp / "history.csv", history_csv(result.history))
         atomic_write_text(tmp / "config.yaml", dump_yaml(to_dict(run_config)))
         plot_solution(ds, tmp / "solution.png", metrics, **plot_extras(result, ds))
+        for name, text in result.problem.result_files().items():
+            atomic_write_text(tmp / name, text)
     return metrics

@@ -1,0 +1,446 @@
+r"""Regularity analysis of a parsed ODE system: singular points, their kind, Frobenius exponents, what is imposed.
+
+For one linear second-order equation :math:`p\,y'' + q\,y' + r\,y = s` (multiplied through), a point
+:math:`x_0` with :math:`p(x_0) = 0` is *regular singular* when :math:`P = (x-x_0)q/p` and
+:math:`Q = (x-x_0)^2 r/p` are analytic there, and then the solutions behave like :math:`(x-x_0)^\rho` with
+the indicial exponents
+
+.. math::
+
+    \rho(\rho - 1) + P(x_0)\,\rho + Q(x_0) = 0 ,
+
+a logarithmic second solution being possible when the exponents differ by an integer (always when they are
+equal); otherwise it is *irregular*. A solution analytic at :math:`x_0` satisfies the residual there, which
+is the algebraic **regularity relation** :math:`q(x_0)\,y'(x_0) + r(x_0)\,y(x_0) = s(x_0)`: that is what the
+engine imposes (the loss term ``regularity@x=x0``). First-order equations: :math:`\rho = -\lim (x-x_0) r/p`.
+
+Nonlinear equations and systems: the singular points are the zeros of :math:`\det A`, :math:`A_{ij}` the
+coefficient of the highest derivative of function :math:`j` in equation :math:`i`. Factors of
+:math:`\det A` that depend on :math:`x` only give fixed points (their relation is again the residual there);
+factors :math:`g` that depend on the solution give **moving** singular points (a sonic point, a sound
+horizon): their position becomes a trainable scalar :math:`x_s` with the regular-crossing conditions
+:math:`g = 0` and, for every equation whose leading coefficients vanish with :math:`g`, residual :math:`= 0`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy
+
+from sciml.errors import UsageError
+from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, show
+
+RHO = sympy.Symbol("rho_")
+
+
+@dataclass(frozen=True)
+class SingularPoint:
+    """One singular point (fixed at ``x``, or moving with the solution: ``x is None``)."""
+
+    label: str
+    x: float | None
+    exact: str
+    kind: str
+    exponents: tuple[str, ...] = ()
+    log: str = ""
+    branch: str = ""
+    relations: tuple[sympy.Expr, ...] = ()
+    factor: sympy.Expr | None = None
+    rows: tuple[int, ...] = ()
+    imposed: bool = False
+    action: str = ""
+
+    @property
+    def term(self) -> str:
+        return f"regularity@{self.label}"
+
+    def relation_text(self, functions: tuple[str, ...], var: str) -> str:
+        """The imposed relations, with function values written at the point (``-2*y'(1) + 12*y(1) = 0``)."""
+        where = var if self.x is None else self.exact
+        return "; ".join(_at(show(r), where, functions) + " = 0" for r in self.relations)
+
+
+def _at(text: str, where: str, functions: tuple[str, ...]) -> str:
+    """``y'' + 2*y`` -> ``y''(1) + 2*y(1)``."""
+    names = "|".join(map(re.escape, functions))
+    return re.sub(rf"\b({names})('*)(?![\w'(])", lambda m: f"{m.group(1)}{m.group(2)}({where})", text)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything ``sciml analyze`` reports, and what the engine builds from it."""
+
+    system: System
+    linear: bool
+    leading: str
+    points: tuple[SingularPoint, ...]
+    n_constants: int
+    n_constraints: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def imposed(self) -> tuple[SingularPoint, ...]:
+        return tuple(p for p in self.points if p.imposed)
+
+    # -- output -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        s = self.system
+        var = s.spec.variable
+        return {
+            "name": s.spec.name,
+            "parameters": dict(s.params),
+            "functions": list(s.functions),
+            "orders": dict(s.orders),
+            "domain": list(s.domain),
+            "linear": self.linear,
+            "equations_multiplied_through": [show(r) + " = 0" for r in s.residuals],
+            "multiplied_by": [show(d) for d in s.multiplied_by],
+            "leading_coefficient": self.leading,
+            "singular_points": [
+                {
+                    "label": p.label,
+                    "x": p.x,
+                    "exact": p.exact,
+                    "kind": p.kind,
+                    "exponents": list(p.exponents),
+                    "log": p.log,
+                    "branch": p.branch,
+                    "relation": p.relation_text(s.functions, var),
+                    "factor": None if p.factor is None else show(p.factor),
+                    "regular_requested": p.imposed,
+                    "engine": p.action,
+                }
+                for p in self.points
+            ],
+            "conditions": [{"text": c.text, "x": c.point, "hard": c.hard is not None} for c in s.conditions],
+            "unknowns": dict(s.unknowns),
+            "constants_to_fix": self.n_constants,
+            "conditions_and_relations": self.n_constraints,
+            "notes": list(self.notes),
+        }
+
+    def to_text(self) -> str:
+        s = self.system
+        d = self.to_dict()
+        params = ", ".join(f"{k}={v:g}" for k, v in s.params.items())
+        lines = [f"{s.spec.name}" + (f"  ({params})" if params else "")]
+        kind = "linear" if self.linear else "nonlinear"
+        orders = ", ".join(f"{f}: {n}" for f, n in s.orders.items())
+        lines.append(f"  {kind}; order {orders}; domain [{s.domain[0]:g}, {s.domain[1]:g}]")
+        for eq, den in zip(d["equations_multiplied_through"], d["multiplied_by"], strict=True):
+            lines.append(f"  equation    : {eq}" + ("" if den == "1" else f"   (multiplied through by {den})"))
+        lines.append(f"  leading coefficient: {self.leading}")
+        if not self.points:
+            lines.append("  singular points: none in the domain")
+        else:
+            lines.append(f"  singular points in [{s.domain[0]:g}, {s.domain[1]:g}]:")
+        for p in d["singular_points"]:
+            head = f"x = {p['exact']}" if p["x"] is not None else f"{p['label']}: {p['factor']} = 0"
+            lines.append(f"    {head}: {p['kind']}")
+            if p["exponents"]:
+                lines.append(f"      exponents  : {', '.join(p['exponents'])}" + (f"; {p['log']}" if p["log"] else ""))
+            if p["branch"]:
+                lines.append(f"      branch     : {p['branch']}")
+            if p["relation"]:
+                lines.append(f"      relation   : {p['relation']}")
+            lines.append(f"      engine     : {p['engine']}")
+        for c in d["conditions"]:
+            how = "hard (trial function)" if c["hard"] else "soft (loss term)"
+            lines.append(f"  condition   : {c['text']}  -> {how}")
+        if s.unknowns:
+            lines.append("  unknowns    : " + ", ".join(f"{k} (start {v:g})" for k, v in s.unknowns.items()))
+        lines.append(
+            f"  count       : {self.n_constants} constants to fix, {self.n_constraints} conditions and regularity "
+            "relations"
+        )
+        lines += [f"  note        : {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# -- zeros of x-only expressions --------------------------------------------------------------------------
+def _zeros(g: sympy.Expr, x: sympy.Symbol, a: float, b: float) -> list[tuple[float, str, bool]]:
+    """Zeros of ``g(x)`` in ``[a, b]``: (value, exact text, exact?) — exact when sympy can solve, else numeric."""
+    if g.free_symbols - {x} or g == 0:
+        raise ValueError(g)
+    if not g.has(x):
+        return []
+    try:
+        sol = sympy.solveset(g, x, sympy.Interval(exact(a), exact(b)))
+        if isinstance(sol, sympy.FiniteSet):
+            pts = [(float(r), sympy.sstr(r), True) for r in sol if r.is_real]
+            return sorted(pts)
+    except (NotImplementedError, TypeError, ValueError):
+        pass
+    return _numeric_zeros(g, x, a, b)
+
+
+def _numeric_zeros(g: sympy.Expr, x: sympy.Symbol, a: float, b: float) -> list[tuple[float, str, bool]]:
+    from scipy.optimize import brentq, minimize_scalar
+
+    f = sympy.lambdify(x, g, "numpy")
+    xs = np.linspace(a, b, 4001)
+    with np.errstate(all="ignore"):
+        v = np.broadcast_to(np.asarray(f(xs), dtype=float), xs.shape)
+    scale = max(float(np.nanmax(np.abs(v))), 1e-300)
+    roots: list[float] = [float(xs[i]) for i in np.nonzero(v == 0)[0]]
+    for i in np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]:
+        roots.append(brentq(f, xs[i], xs[i + 1], xtol=1e-15))
+    av = np.abs(v)
+    for i in range(1, len(xs) - 1):  # double zeros touch zero without a sign change
+        if av[i] <= av[i - 1] and av[i] <= av[i + 1] and av[i] < 1e-6 * scale:
+            r = minimize_scalar(
+                lambda t: abs(f(t)), bounds=(xs[i - 1], xs[i + 1]), method="bounded", options={"xatol": 1e-14}
+            )
+            if abs(f(r.x)) < 1e-10 * scale:
+                roots.append(float(r.x))
+    out: list[float] = []
+    for r in sorted(roots):
+        if not out or abs(r - out[-1]) > 1e-9 * max(1.0, abs(r)):
+            out.append(r)
+    return [(r, f"{r:.12g}", False) for r in out]
+
+
+# -- Frobenius ---------------------------------------------------------------------------------------------
+def _value_at(expr: sympy.Expr, x: sympy.Symbol, x0: sympy.Expr) -> sympy.Expr | None:
+    """Value at ``x0`` of a function analytic there, or ``None`` if it is not (a pole)."""
+    expr = sympy.cancel(sympy.together(expr))
+    num, den = sympy.fraction(expr)
+    d0 = sympy.simplify(den.subs(x, x0))
+    if d0 != 0:
+        return sympy.simplify(num.subs(x, x0) / d0)
+    try:
+        lim = sympy.limit(expr, x, x0)
+    except (NotImplementedError, ValueError):
+        return None
+    return lim if lim.is_finite else None
+
+
+def _is_nonneg_int(e: sympy.Expr) -> bool:
+    return bool(e.is_integer and e >= 0)
+
+
+def _frobenius(coef: list[sympy.Expr], x: sympy.Symbol, x0: sympy.Expr) -> dict[str, Any]:
+    """Kind, exponents, log and branch texts at ``x0`` for :math:`\\sum_k c_k y^{(k)} = s`, order 1 or 2."""
+    t = x - x0
+    if len(coef) == 3:
+        r, q, p = coef
+        P0, Q0 = _value_at(t * q / p, x, x0), _value_at(t**2 * r / p, x, x0)
+        if P0 is None or Q0 is None:
+            return {"kind": "irregular singular point", "regular_ok": False}
+        roots = sympy.roots(sympy.Poly(RHO**2 + (P0 - 1) * RHO + Q0, RHO))
+        exps = [e for e, m in roots.items() for _ in range(m)]
+    else:
+        r, p = coef
+        R0 = _value_at(t * r / p, x, x0)
+        if R0 is None:
+            return {"kind": "irregular singular point", "regular_ok": False}
+        exps = [sympy.simplify(-R0)]
+    exps = sorted(exps, key=lambda e: (-float(sympy.re(e)), float(sympy.im(e))))
+    out: dict[str, Any] = {
+        "kind": "regular singular point",
+        "regular_ok": True,
+        "exponents": tuple(map(sympy.sstr, exps)),
+    }
+    if len(exps) == 2:
+        diff = sympy.simplify(exps[0] - exps[1])
+        if diff == 0:
+            out["log"] = "equal exponents: the second solution has a logarithm"
+        elif diff.is_integer:
+            out["log"] = "exponents differ by an integer: a logarithmic second solution can appear"
+        else:
+            out["log"] = "no logarithm (exponents do not differ by an integer)"
+    analytic = [e for e in exps if _is_nonneg_int(e)]
+    if not analytic:
+        pos = [sympy.sstr(e) for e in exps if float(sympy.re(e)) > 0]
+        out["branch"] = (
+            "no exponent is a non-negative integer: no solution is analytic here except y = 0; the relation keeps "
+            + (f"the vanishing branch (exponent {', '.join(pos)})" if pos else "only y = 0")
+        )
+    elif len(analytic) == 1 or (
+        len(exps) == 2 and analytic[0] == analytic[-1] and len(set(analytic)) == 1 and len(analytic) == 2
+    ):
+        m = analytic[0]
+        other = [sympy.sstr(e) for e in exps if e != m]
+        out["branch"] = f"analytic branch, exponent {sympy.sstr(m)}" + (
+            f" (excludes the exponent-{other[0]} branch)" if other else " (excludes the logarithmic one)"
+        )
+    else:
+        out["branch"] = (
+            f"both exponents ({', '.join(map(sympy.sstr, analytic))}) are non-negative integers: the "
+            f"exponent-{sympy.sstr(analytic[0])} solution is analytic, the other one unless a logarithm appears; "
+            "the relation removes the logarithm"
+        )
+    return out
+
+
+# -- the analysis ------------------------------------------------------------------------------------------
+def analyze(system: System) -> Analysis:
+    """Find and classify the singular points of ``system`` and decide what the engine imposes where.
+
+    Raises
+    ------
+    UsageError
+        An irregular singular point asked to be regular, a requested point that is not singular, or too few
+        conditions and regularity relations to fix a solution.
+    """
+    x = system.var
+    a, b = system.domain
+    lin = is_linear(system)
+    A = leading_matrix(system)
+    det = sympy.factor(A.det()) if A.shape[0] > 1 else sympy.factor(A[0, 0])
+    if det == 0:
+        raise UsageError(
+            "the highest derivatives drop out of the equations (their coefficient matrix is singular everywhere); "
+            "write one equation per function with its highest derivative"
+        )
+    state = set(system.state_symbols())
+    _, factors = sympy.factor_list(det)
+    fixed_part = sympy.Integer(1)
+    moving = []
+    for fac, _mult in factors:
+        if fac.free_symbols & state:
+            moving.append(fac)
+        elif fac.has(x):
+            fixed_part *= fac
+    for bad in (s for s in fixed_part.free_symbols if s != x):
+        raise UsageError(
+            f"the leading coefficient depends on the unknown {bad.name}; singular points must not move "
+            "with an unknown constant"
+        )
+    single_linear = lin and len(system.functions) == 1
+    if single_linear:
+        f = system.functions[0]
+        coef = [sympy.diff(system.residuals[0], sympy.Symbol(deriv_name(f, k))) for k in range(system.orders[f] + 1)]
+    points: list[SingularPoint] = []
+    for value, text, is_exact in _zeros(fixed_part, x, a, b):
+        x0 = sympy.sympify(text) if is_exact else sympy.Float(value, 17)
+        label = f"{system.spec.variable}={value:g}"
+        rel = tuple(sympy.simplify(r.subs(x, x0)) for r in system.residuals)
+        rel = tuple(r for r in rel if r != 0)
+        info: dict[str, Any] = {
+            "kind": "singular point" + ("" if lin else " (nonlinear: no Frobenius exponents)"),
+            "regular_ok": True,
+        }
+        if single_linear:
+            info = _frobenius(coef, x, x0)
+        points.append(
+            SingularPoint(
+                label=label,
+                x=value,
+                exact=text if is_exact else f"{value:.12g} (numeric)",
+                kind=info["kind"],
+                exponents=info.get("exponents", ()),
+                log=info.get("log", ""),
+                branch=info.get("branch", ""),
+                relations=rel,
+                imposed=info["regular_ok"],
+            )
+        )
+    A_rows = [list(A.row(i)) for i in range(A.shape[0])]
+    for i, g in enumerate(moving, 1):
+        rows = tuple(
+            j
+            for j, row in enumerate(A_rows)
+            if all(not (sympy.fraction(sympy.cancel(e / g))[1].free_symbols & state) for e in row)
+        )
+        points.append(
+            SingularPoint(
+                label=f"s{i}",
+                x=None,
+                exact="",
+                kind="moving singular point (its position depends on the solution)",
+                relations=(g, *(system.residuals[j] for j in rows)),
+                factor=g,
+                rows=rows,
+                imposed=True,
+                branch="regular crossing: the factor and the residual(s) whose leading coefficients it kills vanish "
+                "together",
+            )
+        )
+    points = _apply_requests(system, points)
+    n_constants = (
+        sum(system.orders.values()) + len(system.unknowns) + sum(1 for p in points if p.imposed and p.x is None)
+    )
+    n_constraints = len(system.conditions) + sum(len(p.relations) for p in points if p.imposed)
+    notes = []
+    if lin and not single_linear:
+        notes.append("linear system: Frobenius exponents are reported for single equations only")
+    if n_constraints < n_constants:
+        raise UsageError(
+            f"too few conditions to fix a solution: {n_constants} constants (orders {sum(system.orders.values())}"
+            f" + {len(system.unknowns)} unknowns + moving points) but only {len(system.conditions)} conditions and "
+            f"{n_constraints - len(system.conditions)} regularity relations; add conditions such as y(a) = v"
+        )
+    return Analysis(
+        system=system,
+        linear=lin,
+        leading=show(det),
+        points=tuple(points),
+        n_constants=n_constants,
+        n_constraints=n_constraints,
+        notes=tuple(notes),
+    )
+
+
+def _apply_requests(system: System, points: list[SingularPoint]) -> list[SingularPoint]:
+    """Mark the points ``regular_at`` asks for; describe what the engine does with each."""
+    req = system.spec.regular_at
+    var = system.spec.variable
+    if req == "all":
+        for p in points:
+            if p.x is not None and "irregular" in p.kind:
+                raise UsageError(
+                    f"{var} = {p.exact} is an irregular singular point and cannot be made regular; list the points "
+                    f"to keep regular in regular_at (without {p.exact}) and fix the solution with conditions"
+                )
+        wanted = {id(p) for p in points}
+    elif req == "none":
+        wanted = set()
+    else:
+        wanted = set()
+        for item in req:
+            if isinstance(item, str) and item.strip() in {p.label for p in points if p.x is None}:
+                wanted |= {id(p) for p in points if p.label == item.strip()}
+                continue
+            try:
+                v = float(exact(float(sympy.sympify(item, locals={k: exact(w) for k, w in system.params.items()}))))
+            except (TypeError, ValueError, sympy.SympifyError):
+                raise UsageError(f"regular_at: cannot read {item!r} as a point") from None
+            hit = [p for p in points if p.x is not None and abs(p.x - v) <= 1e-9 * max(1.0, abs(v))]
+            if not hit:
+                sing = ", ".join(p.exact if p.x is not None else p.label for p in points) or "none"
+                raise UsageError(f"regular_at: {var} = {v:g} is not a singular point in the domain (singular: {sing})")
+            if "irregular" in hit[0].kind:
+                raise UsageError(
+                    f"regular_at: {var} = {hit[0].exact} is an irregular singular point; no regularity relation "
+                    "selects a solution there (remove it and use conditions)"
+                )
+            wanted.add(id(hit[0]))
+    out = []
+    for p in points:
+        on = id(p) in wanted
+        if p.x is None:
+            action = (
+                f"trainable location x_{p.label} with the regular-crossing terms ({p.term})"
+                if on
+                else "not imposed (not in regular_at)"
+            )
+        elif on and p.relations:
+            action = f"collocation point + loss term {p.term}"
+        elif on:
+            action = "collocation point (the residual vanishes identically there: nothing to impose)"
+        else:
+            action = "not imposed (not in regular_at)"
+        out.append(dataclasses.replace(p, imposed=on and (p.x is None or bool(p.relations)), action=action))
+    return out
+
+
+def analyze_spec(spec, params) -> Analysis:
+    """Parse and analyse in one call."""
+    from sciml.spec.symbolic import parse_system
+
+    return analyze(parse_system(spec, params))
