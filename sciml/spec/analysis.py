@@ -266,12 +266,12 @@ def _frobenius(coef: list[sympy.Expr], x: sympy.Symbol, x0: sympy.Expr) -> dict[
         m = analytic[0]
         other = [sympy.sstr(e) for e in exps if e != m]
         out["branch"] = f"analytic branch, exponent {sympy.sstr(m)}" + (
-            f" (excludes the exponent-{other[0]} branch)" if other else " (excludes the logarithmic one)"
+            f" (excludes the branch with exponent {other[0]})" if other else " (excludes the logarithmic one)"
         )
     else:
         out["branch"] = (
             f"both exponents ({', '.join(map(sympy.sstr, analytic))}) are non-negative integers: the "
-            f"exponent-{sympy.sstr(analytic[0])} solution is analytic, the other one unless a logarithm appears; "
+            f"solution with exponent {sympy.sstr(analytic[0])} is analytic, the other one unless a logarithm appears; "
             "the relation removes the logarithm"
         )
     return out
