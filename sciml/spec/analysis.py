@@ -277,6 +277,25 @@ def _frobenius(coef: list[sympy.Expr], x: sympy.Symbol, x0: sympy.Expr) -> dict[
     return out
 
 
+def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
+    """The point of a hard condition where the factor ``g`` vanishes by that condition alone (e.g. ``y(0) = 1`` and
+    ``g = y^2 - 1 + x``), or ``None``."""
+    for c in system.conditions:
+        if c.hard is None or c.hard[1].free_symbols:
+            continue
+        f, value = c.hard
+        sub = g.subs({system.var: exact(c.point), sympy.Symbol(deriv_name(f, 0)): value})
+        if not (sub.free_symbols & set(system.state_symbols())) and sympy.simplify(sub) == 0:
+            return f"{c.point:g}"
+    return None
+
+
+def _never_zero(fac: sympy.Expr) -> bool:
+    """Factors that cannot vanish on the real line (exponentials, positive by sympy's assumptions)."""
+    base = fac.base if isinstance(fac, sympy.Pow) else fac
+    return isinstance(base, sympy.exp) or bool(fac.is_positive) or bool(fac.is_negative)
+
+
 # -- the analysis ------------------------------------------------------------------------------------------
 def analyze(system: System) -> Analysis:
     """Find and classify the singular points of ``system`` and decide what the engine imposes where.
@@ -302,6 +321,8 @@ def analyze(system: System) -> Analysis:
     fixed_part = sympy.Integer(1)
     moving = []
     for fac, _mult in factors:
+        if _never_zero(fac):
+            continue
         if fac.free_symbols & state:
             moving.append(fac)
         elif fac.has(x):
@@ -341,24 +362,32 @@ def analyze(system: System) -> Analysis:
             )
         )
     A_rows = [list(A.row(i)) for i in range(A.shape[0])]
+    tops = {system.top(f): 0 for f in system.functions}
     for i, g in enumerate(moving, 1):
         rows = tuple(
             j
             for j, row in enumerate(A_rows)
             if all(not (sympy.fraction(sympy.cancel(e / g))[1].free_symbols & state) for e in row)
         )
+        pinned = _pinned_by_condition(system, g)
+        # where g = 0 the highest derivatives drop out of these rows: what is left must vanish too
+        rest = tuple(system.residuals[j].subs(tops) for j in rows)
         points.append(
             SingularPoint(
                 label=f"s{i}",
                 x=None,
                 exact="",
                 kind="moving singular point (its position depends on the solution)",
-                relations=(g, *(system.residuals[j] for j in rows)),
+                relations=(g, *rest),
                 factor=g,
                 rows=rows,
-                imposed=True,
-                branch="regular crossing: the factor and the residual(s) whose leading coefficients it kills vanish "
-                "together",
+                imposed=pinned is None,
+                branch=(
+                    "regular crossing: the factor and what is left of the equation(s) it multiplies vanish together"
+                    if pinned is None
+                    else f"vanishes at {system.spec.variable} = {pinned}, where a condition fixes the solution: "
+                    "not a separate moving point"
+                ),
             )
         )
     points = _apply_requests(system, points)
@@ -424,18 +453,20 @@ def _apply_requests(system: System, points: list[SingularPoint]) -> list[Singula
     for p in points:
         on = id(p) in wanted
         if p.x is None:
-            action = (
-                f"trainable location x_{p.label} with the regular-crossing terms ({p.term})"
-                if on
-                else "not imposed (not in regular_at)"
-            )
+            if not p.imposed:
+                action = "nothing (see branch)"
+            elif on:
+                action = f"trainable location x_{p.label} with the regular-crossing terms ({p.term})"
+            else:
+                action = "not imposed (not in regular_at)"
         elif on and p.relations:
             action = f"collocation point + loss term {p.term}"
         elif on:
             action = "collocation point (the residual vanishes identically there: nothing to impose)"
         else:
             action = "not imposed (not in regular_at)"
-        out.append(dataclasses.replace(p, imposed=on and (p.x is None or bool(p.relations)), action=action))
+        imposed = on and (p.imposed if p.x is None else bool(p.relations))
+        out.append(dataclasses.replace(p, imposed=imposed, action=action))
     return out
 
 

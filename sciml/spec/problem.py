@@ -5,7 +5,8 @@ What the engine gets (see :mod:`sciml.spec.analysis` for where it comes from):
 * **residual**: each equation multiplied through symbolically, translated to torch (:mod:`sciml.spec.totorch`);
 * **trial function**: value conditions :math:`f(a_i) = v_i` are hard,
   :math:`f = \sum_i v_i \ell_i(x) + \prod_i \frac{x - a_i}{h} N_f(x)` (Lagrange basis :math:`\ell_i`,
-  :math:`h` the half-width of the domain); the values may contain trainable unknowns;
+  :math:`h` the half-width of the domain; a point at the right end contributes :math:`(b - x)/h`, so that every
+  factor is positive inside); the values may contain trainable unknowns;
 * **soft conditions** (derivatives, combinations) as loss terms named by their text;
 * **regularity**: one ``regularity@...`` term per requested fixed singular point (the residual there) and, per
   moving singular point, a trainable location ``x_sK`` with the regular-crossing terms;
@@ -76,7 +77,7 @@ class SpecProblem(AbstractProblem):
             else:
                 self._soft.append(c)
         a, b = system.domain
-        self._h = 0.5 * (b - a)
+        self._h, self._b = 0.5 * (b - a), b
 
     # -- the ODE ------------------------------------------------------------------------------------------
     def domain(self) -> tuple[float, float]:
@@ -111,8 +112,8 @@ class SpecProblem(AbstractProblem):
                         li = li * (x - aj) / (ai - aj)
                 base = base + vals[i] * li
             mult = 1.0
-            for ai, _ in pts:
-                mult = mult * (x - ai) / self._h
+            for ai, _ in pts:  # each factor positive inside the domain (a right-end point gives (b - x)/h)
+                mult = mult * ((ai - x) if ai >= self._b else (x - ai)) / self._h
             cols.append(base + mult * net)
         return torch.cat(cols, dim=1)
 

@@ -101,7 +101,11 @@ def exact(value: float) -> sympy.Expr:
     return r if abs(float(r) - v) <= 1e-15 * max(1.0, abs(v)) else sympy.Float(v, 17)
 
 
-def _rewrite_derivatives(text: str, functions: tuple[str, ...], var: str, reserved: set[str]) -> str:
+def _rewrite_derivatives(
+    text: str, functions: tuple[str, ...], var: str, reserved: set[str], definitions: tuple[str, ...] = ()
+) -> str:
+    for d in definitions:  # a defined quantity's derivative is its total derivative: a' -> D(a)
+        text = re.sub(rf"\b{d}('+)", lambda m, d=d: "D(" * len(m.group(1)) + d + ")" * len(m.group(1)), text)
     for f in functions:
         text = re.sub(rf"\b{f}\s*\(\s*{var}\s*\)", f, text)  # y(x) -> y
         text = re.sub(rf"\b{f}('+)", lambda m, f=f: deriv_name(f, len(m.group(1))), text)
@@ -159,9 +163,21 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         local[f] = local[deriv_name(f, 0)]
     state = {deriv_name(f, k) for f in spec.functions for k in range(max_k + 1)}
     allowed = {spec.variable, *spec.unknowns, *state}
+
+    def total_derivative(e: sympy.Expr) -> sympy.Expr:
+        """d/dx of an expression in x, the functions and their derivatives (chain rule)."""
+        e = sympy.sympify(e)
+        out = sympy.diff(e, var)
+        for f in spec.functions:
+            for k in range(max_k):
+                out += sympy.diff(e, local[deriv_name(f, k)]) * local[deriv_name(f, k + 1)]
+        return out
+
+    local["D"] = total_derivative
+    defs = tuple(spec.definitions)
     for name, text in spec.definitions.items():
         where = f"definition {name}"
-        expr = _parse(_rewrite_derivatives(text, spec.functions, spec.variable, reserved), where, local)
+        expr = _parse(_rewrite_derivatives(text, spec.functions, spec.variable, reserved, defs), where, local)
         _check_symbols(expr, allowed, where, "")
         local[name] = expr
 
@@ -179,7 +195,7 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
     for i, text in enumerate(spec.eq_texts):
         where = "equation" if spec.equation else f"equations[{i}]"
         lhs, rhs = _split(text, where)
-        rw = [_rewrite_derivatives(s, spec.functions, spec.variable, reserved) for s in (lhs, rhs)]
+        rw = [_rewrite_derivatives(s, spec.functions, spec.variable, reserved, defs) for s in (lhs, rhs)]
         expr = _parse(rw[0], where, local) - _parse(rw[1], where, local)
         _check_symbols(expr, allowed, where, "")
         num, den = sympy.fraction(sympy.together(expr))
