@@ -268,3 +268,32 @@ def test_cli_analyze_text_and_json(tmp_path, capsys):
     assert d["singular_points"][0]["engine"] == "collocation point + loss term regularity@x=-1"
     assert main(["analyze", str(f), "--param", "m=1"]) == 2
     assert main(["analyze", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_shipped_gravity_specs_find_their_moving_points():
+    from pathlib import Path
+
+    from sciml.spec.format import load_spec
+
+    problems = Path(__file__).resolve().parents[1] / "problems"
+    k = load_spec(problems / "khronon_bh.yaml")
+    a = analyze_spec(k, k.parameters)
+    fixed = [p for p in a.points if p.x is not None]
+    moving = {p.label: p for p in a.points if p.x is None}
+    assert [p.x for p in fixed] == [0.0]
+    y, x = sympy.Symbol("y__0"), sympy.Symbol("x")
+    # P1 = P2 - c^2 y^2 (the sound horizon) is trained; P2 = y^2 - 1 + x vanishes at x = 0 by y(0) = 1
+    assert sympy.expand(moving["s1"].factor - (x - 3 * y**2 - 1)) == 0 and moving["s1"].imposed
+    assert sympy.expand(moving["s2"].factor - (x + y**2 - 1)) == 0 and not moving["s2"].imposed
+    b = load_spec(problems / "bondi.yaml")
+    a = analyze_spec(b, b.parameters)
+    # the horizon r = 2M lies outside [20, 140.5]; f + w^2 > 0 and exp(L) > 0 are recognised as never zero: only
+    # the sonic point remains, with two relations (v = a and the Euler numerator) for one trainable location
+    assert [p.label for p in a.points] == ["s1"] and a.points[0].rows == (1,) and len(a.points[0].relations) == 2
+
+
+def test_constant_denominators_are_not_multiplied_and_weights_must_be_positive():
+    a = analysis(equation="x**2*y'' + x*y' + (x**2 - 1/4)*y = 0", domain=[0, 5], conditions=["y(5) = 1"])
+    assert a.system.multiplied_by == (1,)
+    with pytest.raises(UsageError, match="positive"):
+        analysis(equation="y'' + y = 0", domain=[-1, 1], conditions=["y(1) = 1", "y(-1) = 1"], weight="x")

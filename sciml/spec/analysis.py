@@ -290,10 +290,18 @@ def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
     return None
 
 
-def _never_zero(fac: sympy.Expr) -> bool:
-    """Factors that cannot vanish on the real line (exponentials, positive by sympy's assumptions)."""
-    base = fac.base if isinstance(fac, sympy.Pow) else fac
-    return isinstance(base, sympy.exp) or bool(fac.is_positive) or bool(fac.is_negative)
+def _never_zero(fac: sympy.Expr, system: System) -> bool:
+    r"""Factors that cannot vanish in the domain for any real solution: sympy's sign assumptions with
+    :math:`x = a + t` and :math:`x = b - t`, :math:`t \ge 0`, and real function values (``2x - 4 + e^{2W}`` on
+    ``[20, 140.5]``: positive)."""
+    t = sympy.Symbol("t_", nonnegative=True)
+    real = {s: sympy.Symbol(s.name, real=True) for s in system.state_symbols()}
+    a, b = system.domain
+    for shifted in (exact(a) + t, exact(b) - t):
+        g = fac.subs(system.var, shifted).subs(real)
+        if g.is_positive or g.is_negative:
+            return True
+    return False
 
 
 # -- the analysis ------------------------------------------------------------------------------------------
@@ -321,7 +329,7 @@ def analyze(system: System) -> Analysis:
     fixed_part = sympy.Integer(1)
     moving = []
     for fac, _mult in factors:
-        if _never_zero(fac):
+        if _never_zero(fac, system):
             continue
         if fac.free_symbols & state:
             moving.append(fac)
@@ -398,7 +406,12 @@ def analyze(system: System) -> Analysis:
     notes = []
     if lin and not single_linear:
         notes.append("linear system: Frobenius exponents are reported for single equations only")
-    if n_constraints < n_constants:
+    if n_constraints < n_constants and not lin:
+        notes.append(
+            f"{n_constants} constants to fix but only {n_constraints} conditions and regularity relations: counting "
+            "is a guide only for nonlinear equations (a relation may fix more than one constant); check the solution"
+        )
+    elif n_constraints < n_constants:
         raise UsageError(
             f"too few conditions to fix a solution: {n_constants} constants (orders {sum(system.orders.values())}"
             f" + {len(system.unknowns)} unknowns + moving points) but only {len(system.conditions)} conditions and "

@@ -62,6 +62,12 @@ class Spec:
     moving
         Starting positions of moving singular points by label (``{s1: 40}``; ``sciml analyze`` lists the labels);
         default: the middle of the domain.
+    weight
+        Optional positive weight :math:`w(x)` of the collocation residual (an expression in the variable and the
+        parameters): the loss sees :math:`w R` with :math:`R` multiplied through. For equations whose terms all
+        carry a high power of :math:`x - x_0` near a singular point (e.g. :math:`x^6`), a weight such as
+        :math:`1/(x^6 + 0.1^6)` makes small residuals mean small errors there; it is never a division by a
+        vanishing coefficient (:math:`w` must be finite and positive on the closed domain).
     solver
         Optional solver settings (keys of :class:`sciml.pinn.config.SolverConfig`) this problem needs.
     """
@@ -79,6 +85,7 @@ class Spec:
     unknowns: dict[str, float] = field(default_factory=dict)
     reference: str | dict[str, str] = ""
     moving: dict[str, float] = field(default_factory=dict)
+    weight: str = ""
     solver: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -60,6 +60,7 @@ class SpecProblem(AbstractProblem):
         system = self.analysis.system
         self._var = self.spec.variable
         self._residuals = [compile_expr(r) for r in system.residuals]
+        self._weight = None if system.weight is None else compile_expr(system.weight)
         self._needs = sorted(
             {
                 (f, k)
@@ -91,7 +92,10 @@ class SpecProblem(AbstractProblem):
 
     def residual(self, x, y, u):
         env = self._env(x, y, u)
-        return tuple(r(env) for r in self._residuals)
+        if self._weight is None:
+            return tuple(r(env) for r in self._residuals)
+        w = self._weight(env)
+        return tuple(w * r(env) for r in self._residuals)
 
     def trial(self, x, nn, u):
         import torch

@@ -81,6 +81,7 @@ class System:
     unknowns: dict[str, float]
     conditions: tuple[Condition, ...]
     domain: tuple[float, float]
+    weight: sympy.Expr | None = None
 
     def state_symbols(self) -> list[sympy.Symbol]:
         """``f, f', ...`` up to the highest order of every function."""
@@ -91,14 +92,18 @@ class System:
 
 
 def exact(value: float) -> sympy.Expr:
-    """A parameter value as an exact sympy number (3.0 -> 3, 0.25 -> 1/4, 4/3 from a float -> 4/3)."""
+    """A parameter value as a sympy number: exact for short fractions (3.0 -> 3, 0.25 -> 1/4, 1.3333333333333333
+    -> 4/3), else the exact value of its shortest decimal."""
     v = float(value)
     if math.isinf(v) or math.isnan(v):
         raise UsageError(f"parameter value {v} is not finite")
     if v.is_integer():
         return sympy.Integer(int(v))
     r = sympy.nsimplify(v, rational=True, tolerance=1e-15 * max(1.0, abs(v)))
-    return r if abs(float(r) - v) <= 1e-15 * max(1.0, abs(v)) else sympy.Float(v, 17)
+    # short fractions stay exact (0.25, 4/3 typed as 1.3333333333333333); a measured datum stays a float
+    if r.q <= 10**4 and abs(float(r) - v) <= 1e-15 * max(1.0, abs(v)):
+        return r
+    return sympy.Rational(repr(v))  # the decimal as written: exact, so that sympy can still factor
 
 
 def _rewrite_derivatives(
@@ -199,6 +204,8 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         expr = _parse(rw[0], where, local) - _parse(rw[1], where, local)
         _check_symbols(expr, allowed, where, "")
         num, den = sympy.fraction(sympy.together(expr))
+        coeff, den = den.as_coeff_Mul()  # a constant denominator is not a vanishing coefficient: keep the scale
+        num = num / coeff
         if num == 0:
             raise UsageError(f"{where}: {text!r} is identically 0 = 0")
         residuals.append(num)
@@ -215,6 +222,13 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         orders[f] = max(present)
 
     conditions = tuple(_parse_condition(spec, t, i, local, values, (a, b)) for i, t in enumerate(spec.conditions))
+    weight = None
+    if spec.weight:
+        weight = _parse(spec.weight, "weight", {spec.variable: var, **values})
+        _check_symbols(weight, {spec.variable}, "weight", " (a weight may use the variable and parameters only)")
+        grid = [weight.subs(var, exact(a + (b - a) * i / 200)) for i in range(201)]
+        if not all(g.is_number and g.is_real and float(g) > 0 and math.isfinite(float(g)) for g in grid):
+            raise UsageError(f"weight {spec.weight!r} must be finite and positive on [{a:g}, {b:g}]")
     return System(
         spec=spec,
         params=dict(params),
@@ -226,6 +240,7 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         unknowns=dict(spec.unknowns),
         conditions=conditions,
         domain=(a, b),
+        weight=weight,
     )
 
 
