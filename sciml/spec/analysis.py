@@ -33,7 +33,7 @@ import numpy as np
 import sympy
 
 from sciml.errors import UsageError
-from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, show
+from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, never_zero, show
 
 RHO = sympy.Symbol("rho_")
 
@@ -277,6 +277,16 @@ def _frobenius(coef: list[sympy.Expr], x: sympy.Symbol, x0: sympy.Expr) -> dict[
     return out
 
 
+def _unit_scale(g: sympy.Expr) -> sympy.Expr:
+    """``g`` divided by its largest numeric coefficient (a crossing relation of order one, whatever the units)."""
+    try:
+        coeffs = sympy.Poly(sympy.expand(g)).coeffs()
+        scale = max(abs(float(c)) for c in coeffs)
+    except (sympy.PolynomialError, TypeError, ValueError):
+        return g
+    return g / sympy.nsimplify(scale, rational=True) if scale > 0 else g
+
+
 def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
     """The point of a hard condition where the factor ``g`` vanishes by that condition alone (e.g. ``y(0) = 1`` and
     ``g = y^2 - 1 + x``), or ``None``."""
@@ -288,20 +298,6 @@ def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
         if not (sub.free_symbols & set(system.state_symbols())) and sympy.simplify(sub) == 0:
             return f"{c.point:g}"
     return None
-
-
-def _never_zero(fac: sympy.Expr, system: System) -> bool:
-    r"""Factors that cannot vanish in the domain for any real solution: sympy's sign assumptions with
-    :math:`x = a + t` and :math:`x = b - t`, :math:`t \ge 0`, and real function values (``2x - 4 + e^{2W}`` on
-    ``[20, 140.5]``: positive)."""
-    t = sympy.Symbol("t_", nonnegative=True)
-    real = {s: sympy.Symbol(s.name, real=True) for s in system.state_symbols()}
-    a, b = system.domain
-    for shifted in (exact(a) + t, exact(b) - t):
-        g = fac.subs(system.var, shifted).subs(real)
-        if g.is_positive or g.is_negative:
-            return True
-    return False
 
 
 # -- the analysis ------------------------------------------------------------------------------------------
@@ -325,11 +321,11 @@ def analyze(system: System) -> Analysis:
             "write one equation per function with its highest derivative"
         )
     state = set(system.state_symbols())
-    _, factors = sympy.factor_list(det)
+    _, factors = sympy.factor_list(sympy.fraction(sympy.together(det))[0])  # the denominator never vanishes
     fixed_part = sympy.Integer(1)
     moving = []
     for fac, _mult in factors:
-        if _never_zero(fac, system):
+        if never_zero(fac, x, system.domain, system.state_symbols()):
             continue
         if fac.free_symbols & state:
             moving.append(fac)
@@ -375,7 +371,10 @@ def analyze(system: System) -> Analysis:
         rows = tuple(
             j
             for j, row in enumerate(A_rows)
-            if all(not (sympy.fraction(sympy.cancel(e / g))[1].free_symbols & state) for e in row)
+            if all(
+                not (sympy.fraction(sympy.cancel(sympy.fraction(sympy.together(e))[0] / g))[1].free_symbols & state)
+                for e in row
+            )
         )
         pinned = _pinned_by_condition(system, g)
         # where g = 0 the highest derivatives drop out of these rows: what is left must vanish too
@@ -386,7 +385,7 @@ def analyze(system: System) -> Analysis:
                 x=None,
                 exact="",
                 kind="moving singular point (its position depends on the solution)",
-                relations=(g, *rest),
+                relations=(_unit_scale(g), *rest),
                 factor=g,
                 rows=rows,
                 imposed=pinned is None,

@@ -204,8 +204,13 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         expr = _parse(rw[0], where, local) - _parse(rw[1], where, local)
         _check_symbols(expr, allowed, where, "")
         num, den = sympy.fraction(sympy.together(expr))
-        coeff, den = den.as_coeff_Mul()  # a constant denominator is not a vanishing coefficient: keep the scale
-        num = num / coeff
+        # multiply through only by the factors that can vanish in the domain; dividing by a constant or by a
+        # factor that never vanishes (exp, 1 + K rho^(1/3), ...) is harmless and keeps the equation's scale
+        coeff, factors = sympy.factor_list(den)
+        state_syms = [sympy.Symbol(deriv_name(f, k)) for f in spec.functions for k in range(max_k + 1)]
+        keep = [(f, m) for f, m in factors if not never_zero(f, var, (a, b), state_syms)]
+        den = product(f**m for f, m in keep)
+        num = num / (coeff * product(f**m for f, m in factors if (f, m) not in keep))
         if num == 0:
             raise UsageError(f"{where}: {text!r} is identically 0 = 0")
         residuals.append(num)
@@ -308,6 +313,22 @@ def _hard_value(expr: sympy.Expr, functions: tuple[str, ...]) -> tuple[str, symp
     if coef.free_symbols or coef == 0 or sympy.diff(expr, s, 2) != 0:
         return None
     return s.name[: -len("__0__at")], sympy.simplify(-(expr - coef * s) / coef)
+
+
+def never_zero(fac: sympy.Expr, var: sympy.Symbol, domain: tuple[float, float], state: list[sympy.Symbol]) -> bool:
+    r"""Whether ``fac`` cannot vanish on the domain for any real solution: sympy's sign assumptions with
+    :math:`x = a + t` and :math:`x = b - t`, :math:`t \ge 0`, and real function values (``2x - 4 + e^{2W}`` on
+    ``[20, 140.5]``: positive)."""
+    if fac.is_number:
+        return fac != 0
+    t = sympy.Symbol("t_", nonnegative=True)
+    real = {s: sympy.Symbol(s.name, real=True) for s in state}
+    a, b = domain
+    for shifted in (exact(a) + t, exact(b) - t):
+        g = fac.subs(var, shifted).subs(real)
+        if g.is_positive or g.is_negative:
+            return True
+    return False
 
 
 def leading_matrix(system: System) -> sympy.Matrix:
