@@ -147,3 +147,46 @@ def test_cli_needs_exactly_one_of_problem_and_spec(tmp_path, capsys):
     assert main(["solve", "--out", str(tmp_path / "o")]) == 2
     assert main(["solve", "legendre", "--spec", str(PROBLEMS / "legendre.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "one of them" in capsys.readouterr().err
+
+
+class Values:
+    """A ``Solution`` holding given values: ``vals[(function, k)]`` is the k-th derivative."""
+
+    def __init__(self, vals):
+        self.vals = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in vals.items()}
+
+    def __call__(self, c=0):
+        return self.vals[(c, 0)]
+
+    def d(self, c=0, k=1):
+        return self.vals[(c, k)]
+
+
+def test_gravity_crossing_relations_vanish_on_the_classical_solutions():
+    """The regular-crossing terms the engine builds from the analysis hold on the independent classical solutions
+    (problems/_khronon_reference.py, problems/_bondi_reference.py), at their horizons."""
+    from sciml.problems._khronon_reference import solve_khronon
+    from sciml.problems.bondi import Bondi
+
+    k = problem_class(load_spec(PROBLEMS / "khronon_bh.yaml"))()
+    (s1,) = [s for s in k.singularities() if s.label == "s1"]
+    assert [u.name for u in k.unknowns()] == ["x_s1"] and k.unknowns()[0].initial == 1.17
+    sol = solve_khronon(2.0)
+    xs = sol.x_sound
+    y, yp = sol(np.array([xs]))[0], sol.derivative(np.array([xs]))[0]
+    rel = s1.func(torch.tensor(xs, dtype=torch.float64), Values({("y", 0): y, ("y", 1): yp}), {})
+    assert max(abs(float(r)) for r in rel) < 1e-8, rel  # reference self-consistent to ~1e-12
+    b = problem_class(load_spec(PROBLEMS / "bondi.yaml"))()
+    (s1,) = b.singularities()
+    flow = Bondi()
+    rho, v = (float(q[0]) for q in flow.flow.profile(np.array([40.5])))
+    w = v * np.sqrt(1 - 2 / 40.5) / np.sqrt(1 - v * v)
+    L, W = np.log(rho / flow.rho_b), np.log(w / np.sqrt(0.5 / 40.5))
+    rel = s1.func(torch.tensor(40.5, dtype=torch.float64), Values({("L", 0): L, ("W", 0): W}), {})
+    assert len(rel) == 2 and max(abs(float(r)) for r in rel) < 1e-10, rel
+    # and they do not hold away from the sonic point
+    rho, v = (float(q[0]) for q in flow.flow.profile(np.array([45.0])))
+    w = v * np.sqrt(1 - 2 / 45.0) / np.sqrt(1 - v * v)
+    L, W = np.log(rho / flow.rho_b), np.log(w / np.sqrt(0.5 / 45.0))
+    rel = s1.func(torch.tensor(45.0, dtype=torch.float64), Values({("L", 0): L, ("W", 0): W}), {})
+    assert max(abs(float(r)) for r in rel) > 1e-3, rel
