@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sciml.config import to_dict
 from sciml.io import atomic_path, atomic_write_json, atomic_write_text
@@ -49,7 +50,7 @@ def compute_metrics(result: SolveResult) -> dict[str, Any]:
     sing = {}
     u = model.unknown_values()
     for s in problem.singularities():
-        xs = float(s.x(u)) if callable(s.x) else float(s.x)
+        xs = float(torch.as_tensor(s.x(u)).detach()) if callable(s.x) else float(s.x)  # u: trained parameters
         sing[s.term_name()] = {"x": xs, "residual": [float(v) for v in model.residual_on(np.array([xs]))[0]]}
     metrics["singular_points"] = sing
     metrics["unknowns"] = {k: float(v.detach()) for k, v in u.items()}
