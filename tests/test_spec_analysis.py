@@ -213,6 +213,21 @@ def test_multiplied_through_and_nonlinear_and_moving():
     assert m.to_dict()["singular_points"][0]["engine"].startswith("trainable location x_s1")
 
 
+def test_first_order_exponent_and_sympy_names_as_symbols():
+    # x y' = a y: regular singular at 0 with exponent a (y = x^a)
+    a = analysis(equation="x*y' = a*y", domain=[0, 1], parameters={"a": 2}, conditions=["y(1) = 1"])
+    assert a.points[0].kind == "regular singular point" and a.points[0].exponents == ("2",)
+    # E, N, gamma are sympy names (Euler's number, ...): declared here, they are the user's symbols
+    b = analysis(
+        equation="y'' + (E - x**2)*y + gamma*N*y = 0",
+        domain=[-1, 1],
+        unknowns={"E": 1.0},
+        parameters={"gamma": 0.5, "N": 2},
+        conditions=["y(-1) = 0", "y(1) = 0", "y'(0) = 1"],
+    )
+    assert {s.name for s in b.system.residuals[0].free_symbols} == {"x", "y__0", "y__2", "E"}
+
+
 def test_no_singular_points_and_soft_conditions():
     a = analysis(
         equation="y'' - 2*x*y' + 2*n*y = 0", domain=[-2, 2], parameters={"n": 3}, conditions=["y(0) = 0", "y'(0) = -12"]
