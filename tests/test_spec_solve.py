@@ -13,6 +13,7 @@ from sciml.problems.legendre import Legendre
 
 from sciml.cli import main
 from sciml.config import from_dict
+from sciml.errors import UsageError
 from sciml.pinn.config import build_config
 from sciml.pinn.model import PinnModel
 from sciml.pinn.results import compute_metrics
@@ -190,3 +191,14 @@ def test_gravity_crossing_relations_vanish_on_the_classical_solutions():
     L, W = np.log(rho / flow.rho_b), np.log(w / np.sqrt(0.5 / 45.0))
     rel = s1.func(torch.tensor(45.0, dtype=torch.float64), Values({("L", 0): L, ("W", 0): W}), {})
     assert max(abs(float(r)) for r in rel) > 1e-3, rel
+
+
+def test_hand_made_trial_function():
+    kw = dict(equation="(1 - x**2)*y'' - 2*x*y' + 6*y = 0", domain=[-1, 1], conditions=["y(1) = 1"])
+    p = spec_problem(**kw, trial={"y": "1 + (1 - x)*exp(x)*N"})()
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)[:, None]
+    nn = torch.randn(5, 1, dtype=torch.float64)
+    torch.testing.assert_close(p.trial(x, nn, {}), 1 + (1 - x) * torch.exp(x) * nn, rtol=1e-15, atol=0)
+    assert [c.name for c in p.conditions()] == ["y(1)=1"]  # kept as a (vanishing) loss term
+    with pytest.raises(UsageError, match="network output N"):
+        spec_problem(**kw, trial={"y": "1 + x"})()

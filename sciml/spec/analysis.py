@@ -114,7 +114,7 @@ class Analysis:
                 }
                 for p in self.points
             ],
-            "conditions": [{"text": c.text, "x": c.point, "hard": c.hard is not None} for c in s.conditions],
+            "conditions": [{"text": c.text, "x": c.point, "imposed": _how(c, s)} for c in s.conditions],
             "unknowns": dict(s.unknowns),
             "constants_to_fix": self.n_constants,
             "conditions_and_relations": self.n_constraints,
@@ -147,8 +147,7 @@ class Analysis:
                 lines.append(f"      relation   : {p['relation']}")
             lines.append(f"      engine     : {p['engine']}")
         for c in d["conditions"]:
-            how = "hard (trial function)" if c["hard"] else "soft (loss term)"
-            lines.append(f"  condition   : {c['text']}  -> {how}")
+            lines.append(f"  condition   : {c['text']}  -> {c['imposed']}")
         if s.unknowns:
             lines.append("  unknowns    : " + ", ".join(f"{k} (start {v:g})" for k, v in s.unknowns.items()))
         lines.append(
@@ -157,6 +156,15 @@ class Analysis:
         )
         lines += [f"  note        : {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _how(c, system: System) -> str:
+    """How the engine imposes condition ``c``."""
+    if c.hard is None:
+        return "soft (loss term)"
+    if c.hard[0] in (system.trials or {}):
+        return "built into the given trial function (kept as a loss term, a check)"
+    return "hard (trial function)"
 
 
 def _unit_scale(g: sympy.Expr) -> sympy.Expr:

@@ -68,6 +68,10 @@ class Spec:
         carry a high power of :math:`x - x_0` near a singular point (e.g. :math:`x^6`), a weight such as
         :math:`1/(x^6 + 0.1^6)` makes small residuals mean small errors there; it is never a division by a
         vanishing coefficient (:math:`w` must be finite and positive on the closed domain).
+    trial
+        Optional hand-made trial functions by function name, in the variable, ``N`` (the network's output for that
+        function), parameters and unknowns: ``{y: "1 - x/2 - x**2/8 - x**3/16 + x**4*N/8"}`` builds known series
+        terms in. Conditions on such a function are then loss terms (they should hold by construction).
     solver
         Optional solver settings (keys of :class:`sciml.pinn.config.SolverConfig`) this problem needs.
     """
@@ -86,6 +90,7 @@ class Spec:
     reference: str | dict[str, str] = ""
     moving: dict[str, float] = field(default_factory=dict)
     weight: str = ""
+    trial: dict[str, str] = field(default_factory=dict)
     solver: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -112,6 +117,10 @@ class Spec:
                 f"{len(self.eq_texts)} equation(s) for {len(self.functions)} function(s) "
                 f"({', '.join(self.functions)}): give one equation per function"
             )
+        if set(self.trial) - set(self.functions):
+            raise ValueError(f"trial names unknown function(s) {sorted(set(self.trial) - set(self.functions))}")
+        if self.trial and "N" in names:
+            raise ValueError("N is the network output in trial expressions; rename the parameter or unknown N")
         if isinstance(self.reference, dict) and set(self.reference) != set(self.functions):
             raise ValueError(f"reference must give one expression per function ({', '.join(self.functions)})")
 

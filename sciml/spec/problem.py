@@ -71,9 +71,12 @@ class SpecProblem(AbstractProblem):
             }
         )
         self._hard: dict[str, list[tuple[float, Any]]] = {f: [] for f in system.functions}
-        self._soft = []
+        self._soft: list = []
+        self._trials = {f: compile_expr(e) for f, e in (system.trials or {}).items()}
         for c in system.conditions:
-            if c.hard is not None and all(abs(p - c.point) > 1e-12 for p, _ in self._hard[c.hard[0]]):
+            if c.hard is not None and c.hard[0] in self._trials:
+                self._soft.append(c)  # the hand-made trial function should satisfy it: kept as a check
+            elif c.hard is not None and all(abs(p - c.point) > 1e-12 for p, _ in self._hard[c.hard[0]]):
                 self._hard[c.hard[0]].append((c.point, compile_expr(c.hard[1])))
             else:
                 self._soft.append(c)
@@ -104,6 +107,9 @@ class SpecProblem(AbstractProblem):
         for c, f in enumerate(self.outputs):
             pts = self._hard[f]
             net = nn[:, c : c + 1]
+            if f in self._trials:
+                cols.append(self._trials[f]({self._var: x, "N": net, **u}))
+                continue
             if not pts:
                 cols.append(net)
                 continue

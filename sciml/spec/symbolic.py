@@ -82,6 +82,7 @@ class System:
     conditions: tuple[Condition, ...]
     domain: tuple[float, float]
     weight: sympy.Expr | None = None
+    trials: dict[str, sympy.Expr] | None = None
 
     def state_symbols(self) -> list[sympy.Symbol]:
         """``f, f', ...`` up to the highest order of every function."""
@@ -234,6 +235,14 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         grid = [weight.subs(var, exact(a + (b - a) * i / 200)) for i in range(201)]
         if not all(g.is_number and g.is_real and float(g) > 0 and math.isfinite(float(g)) for g in grid):
             raise UsageError(f"weight {spec.weight!r} must be finite and positive on [{a:g}, {b:g}]")
+    trials = {}
+    for f, text in spec.trial.items():
+        where = f"trial of {f}"
+        loc = {spec.variable: var, "N": sympy.Symbol("N"), **values, **{k: sympy.Symbol(k) for k in spec.unknowns}}
+        trials[f] = _parse(text, where, loc)
+        _check_symbols(trials[f], {spec.variable, "N", *spec.unknowns}, where, " (use the variable, N and parameters)")
+        if sympy.Symbol("N") not in trials[f].free_symbols:
+            raise UsageError(f"{where}: {text!r} does not use the network output N")
     return System(
         spec=spec,
         params=dict(params),
@@ -246,6 +255,7 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         conditions=conditions,
         domain=(a, b),
         weight=weight,
+        trials=trials,
     )
 
 
