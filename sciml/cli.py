@@ -16,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from sciml import __version__
 from sciml.errors import EXIT_USAGE, SciMLError, UsageError, explain
@@ -66,12 +67,23 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
+    overrides = dict(parse_param(p) for p in args.param)
+    if (args.problem is None) == (args.spec is None):
+        raise UsageError("sciml solve: give a problem name or --spec SPEC.yaml (one of them)")
+    if args.spec is not None:
+        from sciml.spec.cli import run_solve_spec
+
+        return run_solve_spec(args.spec, overrides, args)
     from sciml.pinn.cli import run_solve
     from sciml.registry import Registry
 
-    problem = Registry().get(args.problem)
-    overrides = dict(parse_param(p) for p in args.param)
-    return run_solve(problem, overrides, args)
+    return run_solve(Registry().get(args.problem), overrides, args)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from sciml.spec.cli import run_analyze
+
+    return run_analyze(args.spec, dict(parse_param(p) for p in args.param), args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,12 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_describe)
 
     p = sub.add_parser("solve", help="solve a problem with a PINN and compare with its reference")
-    p.add_argument("problem")
+    p.add_argument("problem", nargs="?", default=None, help="registered problem (see: sciml list)")
+    p.add_argument("--spec", type=Path, default=None, help="solve the ODE of a spec file instead (docs/spec.md)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a parameter (repeatable)")
     from sciml.pinn.cli import add_solve_arguments  # argparse only: no deepxde import
 
     add_solve_arguments(p)
     p.set_defaults(func=_cmd_solve)
+
+    p = sub.add_parser("analyze", help="singular points, exponents and regularity relations of a spec file")
+    p.add_argument("spec", type=Path, help="spec file (YAML, see docs/spec.md)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="set a parameter (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_analyze)
 
     groups = {}
     for name, text in COMMAND_GROUPS.items():

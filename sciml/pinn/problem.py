@@ -54,6 +54,7 @@ never DeepXDE. The class provides:
   lines for ``solution.png`` (horizons, a sonic point), with ``unknowns`` the trained scalars as floats.
   :meth:`AbstractProblem.extra_curves` ``(x, pred) -> {label: (output name, values)}`` gives curves drawn on
   that output's panel of ``solution.png`` (a sound speed on the velocity panel).
+  :meth:`AbstractProblem.result_files` ``() -> {file name: text}`` adds files to the result directory.
 * **solver defaults** the problem needs (a wider net, more points): ``solver_defaults`` is a nested mapping of
   :class:`sciml.pinn.config.SolverConfig` keys, applied before the user's ``--config`` and flags.
 
@@ -226,6 +227,10 @@ class AbstractProblem(ProblemSpec):
 
         Default: none.
         """
+        return {}
+
+    def result_files(self) -> dict[str, str]:
+        """Extra text files for the result directory (file name -> content), e.g. an analysis. Default: none."""
         return {}
 
     def eval_grid(self, n: int) -> np.ndarray:

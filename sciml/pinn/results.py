@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sciml.config import to_dict
 from sciml.io import atomic_path, atomic_write_json, atomic_write_text
@@ -50,7 +51,7 @@ def compute_metrics(result: SolveResult) -> dict[str, Any]:
     sing = {}
     u = model.unknown_values()
     for s in problem.singularities():
-        xs = float(s.x(u)) if callable(s.x) else float(s.x)
+        xs = float(torch.as_tensor(s.x(u)).detach()) if callable(s.x) else float(s.x)  # u: trained parameters
         sing[s.term_name()] = {"x": xs, "residual": [float(v) for v in model.residual_on(np.array([xs]))[0]]}
     metrics["singular_points"] = sing
     metrics["unknowns"] = {k: float(v.detach()) for k, v in u.items()}
@@ -198,4 +199,6 @@ def write_results(result: SolveResult, out: str | Path, run_config: dict[str, An
         info.timings.update({k: float(v) for k, v in result.timings.items()})
         atomic_write_json(tmp / "run.json", info.as_dict())
         plot_solution(ds, tmp / "solution.png", metrics, **plot_extras(result, ds))
+        for name, text in result.problem.result_files().items():
+            atomic_write_text(tmp / name, text)
     return metrics

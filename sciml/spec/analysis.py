@@ -1,0 +1,379 @@
+r"""Regularity analysis of a parsed ODE system: singular points, their kind, Frobenius exponents, what is imposed.
+
+For one linear second-order equation :math:`p\,y'' + q\,y' + r\,y = s` (multiplied through), a point
+:math:`x_0` with :math:`p(x_0) = 0` is *regular singular* when :math:`P = (x-x_0)q/p` and
+:math:`Q = (x-x_0)^2 r/p` are analytic there, and then the solutions behave like :math:`(x-x_0)^\rho` with
+the indicial exponents
+
+.. math::
+
+    \rho(\rho - 1) + P(x_0)\,\rho + Q(x_0) = 0 ,
+
+a logarithmic second solution being possible when the exponents differ by an integer (always when they are
+equal); otherwise it is *irregular*. A solution analytic at :math:`x_0` satisfies the residual there, which
+is the algebraic **regularity relation** :math:`q(x_0)\,y'(x_0) + r(x_0)\,y(x_0) = s(x_0)`: that is what the
+engine imposes (the loss term ``regularity@x=x0``). First-order equations: :math:`\rho = -\lim (x-x_0) r/p`.
+
+Nonlinear equations and systems: the singular points are the zeros of :math:`\det A`, :math:`A_{ij}` the
+coefficient of the highest derivative of function :math:`j` in equation :math:`i`. Factors of
+:math:`\det A` that depend on :math:`x` only give fixed points (their relation is again the residual there);
+factors :math:`g` that depend on the solution give **moving** singular points (a sonic point, a sound
+horizon): their position becomes a trainable scalar :math:`x_s` with the regular-crossing conditions
+:math:`g = 0` and, for every equation whose leading coefficients vanish with :math:`g`, residual :math:`= 0`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+
+from sciml.errors import UsageError
+from sciml.spec.frobenius import frobenius, zeros
+from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, never_zero, show
+
+
+@dataclass(frozen=True)
+class SingularPoint:
+    """One singular point (fixed at ``x``, or moving with the solution: ``x is None``)."""
+
+    label: str
+    x: float | None
+    exact: str
+    kind: str
+    exponents: tuple[str, ...] = ()
+    log: str = ""
+    branch: str = ""
+    relations: tuple[sympy.Expr, ...] = ()
+    factor: sympy.Expr | None = None
+    rows: tuple[int, ...] = ()
+    imposed: bool = False
+    action: str = ""
+
+    @property
+    def term(self) -> str:
+        return f"regularity@{self.label}"
+
+    def relation_text(self, functions: tuple[str, ...], var: str) -> str:
+        """The imposed relations, with function values written at the point (``-2*y'(1) + 12*y(1) = 0``)."""
+        where = var if self.x is None else self.exact
+        return "; ".join(_at(show(r), where, functions) + " = 0" for r in self.relations)
+
+
+def _at(text: str, where: str, functions: tuple[str, ...]) -> str:
+    """``y'' + 2*y`` -> ``y''(1) + 2*y(1)``."""
+    names = "|".join(map(re.escape, functions))
+    return re.sub(rf"\b({names})('*)(?![\w'(])", lambda m: f"{m.group(1)}{m.group(2)}({where})", text)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything ``sciml analyze`` reports, and what the engine builds from it."""
+
+    system: System
+    linear: bool
+    leading: str
+    points: tuple[SingularPoint, ...]
+    n_constants: int
+    n_constraints: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def imposed(self) -> tuple[SingularPoint, ...]:
+        return tuple(p for p in self.points if p.imposed)
+
+    # -- output -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        s = self.system
+        var = s.spec.variable
+        return {
+            "name": s.spec.name,
+            "parameters": dict(s.params),
+            "functions": list(s.functions),
+            "orders": dict(s.orders),
+            "domain": list(s.domain),
+            "linear": self.linear,
+            "equations_multiplied_through": [show(r) + " = 0" for r in s.residuals],
+            "multiplied_by": [show(d) for d in s.multiplied_by],
+            "leading_coefficient": self.leading,
+            "singular_points": [
+                {
+                    "label": p.label,
+                    "x": p.x,
+                    "exact": p.exact,
+                    "kind": p.kind,
+                    "exponents": list(p.exponents),
+                    "log": p.log,
+                    "branch": p.branch,
+                    "relation": p.relation_text(s.functions, var),
+                    "factor": None if p.factor is None else show(p.factor),
+                    "regular_requested": p.imposed,
+                    "engine": p.action,
+                }
+                for p in self.points
+            ],
+            "conditions": [{"text": c.text, "x": c.point, "imposed": _how(c, s)} for c in s.conditions],
+            "unknowns": dict(s.unknowns),
+            "constants_to_fix": self.n_constants,
+            "conditions_and_relations": self.n_constraints,
+            "notes": list(self.notes),
+        }
+
+    def to_text(self) -> str:
+        s = self.system
+        d = self.to_dict()
+        params = ", ".join(f"{k}={v:g}" for k, v in s.params.items())
+        lines = [f"{s.spec.name}" + (f"  ({params})" if params else "")]
+        kind = "linear" if self.linear else "nonlinear"
+        orders = ", ".join(f"{f}: {n}" for f, n in s.orders.items())
+        lines.append(f"  {kind}; order {orders}; domain [{s.domain[0]:g}, {s.domain[1]:g}]")
+        for eq, den in zip(d["equations_multiplied_through"], d["multiplied_by"], strict=True):
+            lines.append(f"  equation    : {eq}" + ("" if den == "1" else f"   (multiplied through by {den})"))
+        lines.append(f"  leading coefficient: {self.leading}")
+        if not self.points:
+            lines.append("  singular points: none in the domain")
+        else:
+            lines.append(f"  singular points in [{s.domain[0]:g}, {s.domain[1]:g}]:")
+        for p in d["singular_points"]:
+            head = f"x = {p['exact']}" if p["x"] is not None else f"{p['label']}: {p['factor']} = 0"
+            lines.append(f"    {head}: {p['kind']}")
+            if p["exponents"]:
+                lines.append(f"      exponents  : {', '.join(p['exponents'])}" + (f"; {p['log']}" if p["log"] else ""))
+            if p["branch"]:
+                lines.append(f"      branch     : {p['branch']}")
+            if p["relation"]:
+                lines.append(f"      relation   : {p['relation']}")
+            lines.append(f"      engine     : {p['engine']}")
+        for c in d["conditions"]:
+            lines.append(f"  condition   : {c['text']}  -> {c['imposed']}")
+        if s.unknowns:
+            lines.append("  unknowns    : " + ", ".join(f"{k} (start {v:g})" for k, v in s.unknowns.items()))
+        lines.append(
+            f"  count       : {self.n_constants} constants to fix, {self.n_constraints} conditions and regularity "
+            "relations"
+        )
+        lines += [f"  note        : {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _how(c, system: System) -> str:
+    """How the engine imposes condition ``c``."""
+    if c.hard is None:
+        return "soft (loss term)"
+    if c.hard[0] in (system.trials or {}):
+        return "built into the given trial function (kept as a loss term, a check)"
+    return "hard (trial function)"
+
+
+def _unit_scale(g: sympy.Expr) -> sympy.Expr:
+    """``g`` divided by its largest numeric coefficient (a crossing relation of order one, whatever the units)."""
+    try:
+        coeffs = sympy.Poly(sympy.expand(g)).coeffs()
+        scale = max(abs(float(c)) for c in coeffs)
+    except (sympy.PolynomialError, TypeError, ValueError):
+        return g
+    return g / sympy.nsimplify(scale, rational=True) if scale > 0 else g
+
+
+def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
+    """The point of a hard condition where the factor ``g`` vanishes by that condition alone (e.g. ``y(0) = 1`` and
+    ``g = y^2 - 1 + x``), or ``None``."""
+    for c in system.conditions:
+        if c.hard is None or c.hard[1].free_symbols:
+            continue
+        f, value = c.hard
+        sub = g.subs({system.var: exact(c.point), sympy.Symbol(deriv_name(f, 0)): value})
+        if not (sub.free_symbols & set(system.state_symbols())) and sympy.simplify(sub) == 0:
+            return f"{c.point:g}"
+    return None
+
+
+# -- the analysis ------------------------------------------------------------------------------------------
+def analyze(system: System) -> Analysis:
+    """Find and classify the singular points of ``system`` and decide what the engine imposes where.
+
+    Raises
+    ------
+    UsageError
+        An irregular singular point asked to be regular, a requested point that is not singular, or too few
+        conditions and regularity relations to fix a solution.
+    """
+    x = system.var
+    a, b = system.domain
+    lin = is_linear(system)
+    A = leading_matrix(system)
+    det = sympy.factor(A.det()) if A.shape[0] > 1 else sympy.factor(A[0, 0])
+    if det == 0:
+        raise UsageError(
+            "the highest derivatives drop out of the equations (their coefficient matrix is singular everywhere); "
+            "write one equation per function with its highest derivative"
+        )
+    state = set(system.state_symbols())
+    _, factors = sympy.factor_list(sympy.fraction(sympy.together(det))[0])  # the denominator never vanishes
+    fixed_part = sympy.Integer(1)
+    moving = []
+    for fac, _mult in factors:
+        if never_zero(fac, x, system.domain, system.state_symbols()):
+            continue
+        if fac.free_symbols & state:
+            moving.append(fac)
+        elif fac.has(x):
+            fixed_part *= fac
+    for bad in (s for s in fixed_part.free_symbols if s != x):
+        raise UsageError(
+            f"the leading coefficient depends on the unknown {bad.name}; singular points must not move "
+            "with an unknown constant"
+        )
+    single_linear = lin and len(system.functions) == 1
+    if single_linear:
+        f = system.functions[0]
+        coef = [sympy.diff(system.residuals[0], sympy.Symbol(deriv_name(f, k))) for k in range(system.orders[f] + 1)]
+    points: list[SingularPoint] = []
+    for value, text, is_exact in zeros(fixed_part, x, a, b):
+        x0 = sympy.sympify(text) if is_exact else sympy.Float(value, 17)
+        label = f"{system.spec.variable}={value:g}"
+        rel = tuple(sympy.simplify(r.subs(x, x0)) for r in system.residuals)
+        rel = tuple(r for r in rel if r != 0)
+        info: dict[str, Any] = {
+            "kind": "singular point" + ("" if lin else " (nonlinear: no Frobenius exponents)"),
+            "regular_ok": True,
+        }
+        if single_linear:
+            info = frobenius(coef, x, x0)
+        points.append(
+            SingularPoint(
+                label=label,
+                x=value,
+                exact=text if is_exact else f"{value:.12g} (numeric)",
+                kind=info["kind"],
+                exponents=info.get("exponents", ()),
+                log=info.get("log", ""),
+                branch=info.get("branch", ""),
+                relations=rel,
+                imposed=info["regular_ok"],
+            )
+        )
+    A_rows = [list(A.row(i)) for i in range(A.shape[0])]
+    tops = {system.top(f): 0 for f in system.functions}
+    for i, g in enumerate(moving, 1):
+        rows = tuple(
+            j
+            for j, row in enumerate(A_rows)
+            if all(
+                not (sympy.fraction(sympy.cancel(sympy.fraction(sympy.together(e))[0] / g))[1].free_symbols & state)
+                for e in row
+            )
+        )
+        pinned = _pinned_by_condition(system, g)
+        # where g = 0 the highest derivatives drop out of these rows: what is left must vanish too
+        rest = tuple(system.residuals[j].subs(tops) for j in rows)
+        points.append(
+            SingularPoint(
+                label=f"s{i}",
+                x=None,
+                exact="",
+                kind="moving singular point (its position depends on the solution)",
+                relations=(_unit_scale(g), *rest),
+                factor=g,
+                rows=rows,
+                imposed=pinned is None,
+                branch=(
+                    "regular crossing: the factor and what is left of the equation(s) it multiplies vanish together"
+                    if pinned is None
+                    else f"vanishes at {system.spec.variable} = {pinned}, where a condition fixes the solution: "
+                    "not a separate moving point"
+                ),
+            )
+        )
+    points = _apply_requests(system, points)
+    n_constants = (
+        sum(system.orders.values()) + len(system.unknowns) + sum(1 for p in points if p.imposed and p.x is None)
+    )
+    n_constraints = len(system.conditions) + sum(len(p.relations) for p in points if p.imposed)
+    notes = []
+    if lin and not single_linear:
+        notes.append("linear system: Frobenius exponents are reported for single equations only")
+    if n_constraints < n_constants and not lin:
+        notes.append(
+            f"{n_constants} constants to fix but only {n_constraints} conditions and regularity relations: counting "
+            "is a guide only for nonlinear equations (a relation may fix more than one constant); check the solution"
+        )
+    elif n_constraints < n_constants:
+        raise UsageError(
+            f"too few conditions to fix a solution: {n_constants} constants (orders {sum(system.orders.values())}"
+            f" + {len(system.unknowns)} unknowns + moving points) but only {len(system.conditions)} conditions and "
+            f"{n_constraints - len(system.conditions)} regularity relations; add conditions such as y(a) = v"
+        )
+    return Analysis(
+        system=system,
+        linear=lin,
+        leading=show(det),
+        points=tuple(points),
+        n_constants=n_constants,
+        n_constraints=n_constraints,
+        notes=tuple(notes),
+    )
+
+
+def _apply_requests(system: System, points: list[SingularPoint]) -> list[SingularPoint]:
+    """Mark the points ``regular_at`` asks for; describe what the engine does with each."""
+    req = system.spec.regular_at
+    var = system.spec.variable
+    if req == "all":
+        for p in points:
+            if p.x is not None and "irregular" in p.kind:
+                raise UsageError(
+                    f"{var} = {p.exact} is an irregular singular point and cannot be made regular; list the points "
+                    f"to keep regular in regular_at (without {p.exact}) and fix the solution with conditions"
+                )
+        wanted = {id(p) for p in points}
+    elif req == "none":
+        wanted = set()
+    else:
+        wanted = set()
+        for item in req:
+            if isinstance(item, str) and item.strip() in {p.label for p in points if p.x is None}:
+                wanted |= {id(p) for p in points if p.label == item.strip()}
+                continue
+            try:
+                v = float(exact(float(sympy.sympify(item, locals={k: exact(w) for k, w in system.params.items()}))))
+            except (TypeError, ValueError, sympy.SympifyError):
+                raise UsageError(f"regular_at: cannot read {item!r} as a point") from None
+            hit = [p for p in points if p.x is not None and abs(p.x - v) <= 1e-9 * max(1.0, abs(v))]
+            if not hit:
+                sing = ", ".join(p.exact if p.x is not None else p.label for p in points) or "none"
+                raise UsageError(f"regular_at: {var} = {v:g} is not a singular point in the domain (singular: {sing})")
+            if "irregular" in hit[0].kind:
+                raise UsageError(
+                    f"regular_at: {var} = {hit[0].exact} is an irregular singular point; no regularity relation "
+                    "selects a solution there (remove it and use conditions)"
+                )
+            wanted.add(id(hit[0]))
+    out = []
+    for p in points:
+        on = id(p) in wanted
+        if p.x is None:
+            if not p.imposed:
+                action = "nothing (see branch)"
+            elif on:
+                action = f"trainable location x_{p.label} with the regular-crossing terms ({p.term})"
+            else:
+                action = "not imposed (not in regular_at)"
+        elif on and p.relations:
+            action = f"collocation point + loss term {p.term}"
+        elif on:
+            action = "collocation point (the residual vanishes identically there: nothing to impose)"
+        else:
+            action = "not imposed (not in regular_at)"
+        imposed = on and (p.imposed if p.x is None else bool(p.relations))
+        out.append(dataclasses.replace(p, imposed=imposed, action=action))
+    return out
+
+
+def analyze_spec(spec, params) -> Analysis:
+    """Parse and analyse in one call."""
+    from sciml.spec.symbolic import parse_system
+
+    return analyze(parse_system(spec, params))
