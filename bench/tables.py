@@ -160,6 +160,32 @@ def store_roundtrip(name: str, data: dict) -> list[str]:
     return lines + _table(head, [row])
 
 
+def spec_vs_class(name: str, data: dict) -> list[str]:
+    """The built-in problems solved through their YAML spec and through their class (``bench/spec_vs_class.py``)."""
+    lines = [
+        f"### Spec files vs hand-written classes (`{name}`)",
+        "",
+        "`python bench/spec_vs_class.py`: each built-in problem solved through `sciml solve --spec problems/*.yaml` "
+        "and through its class, same solver settings, both scored against the class's reference.",
+        "",
+    ]
+    rows = []
+    for r in data["rows"]:
+        s, c = r["spec"], r["class"]
+        params = ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
+        rows.append(
+            (
+                r["case"],
+                params,
+                _e(s.get("rel_l2_vs_class_reference", s.get("rel_l2"))),
+                _e(c.get("rel_l2")),
+                _f(s.get("cpu_s")),
+                _f(c.get("cpu_s")),
+            )
+        )
+    return lines + _table(("case", "parameters", "spec rel. L2", "class rel. L2", "spec CPU s", "class CPU s"), rows)
+
+
 def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
@@ -170,6 +196,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "pinn_ranges": pinn_ranges,
     "wind_spectra": unrendered,
     "store_roundtrip": store_roundtrip,
+    "spec_vs_class": spec_vs_class,
 }
 
 
