@@ -206,7 +206,7 @@ class ZarrForecastWriter:
         ds.attrs = {k: v for k, v in t.attrs.items() if k != "channels"}  # an append rewrites the group attrs
         if self.n == 0:
             m, nlat, nlon = fields.shape[1], fields.shape[-2], fields.shape[-1]
-            enc = {c: {"chunks": (1, 1, m, nlat, nlon)} for c in t.attrs["channels"]}
+            enc: dict[str, dict[str, Any]] = {c: {"chunks": (1, 1, m, nlat, nlon)} for c in t.attrs["channels"]}
             enc["prediction_timedelta"] = {"units": "hours", "dtype": "int64"}
             ds.to_zarr(self.path, mode="w", zarr_format=3, consolidated=False, encoding=enc)
         else:
@@ -371,9 +371,9 @@ def run_inference(
                 valid = init_times[rows] + k * lm.step  # the time the model steps from
                 feats = [torch.as_tensor(ft(valid.values, lat, lon)[:, :]).to(hooks.device) for ft in features]
                 aux = torch.cat([static, *feats], dim=1) if (feats or f.static) else None
-                if z is not None and k > 0:
+                if noise is not None and z is not None and k > 0:
                     z = noise.step(z)
-                zg = noise.to_grid(z) if z is not None else None
+                zg = noise.to_grid(z) if noise is not None and z is not None else None
                 state = ensemble_step(lm.model, state, aux, zg)
                 phys = (state.double().cpu() * std + mean).float()  # [M, B, C, H, W]
                 if hooks.any_true(not bool(torch.isfinite(phys).all())):

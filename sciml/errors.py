@@ -79,9 +79,8 @@ class reading:  # noqa: N801 - used as a context manager, reads like a phrase
     def __enter__(self) -> reading:
         return self
 
-    def __exit__(self, tp: type | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, tp: type | None, exc: BaseException | None, tb: object) -> None:
         if exc is not None and not isinstance(exc, SciMLError):
             mapped = explain(exc, self.subject)
             if mapped is not None:
                 raise mapped from exc
-        return False

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ def spatial_chunks(nlat: int, nlon: int) -> tuple[int, int]:
 
 def _encoding(ds: xr.Dataset) -> dict:
     cl, cx = spatial_chunks(ds.sizes["lat"], ds.sizes["lon"])
-    enc = {}
+    enc: dict[Hashable, dict[str, Any]] = {}
     for name, v in ds.data_vars.items():
         enc[name] = {"chunks": (*(1 for d in v.dims if d not in ("lat", "lon")), cl, cx)}
     if "time" in ds.coords:

@@ -86,10 +86,11 @@ def _mount(path: Path) -> str:
 
 def _write_error(exc: BaseException) -> int | None:
     """The errno of a failed write (torch wraps the OSError of a file object in a RuntimeError)."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            return exc.errno
-        exc = exc.__cause__ or exc.__context__
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, OSError) and cur.errno is not None:
+            return cur.errno
+        cur = cur.__cause__ or cur.__context__
     return None
 
 

@@ -20,6 +20,7 @@ The loop (:meth:`Trainer.run`) only sequences steps; checkpoints (:mod:`.checkpo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -177,6 +178,7 @@ class Trainer:
         self.wall = 0.0
         self.last_good: Path | None = None  # the newest checkpoint known to hold finite weights
         if ckpt is not None:
+            assert resume is not None  # ckpt was read from it
             self._check_same_data(ckpt, Path(resume))
             try:
                 self._restore(ckpt)
@@ -201,7 +203,7 @@ class Trainer:
 
         sc = self.cfg.stages[index]
         opt = torch.optim.Adam(self.model.parameters(), lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, sc=sc: lr_factor(sc, s))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(lr_factor, sc))
         noise = None
         if self.noise_process is not None:
             noise = EnsembleNoise(

@@ -42,10 +42,12 @@ def compute_metrics(result: SolveResult) -> dict[str, Any]:
     if ref is not None:
         ref = np.asarray(ref, dtype=float).reshape(pred.shape)
         err = pred - ref
-        metrics["rel_l2"] = float(np.linalg.norm(err) / max(np.linalg.norm(ref), 1e-300))
+        metrics["rel_l2"] = float(np.linalg.norm(err) / max(float(np.linalg.norm(ref)), 1e-300))
         metrics["max_abs_error"] = float(np.max(np.abs(err)))
         for j, name in enumerate(problem.outputs):
-            metrics[f"rel_l2[{name}]"] = float(np.linalg.norm(err[:, j]) / max(np.linalg.norm(ref[:, j]), 1e-300))
+            metrics[f"rel_l2[{name}]"] = float(
+                np.linalg.norm(err[:, j]) / max(float(np.linalg.norm(ref[:, j])), 1e-300)
+            )
     metrics["residual_rms"] = float(np.sqrt(np.mean(res**2)))
     metrics["residual_max"] = float(np.max(np.abs(res)))
     sing = {}

@@ -47,10 +47,10 @@ def _numeric_zeros(g: sympy.Expr, x: sympy.Symbol, a: float, b: float) -> list[t
     for i in np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]:
         roots.append(brentq(f, xs[i], xs[i + 1], xtol=1e-15))
     av = np.abs(v)
-    for i in range(1, len(xs) - 1):  # double zeros touch zero without a sign change
-        if av[i] <= av[i - 1] and av[i] <= av[i + 1] and av[i] < 1e-6 * scale:
+    for k in range(1, len(xs) - 1):  # double zeros touch zero without a sign change
+        if av[k] <= av[k - 1] and av[k] <= av[k + 1] and av[k] < 1e-6 * scale:
             r = minimize_scalar(
-                lambda t: abs(f(t)), bounds=(xs[i - 1], xs[i + 1]), method="bounded", options={"xatol": 1e-14}
+                lambda t: abs(f(t)), bounds=(xs[k - 1], xs[k + 1]), method="bounded", options={"xatol": 1e-14}
             )
             if abs(f(r.x)) < 1e-10 * scale:
                 roots.append(float(r.x))

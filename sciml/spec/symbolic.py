@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import reduce
 from tokenize import TokenError
@@ -107,19 +107,27 @@ def exact(value: float) -> sympy.Expr:
     return sympy.Rational(repr(v))  # the decimal as written: exact, so that sympy can still factor
 
 
+def _total_derivative(d: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: "D(" * len(m.group(1)) + d + ")" * len(m.group(1))
+
+
+def _primes(f: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: deriv_name(f, len(m.group(1)))
+
+
+def _numbered(f: str, reserved: set[str]) -> Callable[[re.Match[str]], str]:
+    return lambda m: m.group(0) if m.group(0) in reserved else deriv_name(f, int(m.group(1)))
+
+
 def _rewrite_derivatives(
     text: str, functions: tuple[str, ...], var: str, reserved: set[str], definitions: tuple[str, ...] = ()
 ) -> str:
     for d in definitions:  # a defined quantity's derivative is its total derivative: a' -> D(a)
-        text = re.sub(rf"\b{d}('+)", lambda m, d=d: "D(" * len(m.group(1)) + d + ")" * len(m.group(1)), text)
+        text = re.sub(rf"\b{d}('+)", _total_derivative(d), text)
     for f in functions:
         text = re.sub(rf"\b{f}\s*\(\s*{var}\s*\)", f, text)  # y(x) -> y
-        text = re.sub(rf"\b{f}('+)", lambda m, f=f: deriv_name(f, len(m.group(1))), text)
-        text = re.sub(
-            rf"\b{f}(\d)\b",
-            lambda m, f=f: m.group(0) if m.group(0) in reserved else deriv_name(f, int(m.group(1))),
-            text,
-        )
+        text = re.sub(rf"\b{f}('+)", _primes(f), text)
+        text = re.sub(rf"\b{f}(\d)\b", _numbered(f, reserved), text)
     return text
 
 
