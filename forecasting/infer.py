@@ -285,6 +285,87 @@ def _template(lm: LoadedModel, ds: xr.Dataset, init_times: pd.DatetimeIndex, mem
     return t
 
 
+@dataclass
+class _Initial:
+    """What one process starts a forecast from: its rows and tile of the initial states and static fields."""
+
+    x0: np.ndarray  # [B_r, C, h, w], physical units
+    static: torch.Tensor  # [B_r, S, h, w], normalised
+    init_times: pd.DatetimeIndex  # all initial times (global)
+    rows: slice  # this process's initial times
+    lat: np.ndarray  # this process's latitudes and longitudes (degrees)
+    lon: np.ndarray
+    template: xr.Dataset  # the forecast store's layout
+
+
+def _refuse_nonfinite(x0: np.ndarray, channels: tuple[str, ...], times: pd.DatetimeIndex, store: Path, hooks) -> None:
+    """One line naming channel, time and count when any process's initial conditions hold NaN or inf."""
+    if not hooks.any_true(not bool(np.isfinite(x0).all())):
+        return
+    bad = ~np.isfinite(x0)
+    where = [
+        f"{c} at {times[b]} ({int(bad[b, i].sum())} values)"
+        for i, c in enumerate(channels)
+        for b in range(x0.shape[0])
+        if bad[b, i].any()
+    ]
+    raise UsageError(f"{store}: NaN/inf in the initial conditions: {'; '.join(where) or 'on another rank'}")
+
+
+def _normalised_static(lm: LoadedModel, ds: xr.Dataset, ls: slice, xs: slice, batch: int) -> torch.Tensor:
+    """The model's static input fields on this tile, normalised with the training statistics, ``[B, S, h, w]``."""
+    from sciml.forecasting.data import NormStats
+
+    f = lm.facts
+    st = NormStats.load(f.stats)
+    assert st.static_mean is not None and st.static_std is not None  # a model with static inputs was trained on them
+    si = [st.static_channels.index(s) for s in f.static]
+    vals = np.stack([ds[s].isel(lat=ls, lon=xs).values for s in f.static]).astype(np.float64)
+    m, s = st.static_mean[si][:, None, None], st.static_std[si][:, None, None]
+    static = torch.as_tensor((vals - m) / np.where(s > 0, s, 1.0), dtype=torch.float32)
+    return static.unsqueeze(0).expand(batch, *static.shape)
+
+
+def _provenance(cfg: InferConfig, lm: LoadedModel, store: Path) -> dict[str, Any]:
+    """Global attributes of the forecast store: where it came from and how it was made."""
+    return {
+        "source": "sciml forecast infer",
+        "sciml_version": __version__,
+        "checkpoint": str(lm.path),
+        "checkpoint_step": lm.step_count,
+        "initial_conditions": str(store),
+        "members": cfg.members,
+        "seed": cfg.seed,
+        "antithetic": int(cfg.centered),
+        "step_hours": lm.facts.step_hours,
+        "train_start": str(lm.train_config["data"].get("train_start")),
+        "train_end": str(lm.train_config["data"].get("train_end")),
+    }
+
+
+def _read_initial(cfg: InferConfig, lm: LoadedModel, store: Path, hooks: InferHooks) -> _Initial:
+    """Check the store against the model, pick the initial times and read this process's part of them."""
+    from sciml.forecasting.data.dataset import open_canonical
+
+    f = lm.facts
+    ds = open_canonical(store)
+    try:
+        check_store(lm, ds, str(store))
+        idx = init_indices(ds, cfg.inits, str(store))
+        init_times = pd.DatetimeIndex(ds["time"].values)[idx]
+        rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon).slices
+        x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
+        _refuse_nonfinite(x0, f.channels, init_times[rows], store, hooks)
+        static = torch.zeros(x0.shape[0], 0, *x0.shape[-2:])
+        if f.static:
+            static = _normalised_static(lm, ds, ls, xs, x0.shape[0])
+        template = _template(lm, ds, init_times, cfg.members, _provenance(cfg, lm, store))
+    finally:
+        ds.close()
+    lat, lon = template["lat"].values[ls], template["lon"].values[xs]
+    return _Initial(x0, static, init_times, rows, lat, lon, template)
+
+
 @torch.no_grad()
 def run_inference(
     cfg: InferConfig,
@@ -296,10 +377,6 @@ def run_inference(
 
     ``hooks`` (default :class:`InferHooks`, serial) decide what this process computes and who writes.
     """
-    from sciml.forecasting.data import NormStats, resolve_features
-    from sciml.forecasting.data.dataset import open_canonical
-    from sciml.forecasting.models import ensemble_step
-
     progress = progress or NoProgress()
     hooks = hooks or InferHooks()
     out = Path(cfg.out)
@@ -311,81 +388,52 @@ def run_inference(
     if not store.exists():
         raise UsageError(f"initial-condition store {store} does not exist; pass --data STORE")
     nsteps = lead_steps(lm, cfg.lead)
-    ds = open_canonical(store)
-    try:
-        check_store(lm, ds, str(store))
-        idx = init_indices(ds, cfg.inits, str(store))
-        times = pd.DatetimeIndex(ds["time"].values)
-        init_times = times[idx]
-        f = lm.facts
-        rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon).slices
-        x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
-        if hooks.any_true(not bool(np.isfinite(x0).all())):
-            bad = ~np.isfinite(x0)
-            where = [
-                f"{c} at {init_times[rows][b]} ({int(bad[b, i].sum())} values)"
-                for i, c in enumerate(f.channels)
-                for b in range(x0.shape[0])
-                if bad[b, i].any()
-            ]
-            raise UsageError(f"{store}: NaN/inf in the initial conditions: {'; '.join(where) or 'on another rank'}")
-        static = torch.zeros(x0.shape[0], 0, *x0.shape[-2:])
-        if f.static:
-            st = NormStats.load(f.stats)
-            si = [st.static_channels.index(s) for s in f.static]
-            vals = np.stack([ds[s].isel(lat=ls, lon=xs).values for s in f.static]).astype(np.float64)
-            m, s = st.static_mean[si][:, None, None], st.static_std[si][:, None, None]
-            static = torch.as_tensor((vals - m) / np.where(s > 0, s, 1.0), dtype=torch.float32)
-            static = static.unsqueeze(0).expand(x0.shape[0], *static.shape)
-        attrs = {
-            "source": "sciml forecast infer",
-            "sciml_version": __version__,
-            "checkpoint": str(lm.path),
-            "checkpoint_step": lm.step_count,
-            "initial_conditions": str(store),
-            "members": cfg.members,
-            "seed": cfg.seed,
-            "antithetic": int(cfg.centered),
-            "step_hours": f.step_hours,
-            "train_start": str(lm.train_config["data"].get("train_start")),
-            "train_end": str(lm.train_config["data"].get("train_end")),
-        }
-        template = _template(lm, ds, init_times, cfg.members, attrs)
-    finally:
-        ds.close()
-    features = resolve_features(f.features)
-    lat, lon = template["lat"].values[ls], template["lon"].values[xs]
-    mean, std = lm.mean, lm.std
-    state = ((torch.as_tensor(x0, dtype=torch.float64) - mean) / std).float()
-    e_local = len(hooks.member_indices(cfg.members))
-    state = state.unsqueeze(0).expand(e_local, *state.shape).contiguous().to(hooks.device)  # [M, B, C, H, W]
-    process = lm.noise()
-    noise = hooks.noise(process, cfg.members, cfg.seed, cfg.centered, len(idx)) if process is not None else None
-    z = noise.initial(len(idx)) if noise is not None else None
-    static = static.to(hooks.device)
-    progress.start(nsteps, f"forecast {cfg.members} members x {len(idx)} init(s)")
+    init = _read_initial(cfg, lm, store, hooks)
+    progress.start(nsteps, f"forecast {cfg.members} members x {len(init.init_times)} init(s)")
     try:
         with atomic_path(out, directory=True) if hooks.is_writer() else nullcontext() as tmp:
-            writer = writer_cls(tmp, template) if hooks.is_writer() else None
-            for k in range(nsteps):
-                valid = init_times[rows] + k * lm.step  # the time the model steps from
-                feats = [torch.as_tensor(ft(valid.values, lat, lon)[:, :]).to(hooks.device) for ft in features]
-                aux = torch.cat([static, *feats], dim=1) if (feats or f.static) else None
-                if noise is not None and z is not None and k > 0:
-                    z = noise.step(z)
-                zg = noise.to_grid(z) if noise is not None and z is not None else None
-                state = ensemble_step(lm.model, state, aux, zg)
-                phys = (state.double().cpu() * std + mean).float()  # [M, B, C, H, W]
-                if hooks.any_true(not bool(torch.isfinite(phys).all())):
-                    raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
-                phys = hooks.gather(phys, cfg.members, len(idx), f.nlat, f.nlon)  # [B, M, C, H, W] on the writer
-                if writer is not None:
-                    writer.append((k + 1) * lm.step, phys)
-                progress.update(1)
+            writer = writer_cls(tmp, init.template) if hooks.is_writer() else None
+            _rollout(cfg, lm, init, hooks, nsteps, writer, progress)
             if writer is not None:
                 writer.close()
     finally:
         progress.close()
     if hooks.is_writer():
         LOGGER.info("wrote %s", out)
-    return {"out": str(out), "inits": [str(t) for t in init_times], "steps": nsteps, "members": cfg.members}
+    inits = [str(t) for t in init.init_times]
+    return {"out": str(out), "inits": inits, "steps": nsteps, "members": cfg.members}
+
+
+def _rollout(
+    cfg: InferConfig, lm: LoadedModel, init: _Initial, hooks: InferHooks, nsteps: int, writer: Any, progress: Progress
+) -> None:
+    """Step every member ``nsteps`` times with its own noise stream; hand each lead to ``writer`` (on the writer)."""
+    from sciml.forecasting.data import resolve_features
+    from sciml.forecasting.models import ensemble_step
+
+    f = lm.facts
+    n_inits = len(init.init_times)
+    features = resolve_features(f.features)
+    mean, std = lm.mean, lm.std
+    state = ((torch.as_tensor(init.x0, dtype=torch.float64) - mean) / std).float()
+    e_local = len(hooks.member_indices(cfg.members))
+    state = state.unsqueeze(0).expand(e_local, *state.shape).contiguous().to(hooks.device)  # [M, B, C, H, W]
+    process = lm.noise()
+    noise = hooks.noise(process, cfg.members, cfg.seed, cfg.centered, n_inits) if process is not None else None
+    z = noise.initial(n_inits) if noise is not None else None
+    static = init.static.to(hooks.device)
+    for k in range(nsteps):
+        valid = init.init_times[init.rows] + k * lm.step  # the time the model steps from
+        feats = [torch.as_tensor(ft(valid.values, init.lat, init.lon)[:, :]).to(hooks.device) for ft in features]
+        aux = torch.cat([static, *feats], dim=1) if (feats or f.static) else None
+        if noise is not None and z is not None and k > 0:
+            z = noise.step(z)
+        zg = noise.to_grid(z) if noise is not None and z is not None else None
+        state = ensemble_step(lm.model, state, aux, zg)
+        phys = (state.double().cpu() * std + mean).float()  # [M, B, C, H, W]
+        if hooks.any_true(not bool(torch.isfinite(phys).all())):
+            raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
+        phys = hooks.gather(phys, cfg.members, n_inits, f.nlat, f.nlon)  # [B, M, C, H, W] on the writer
+        if writer is not None:
+            writer.append((k + 1) * lm.step, phys)
+        progress.update(1)
