@@ -186,6 +186,29 @@ def spec_vs_class(name: str, data: dict) -> list[str]:
     return lines + _table(("case", "parameters", "spec rel. L2", "class rel. L2", "spec CPU s", "class CPU s"), rows)
 
 
+def stats_memory(name: str, data: dict) -> list[str]:
+    """Peak memory of the statistics on an ERA5-sized store (``bench/stats_memory.py``)."""
+    lines = [
+        f"### Statistics memory at full resolution (`{name}`)",
+        "",
+        "`python bench/stats_memory.py`: `sciml data stats` on a generated store, its peak resident memory "
+        f"(target under {data['target_gb']:g} GB) and time.",
+        "",
+    ]
+    row = (
+        data["grid"],
+        data["channels"],
+        data["steps"],
+        _f(data["store_gb"]),
+        data["memory_budget"],
+        data["channels_per_pass"],
+        _f(data["peak_rss_gb"], 2),
+        _f(data["stats_s"]),
+    )
+    head = ("grid", "channels", "steps", "store GB", "budget", "channels per pass", "peak GB", "seconds")
+    return lines + _table(head, [row])
+
+
 def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
@@ -197,6 +220,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "wind_spectra": unrendered,
     "store_roundtrip": store_roundtrip,
     "spec_vs_class": spec_vs_class,
+    "stats_memory": stats_memory,
 }
 
 

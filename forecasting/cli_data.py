@@ -65,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seasonal harmonics of the climatology (default 3; fewer are fitted when the data cannot determine them)",
     )
     p.add_argument("--no-diurnal", action="store_true", help="no diurnal harmonic in the climatology")
+    p.add_argument(
+        "--memory",
+        default="2GB",
+        help="memory for the pass's arrays, e.g. 2GB (default): large stores are read in channel groups and "
+        "time blocks that fit",
+    )
     p.add_argument("--out", type=Path, default=None, help="output file (default STORE.stats.nc beside the store)")
     p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
     p.add_argument("--member", default=None, help="ensemble member of a multi-member source (its 'number')")
@@ -195,6 +201,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     from sciml.config import ConfigError
     from sciml.errors import reading
+    from sciml.units import parse_bytes
 
     for flag, value in (("--start", args.start), ("--end", args.end)):
         if value is not None:
@@ -207,6 +214,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             diff_hours=args.diff_hours,
             harmonics=args.harmonics,
             diurnal=not args.no_diurnal,
+            memory_bytes=parse_bytes(args.memory),
         )
     except ValueError as exc:
         raise ConfigError(f"sciml data stats: {exc}") from None

@@ -38,7 +38,9 @@ def run_plan(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
     from sciml.forecasting.models import preset
-    from sciml.forecasting.plan import HEADROOM, fit_activations, parse_bytes, plan
+    from sciml.forecasting.plan import HEADROOM, fit_activations, plan
+
+    from sciml.units import parse_bytes
 
     cfg = preset(args.preset)
     cfg = replace(cfg, nlat=args.nlat or cfg.nlat, nlon=args.nlon or cfg.nlon)

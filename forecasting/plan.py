@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ import torch
 from sciml.forecasting.models import FCN3, FCN3Config, count_parameters, ensemble_step
 
 from sciml.errors import UsageError
+from sciml.units import parse_bytes  # noqa: F401  (re-exported for the planner's callers)
 
 #: Reduced grid sizes used to fit the activation model (internal grid = half of each, as in the presets).
 FIT_SIZES: tuple[tuple[int, int], ...] = ((17, 32), (33, 64))
@@ -209,22 +209,3 @@ def parameter_count(cfg: FCN3Config) -> int:
     """Parameters of ``FCN3(cfg)``, counted on the ``meta`` device (no memory, any grid size)."""
     with torch.device("meta"):
         return count_parameters(FCN3(cfg))
-
-
-def parse_bytes(text: str) -> float:
-    """``"80GB"``, ``"141 GiB"``, ``"80e9"`` -> bytes (GB = 1e9, GiB = 2**30)."""
-    s = text.strip().replace(" ", "")
-    units = {"GIB": 2.0**30, "GB": 1e9, "MIB": 2.0**20, "MB": 1e6, "TB": 1e12, "TIB": 2.0**40}
-    for unit, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
-        if s.upper().endswith(unit):
-            s, scale = s[: -len(unit)], factor
-            break
-    else:
-        scale = 1.0
-    try:
-        value = float(s) * scale
-    except ValueError:
-        raise UsageError(f"cannot read a memory size from {text!r}; write e.g. 80GB or 141GiB") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"memory size must be positive, got {text!r}")
-    return value

@@ -166,3 +166,36 @@ def test_stats_cli_writes_beside_the_store(tmp_path, capsys):
     clim = st.climatology_dataset(truth["time"].values[:2], truth["lat"].values, truth["lon"].values)
     assert clim["t850"].dims == ("time", "lat", "lon") and clim["t850"].shape == (2, 9, 16)
     assert main(["data", "stats", str(tmp_path / "missing.zarr")]) == 2
+
+
+def test_memory_budget_splits_channels_and_time_without_changing_the_numbers(tmp_path, capsys):
+    """A budget too small for one pass gives channel groups and one-step blocks, and the same statistics."""
+    from sciml.forecasting.data.stats import stats_blocking
+
+    from sciml.cli import main
+
+    times = pd.date_range("2001-01-01", periods=48, freq="6h")
+    g = Grid("equiangular", 9, 16)
+    rng = np.random.default_rng(0)
+    chans = ["z500", "t850", "u500", "v500"]
+    ds = xr.Dataset(
+        {
+            c: (("time", "lat", "lon"), rng.standard_normal((48, 9, 16)).astype(np.float32) + k)
+            for k, c in enumerate(chans)
+        },
+        coords={"time": times, "lat": g.lat, "lon": g.lon},
+    )
+    whole = compute_stats(source_from_dataset(ds), StatsConfig())
+    field = 8.0 * 9 * 16
+    small = StatsConfig(memory_bytes=field * (3 + 4))  # one channel per pass (3 climatology terms), one step
+    assert stats_blocking(4, 9 * 16, 3, small) == (1, 1)
+    assert stats_blocking(4, 9 * 16, 3, StatsConfig()) == (4, 64)  # small data: one pass, the usual block
+    split = compute_stats(source_from_dataset(ds), small)
+    for name in ("mean", "std", "diff_mean", "diff_std", "min", "max", "clim"):
+        np.testing.assert_allclose(getattr(split, name), getattr(whole, name), rtol=1e-10, atol=1e-12, err_msg=name)
+    assert split.channels == whole.channels and split.attrs["n_diff_pairs"] == whole.attrs["n_diff_pairs"]
+    # the CLI takes the budget as a size; a wrong one is one line, exit 2
+    store = tmp_path / "s.zarr"
+    ds.to_zarr(store, zarr_format=3, consolidated=False)
+    assert main(["data", "stats", str(store), "--memory", "lots"]) == 2
+    assert "write e.g. 80GB" in capsys.readouterr().err

@@ -12,13 +12,13 @@ from sciml.forecasting.plan import (
     Layout,
     candidate_layouts,
     fit_activations,
-    parse_bytes,
     plan,
     saved_activation_bytes,
     scaled_config,
 )
 
 from sciml.errors import UsageError
+from sciml.units import parse_bytes
 
 
 def _loss_and_grads(cfg, checkpoint_blocks: bool, dtype: torch.dtype):

@@ -66,11 +66,14 @@ class StatsConfig:
     diff_hours: int | None = None  # None: 6 h, or the data's time step if that is longer
     harmonics: int = 3
     diurnal: bool = True
-    time_block: int = 64
+    time_block: int = 64  # at most this many time steps read at once
+    memory_bytes: float = 2e9  # budget for the pass's arrays: sets the channel groups and the time block
 
     def __post_init__(self) -> None:
         if (self.diff_hours is not None and self.diff_hours <= 0) or self.harmonics < 0 or self.time_block < 1:
             raise ValueError("need diff_hours > 0, harmonics >= 0, time_block >= 1")
+        if not self.memory_bytes > 0:
+            raise ValueError(f"memory must be > 0 bytes, got {self.memory_bytes:g}")
 
 
 DEFAULT_LAG = pd.Timedelta(hours=6)
@@ -277,8 +280,104 @@ def _time_mask(times: pd.DatetimeIndex, cfg: StatsConfig) -> np.ndarray:
     return m
 
 
+class _Moments:
+    """Quadrature-weighted first and second moments per channel (shifted, for accuracy), min and max."""
+
+    def __init__(self, channels: int, weights: np.ndarray) -> None:
+        self.w = weights
+        self.s1, self.s2 = np.zeros(channels), np.zeros(channels)
+        self.lo, self.hi = np.full(channels, np.inf), np.full(channels, -np.inf)
+        self.shift: np.ndarray | None = None
+        self.n = 0
+
+    def add(self, x: np.ndarray) -> None:
+        """``x`` ``[T, C, H, W]``."""
+        if self.shift is None:
+            self.shift = np.einsum("cij,ij->c", x[0], self.w)  # shifted sums keep the variance accurate
+        xs = x - self.shift[None, :, None, None]
+        self.s1 += np.einsum("tcij,ij->c", xs, self.w)
+        self.s2 += np.einsum("tcij,ij->c", xs * xs, self.w)
+        self.n += x.shape[0]
+        self.lo = np.minimum(self.lo, x.min(axis=(0, 2, 3)))
+        self.hi = np.maximum(self.hi, x.max(axis=(0, 2, 3)))
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.shift is not None  # set by the first block (an empty selection was refused before the pass)
+        mean_s = self.s1 / self.n
+        return mean_s + self.shift, np.sqrt(np.maximum(self.s2 / self.n - mean_s**2, 0.0))
+
+
+class _Differences:
+    """Quadrature-weighted mean and std of lagged differences per channel."""
+
+    def __init__(self, channels: int, weights: np.ndarray) -> None:
+        self.w = weights
+        self.d1, self.d2 = np.zeros(channels), np.zeros(channels)
+        self.n = 0
+
+    def add(self, dx: np.ndarray) -> None:
+        """``dx`` ``[C, H, W]``."""
+        self.d1 += np.einsum("cij,ij->c", dx, self.w)
+        self.d2 += np.einsum("cij,ij->c", dx * dx, self.w)
+        self.n += 1
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.d1 / self.n
+        return mean, np.sqrt(np.maximum(self.d2 / self.n - mean**2, 0.0))
+
+
+class _HarmonicFit:
+    """Normal equations of the climatology regression, accumulated block by block: ``G = X^T X``, ``R = X^T x``."""
+
+    def __init__(self, terms: int, channels: int, nlat: int, nlon: int) -> None:
+        self.G = np.zeros((terms, terms))
+        self.R = np.zeros((terms, channels, nlat, nlon))
+
+    def add(self, X: np.ndarray, x: np.ndarray) -> None:
+        """Design ``X`` ``[T, F]`` and fields ``x`` ``[T, C, H, W]``."""
+        self.G += X.T @ X
+        self.R += np.einsum("tf,tcij->fcij", X, x)
+
+    def solve(self, keep: np.ndarray) -> np.ndarray:
+        """Coefficients ``[F, C, H, W]``; terms not kept (undetermined by the sampling) stay zero."""
+        kept = np.flatnonzero(keep)
+        coef = np.zeros(self.R.shape)
+        solved = np.linalg.solve(self.G[np.ix_(kept, kept)], self.R[kept].reshape(kept.size, -1))
+        coef[kept] = solved.reshape((kept.size, *self.R.shape[1:]))
+        return coef
+
+
+def stats_blocking(channels: int, points: int, terms: int, cfg: StatsConfig) -> tuple[int, int]:
+    """``(channels per pass, time steps per block)`` whose float64 arrays fit ``cfg.memory_bytes``.
+
+    A pass over ``g`` channels with blocks of ``b`` steps holds the climatology's normal equations
+    (``terms * g`` fields), the block read and its selection (``2 b g``) and a difference pair (``2 g``), each a
+    field of ``points`` float64 values; channels are independent, so groups give the same numbers as one pass.
+    """
+    field = 8.0 * points
+    per_channel = field * (terms + 4)  # with one-step blocks
+    g = int(max(1, min(channels, cfg.memory_bytes // per_channel)))
+    spare = cfg.memory_bytes / field - g * (terms + 2)
+    b = int(max(1, min(cfg.time_block, spare // (2 * g))))
+    return g, b
+
+
+def _check_finite(x: np.ndarray, chans: list[str], where: str, t0: pd.Timestamp, t1: pd.Timestamp) -> None:
+    if not np.isfinite(x).all():  # inf would give mean inf and std nan
+        bad = [chans[c] for c in range(len(chans)) if not np.isfinite(x[:, c]).all()]
+        raise UsageError(
+            f"{where}: NaN/inf values in {bad} between {t0} and {t1}; run "
+            "`sciml data check` and restrict the time range (--start/--end) or fix the source"
+        )
+
+
 def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progress | None = None) -> NormStats:
-    """Stream over ``src`` once and return its :class:`NormStats` (see module docstring for the equations)."""
+    """Stream over ``src`` and return its :class:`NormStats` (see module docstring for the equations).
+
+    Memory is bounded by ``cfg.memory_bytes``: channels are processed in groups and time in blocks sized by
+    :func:`stats_blocking` (a 0.25-degree store with 72 channels takes several passes, each reading only its
+    channels); the numbers do not depend on the grouping.
+    """
     progress = progress or NoProgress()
     where = str(src.path)
     if "member" in src.parts[0].dims:
@@ -288,85 +387,27 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
         )
     grid = grid_of(src.parts[0], where=where)
     w = grid.quadrature_weights()
-    chans = src.channels
-    C = len(chans)
+    chans = list(src.channels)
     times = src.times
     seg = source_segments(src)
     use = _time_mask(times, cfg)
     if not use.any():
         raise UsageError(f"{where}: no time steps between {cfg.start} and {cfg.end} ({times[0]} .. {times[-1]})")
     plan = plan_stats(times, seg, use, cfg, where)
-    harmonics, diurnal, lag = plan.harmonics, plan.diurnal, plan.lag
-    F = 1 + 2 * harmonics + 2 * int(diurnal)
-    s1 = np.zeros(C)
-    s2 = np.zeros(C)
-    d1 = np.zeros(C)
-    d2 = np.zeros(C)
-    shift = None
-    n = 0
-    nd = 0
-    vmin = np.full(C, np.inf)
-    vmax = np.full(C, -np.inf)
-    G = np.zeros((F, F))
-    R = np.zeros((F, C, grid.nlat, grid.nlon))
-    tindex = {t: i for i, t in enumerate(times.as_unit("ns").asi8)}
-    progress.start(int(use.sum()), "statistics")
+    terms = 1 + 2 * plan.harmonics + 2 * int(plan.diurnal)
+    group, block = stats_blocking(len(chans), grid.nlat * grid.nlon, terms, cfg)
+    groups = [chans[i : i + group] for i in range(0, len(chans), group)]
+    if len(groups) > 1:
+        LOGGER.info("statistics in %d passes of %d channel(s), %d step(s) per block", len(groups), group, block)
+    progress.start(int(use.sum()) * len(groups), "statistics")
     try:
-        offset = 0
-        for part in src.parts:
-            pt = pd.DatetimeIndex(part["time"].values)
-            for i0 in range(0, pt.size, cfg.time_block):
-                i1 = min(pt.size, i0 + cfg.time_block)
-                gi = np.arange(offset + i0, offset + i1)
-                sel = use[gi]
-                if not sel.any():
-                    continue
-                xb = np.stack([part[c].isel(time=slice(i0, i1)).values for c in chans], axis=1).astype(np.float64)
-                x = xb[sel]
-                if not np.isfinite(x).all():  # inf would give mean inf and std nan
-                    bad = [chans[c] for c in range(C) if not np.isfinite(x[:, c]).all()]
-                    raise UsageError(
-                        f"{src.path}: NaN/inf values in {bad} between {pt[i0]} and {pt[i1 - 1]}; run "
-                        "`sciml data check` and restrict the time range (--start/--end) or fix the source"
-                    )
-                if shift is None:
-                    shift = np.einsum("cij,ij->c", x[0], w)  # shifted sums keep the variance accurate
-                xs = x - shift[None, :, None, None]
-                s1 += np.einsum("tcij,ij->c", xs, w)
-                s2 += np.einsum("tcij,ij->c", xs * xs, w)
-                n += x.shape[0]
-                vmin = np.minimum(vmin, x.min(axis=(0, 2, 3)))
-                vmax = np.maximum(vmax, x.max(axis=(0, 2, 3)))
-                X = harmonic_design(pt[i0:i1][sel], harmonics, diurnal)
-                G += X.T @ X
-                R += np.einsum("tf,tcij->fcij", X, x)
-                # differences x(t + lag) - x(t): partner looked up by time over the whole source
-                for k, g in enumerate(gi[sel]):
-                    j = tindex.get((times[g] + lag).value)
-                    if j is None or not use[j] or seg[j] != seg[g]:
-                        continue
-                    if offset + i0 <= j < offset + i1:
-                        partner = xb[j - offset - i0]
-                    else:
-                        partner = _load_step(src, j, chans)
-                    dx = partner - x[k]
-                    d1 += np.einsum("cij,ij->c", dx, w)
-                    d2 += np.einsum("cij,ij->c", dx * dx, w)
-                    nd += 1
-                progress.update(int(sel.sum()))
-            offset += pt.size
+        parts = [_group_stats(src, g, w, use, seg, plan, block, progress) for g in groups]
     finally:
         progress.close()
-    mean_s = s1 / n
-    assert shift is not None  # set by the first block (an empty selection was refused before the pass)
-    mean = mean_s + shift
-    std = np.sqrt(np.maximum(s2 / n - mean_s**2, 0.0))
-    diff_mean = d1 / nd
-    diff_std = np.sqrt(np.maximum(d2 / nd - diff_mean**2, 0.0))
-    kept = np.flatnonzero(plan.keep)  # undetermined terms keep a zero coefficient
-    coef = np.zeros(R.shape)
-    solved = np.linalg.solve(G[np.ix_(kept, kept)], R[kept].reshape(kept.size, -1))
-    coef[kept] = solved.reshape((kept.size, *R.shape[1:]))
+    moments, diffs = [p[0] for p in parts], [p[1] for p in parts]
+    means, stds = zip(*(m.mean_std() for m in moments), strict=True)
+    dmeans, dstds = zip(*(d.mean_std() for d in diffs), strict=True)
+    coef = np.concatenate([p[2] for p in parts], axis=1)
     st_names: tuple[str, ...] = ()
     st_mean = st_std = None
     if src.static is not None and src.static_channels:
@@ -374,12 +415,13 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
         vals = [src.static[c].values.astype(np.float64) for c in st_names]
         st_mean = np.array([(v * w).sum() for v in vals])
         st_std = np.array([np.sqrt((((v - m) ** 2) * w).sum()) for v, m in zip(vals, st_mean, strict=True)])
+    harmonics, diurnal = plan.harmonics, plan.diurnal
     attrs = {
         "start": str(times[use][0]),
         "end": str(times[use][-1]),
-        "n_samples": n,
-        "n_diff_pairs": nd,
-        "diff_hours": lag / pd.Timedelta(hours=1),
+        "n_samples": moments[0].n,
+        "n_diff_pairs": diffs[0].n,
+        "diff_hours": plan.lag / pd.Timedelta(hours=1),
         "clim_terms": ", ".join(n for n, kk in zip(_term_names(harmonics, diurnal), plan.keep, strict=True) if kk),
         "clim_dropped": ", ".join(plan.dropped) or "none",
         "grid": grid.describe(),
@@ -388,12 +430,12 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
     }
     return NormStats(
         channels=tuple(chans),
-        mean=mean,
-        std=std,
-        diff_mean=diff_mean,
-        diff_std=diff_std,
-        min=vmin,
-        max=vmax,
+        mean=np.concatenate(means),
+        std=np.concatenate(stds),
+        diff_mean=np.concatenate(dmeans),
+        diff_std=np.concatenate(dstds),
+        min=np.concatenate([m.lo for m in moments]),
+        max=np.concatenate([m.hi for m in moments]),
         clim=coef.astype(np.float32),
         harmonics=harmonics,
         diurnal=diurnal,
@@ -402,6 +444,52 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
         static_std=st_std,
         attrs=attrs,
     )
+
+
+def _group_stats(
+    src: Source,
+    chans: list[str],
+    w: np.ndarray,
+    use: np.ndarray,
+    seg: np.ndarray,
+    plan: StatsPlan,
+    block: int,
+    progress: Progress,
+) -> tuple[_Moments, _Differences, np.ndarray]:
+    """One pass over the selected times for the channels ``chans``: moments, differences, climatology."""
+    times = src.times
+    C = len(chans)
+    nlat, nlon = w.shape
+    moments, diffs = _Moments(C, w), _Differences(C, w)
+    fit = _HarmonicFit(1 + 2 * plan.harmonics + 2 * int(plan.diurnal), C, nlat, nlon)
+    tindex = {t: i for i, t in enumerate(times.as_unit("ns").asi8)}
+    offset = 0
+    for part in src.parts:
+        pt = pd.DatetimeIndex(part["time"].values)
+        for i0 in range(0, pt.size, block):
+            i1 = min(pt.size, i0 + block)
+            gi = np.arange(offset + i0, offset + i1)
+            sel = use[gi]
+            if not sel.any():
+                continue
+            xb = np.stack([part[c].isel(time=slice(i0, i1)).values for c in chans], axis=1).astype(np.float64)
+            x = xb[sel]
+            _check_finite(x, chans, str(src.path), pt[i0], pt[i1 - 1])
+            moments.add(x)
+            fit.add(harmonic_design(pt[i0:i1][sel], plan.harmonics, plan.diurnal), x)
+            # differences x(t + lag) - x(t): partner looked up by time over the whole source
+            for k, g in enumerate(gi[sel]):
+                j = tindex.get((times[g] + plan.lag).value)
+                if j is None or not use[j] or seg[j] != seg[g]:
+                    continue
+                if offset + i0 <= j < offset + i1:
+                    partner = xb[j - offset - i0]
+                else:
+                    partner = _load_step(src, j, chans)
+                diffs.add(partner - x[k])
+            progress.update(int(sel.sum()))
+        offset += pt.size
+    return moments, diffs, fit.solve(plan.keep)
 
 
 def _load_step(src: Source, j: int, chans: list[str]) -> np.ndarray:
