@@ -3,7 +3,8 @@
 ``sciml solve PROBLEM [--param k=v ...] [--out DIR] [--config FILE] [--weighting NAME] [--seed N]
 [--steps N] [--lm-steps N] [--time-limit S] [--sweep KEY=START:STOP[:STEP] | KEY=V1,V2,...]``
 
-Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < ``--config`` < flags. A
+Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < its ``resolution(params)`` <
+``--config`` < flags (a sweep resolves them per member). A
 ``config.yaml`` written by a run (``{problem, params, solver}``) is accepted as ``--config``; its ``params`` apply
 unless overridden by ``--param``.
 """
@@ -125,13 +126,19 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return over
 
 
-def solver_config(problem: type[ProblemSpec], args: argparse.Namespace, file_layer: dict[str, Any] | None) -> Any:
-    """Resolve the solver config: defaults < problem defaults < ``--config`` (``file_layer``) < flags."""
-    from sciml.pinn.config import build_config
+def solver_config(
+    problem: type[ProblemSpec],
+    args: argparse.Namespace,
+    file_layer: dict[str, Any] | None,
+    params: Mapping[str, Any] | None = None,
+) -> Any:
+    """Resolve the solver config: defaults < problem defaults < ``resolution(params)`` < ``--config``
+    (``file_layer``) < flags."""
+    from sciml.pinn.config import build_config, problem_layers
 
     if file_layer and "solver" in file_layer:
         file_layer = file_layer["solver"]  # a config.yaml written by a previous run
-    return build_config(getattr(problem, "solver_defaults", {}), file_layer, _flag_overrides(args))
+    return build_config(*problem_layers(problem, params or {}), file_layer, _flag_overrides(args))
 
 
 def _config_file(problem: type[ProblemSpec], args: argparse.Namespace) -> dict[str, Any] | None:
@@ -180,7 +187,7 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
         raise UsageError(f"config file {args.config}: 'params' must be a mapping")
     overrides = {**file_params, **overrides}  # a previous run's parameters, then --param
     params = problem.resolve_params(overrides)
-    cfg = solver_config(problem, args, file_layer)
+    cfg = solver_config(problem, args, file_layer, params)
     out = args.out if args.out is not None else Path("runs") / problem.name
     _check_out(out)
     quiet = bool(getattr(args, "quiet", False))
@@ -191,12 +198,14 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
     if key in overrides:
         raise UsageError(f"--sweep {key} conflicts with --param {key}; give one of them")
     family = [problem.resolve_params({**overrides, key: v}) for v in values]  # all valid before any work
-    return run_sweep(problem, key, family, cfg, out, quiet)
+    cfgs = [solver_config(problem, args, file_layer, p) for p in family]  # the resolution depends on each member
+    return run_sweep(problem, key, family, cfgs, out, quiet)
 
 
 def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, out: Path, quiet: bool) -> int:
     """Solve each member into ``out/KEY=VALUE/``; write ``sweep.csv``, ``sweep.json``, ``sweep.png`` (errors and
-    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid)."""
+    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid). ``cfg``: one solver config
+    for all members, or a list with one per member."""
     import xarray as xr
 
     from sciml.io import atomic_write_json, atomic_write_text
@@ -204,10 +213,11 @@ def run_sweep(problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, ou
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for params in family:
+    cfgs = cfg if isinstance(cfg, (list, tuple)) else [cfg] * len(family)
+    for params, member_cfg in zip(family, cfgs, strict=True):
         value = params[key]
         sub = out / f"{key}={value:g}"
-        m = _solve_one(problem, params, cfg, sub, quiet)
+        m = _solve_one(problem, params, member_cfg, sub, quiet)
         rows.append(
             {
                 key: value,
