@@ -126,3 +126,21 @@ def test_the_hook_makes_a_high_degree_solvable_at_equal_cost():
     plain = err(build_config(Legendre.solver_defaults, budget))
     assert hooked <= 3e-5, hooked
     assert plain > 100 * hooked, (plain, hooked)
+
+
+def test_chebyshev_first_layer_places_units_at_chebyshev_points():
+    import torch
+
+    from sciml.pinn.model import chebyshev_first_layer
+
+    n = 16
+    layer = torch.nn.Linear(1, n, dtype=torch.float64)
+    chebyshev_first_layer(layer, 2.0)
+    w, b = layer.weight[:, 0].detach().numpy(), layer.bias.detach().numpy()
+    centres = -b / w  # where each unit tanh(w xi + b) switches
+    np.testing.assert_allclose(centres, -np.cos(np.pi * (np.arange(n) + 0.5) / n), atol=1e-14)
+    spacing = np.pi * np.sqrt(1 - centres**2) / n + np.pi**2 / (2 * n**2)
+    np.testing.assert_allclose(np.abs(w), 2.0 / spacing, rtol=1e-12)  # steeper where the nodes crowd (the ends)
+    assert abs(w[0]) > 3 * abs(w[n // 2]) and set(np.sign(w)) == {-1.0, 1.0}
+    with pytest.raises(ValueError, match="first_layer"):
+        build_config({"network": {"first_layer": "fourier"}})
