@@ -4,7 +4,7 @@
     python bench/stats_memory.py --memory 1GB --steps 24
 
 Generates the store step by step (7.2 GB of float32 fields on disk, removed afterwards), then runs the statistics
-in a child process and reads its peak resident memory (``getrusage``). The target is under 4 GB; the statistics
+in a child process and reads its peak resident memory (``VmHWM``). The target is under 4 GB; the statistics
 process used to hold all channels of a 64-step block at once (10.8 GB for 6 steps of 72 channels).
 """
 
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,16 @@ cfg = StatsConfig(memory_bytes=parse_bytes(sys.argv[2]))
 t0 = time.perf_counter()
 with open_source(sys.argv[1]) as src:
     st = compute_stats(src, cfg)
-print(time.perf_counter() - t0, *stats_blocking(len(st.channels), 721 * 1440, st.clim.shape[0], cfg))
+hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))  # this process's peak RSS, kB
+print(time.perf_counter() - t0, *stats_blocking(len(st.channels), 721 * 1440, st.clim.shape[0], cfg), hwm.split()[1])
+"""
+
+WRITER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from stats_memory import write_store
+from pathlib import Path
+print(write_store(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
@@ -73,17 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="stats-memory-"))
     try:
+        # both steps in their own processes: the peak is read from the statistics process's own high-water mark
+        # (a child's getrusage maximum would include its parent's memory at fork time)
         t0 = time.perf_counter()
-        size_gb = write_store(work / "era5.zarr", args.channels, args.steps)
-        write_s = time.perf_counter() - t0
-        proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(work / "era5.zarr"), args.memory], capture_output=True, text=True
-        )
+        here, store = str(Path(__file__).resolve().parent), str(work / "era5.zarr")
+        cmd = [sys.executable, "-c", WRITER, here, store, str(args.channels), str(args.steps)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             sys.stderr.write(proc.stderr)
             return 1
-        stats_s, group, block = proc.stdout.split()
-        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # ru_maxrss is in KiB
+        size_gb = float(proc.stdout.split()[-1])
+        write_s = time.perf_counter() - t0
+        proc = subprocess.run([sys.executable, "-c", CHILD, store, args.memory], capture_output=True, text=True)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr)
+            return 1
+        stats_s, group, block, hwm_kb = proc.stdout.split()
+        peak_gb = int(hwm_kb) * 1024 / 1e9
     finally:
         shutil.rmtree(work, ignore_errors=True)
     row = {

@@ -27,6 +27,12 @@ from sciml.errors import UsageError
 from sciml.pinn.problem import AbstractProblem, Singularity, Unknown
 from sciml.problem import Parameter
 
+# where the default solve was measured to meet the target (bench/pinn_ranges.py), lengths in units of M
+_GAMMA_RANGE = (1.1, 4.0 / 3.0)  # gamma = 5/3 converged to a wrong flow (error 0.27)
+_R_IN_MIN = 2.1
+_R_C_RANGE = (25.0, 100.0)
+_R_OUT_MAX = 1000.0
+
 
 class Bondi(AbstractProblem):
     r"""Transonic Michel accretion: :math:`\rho_0(r)` and :math:`v(r)` with the sonic point as a trainable scalar.
@@ -98,6 +104,36 @@ of the transonic branch within 5% of r_c; agrees with 50-digit mpmath to ~1e-13"
     outputs: ClassVar[tuple[str, ...]] = ("rho", "v")
     equations: ClassVar[tuple[str, ...]] = ("mass", "euler")
     reference_accuracy: ClassVar[float] = 1e-12
+    accuracy_target: ClassVar[str] = (
+        "max relative error of rho and v <= 1e-5 against the exact Michel flow, for gamma in "
+        f"[{_GAMMA_RANGE[0]:g}, {_GAMMA_RANGE[1]:.4g}], r_in/M >= {_R_IN_MIN:g}, r_c/M in [{_R_C_RANGE[0]:g}, "
+        f"{_R_C_RANGE[1]:g}], r_out/M <= {_R_OUT_MAX:g} (any K: it only rescales rho)"
+    )
+
+    @classmethod
+    def accuracy_warnings(cls, params: Mapping[str, Any]) -> list[str]:
+        """Outside the measured region (``bench/pinn_ranges.py``): lengths count in units of ``M`` (the flow
+        depends on ``r_c/M``, ``r_in/M``, ``r_out/M`` only) and ``K`` only rescales the density."""
+        out = super().accuracy_warnings(params)
+        M, g = params["M"], params["gamma"]
+        why = "outside the region where the default solve was measured to meet the target"
+        if not _GAMMA_RANGE[0] <= g <= _GAMMA_RANGE[1] + 1e-12:
+            out.append(
+                f"gamma={g:g} is outside [{_GAMMA_RANGE[0]:g}, {_GAMMA_RANGE[1]:.4g}] ({why}; measured: gamma = 5/3 "
+                "converged to a wrong flow, error 0.27)"
+            )
+        if params["r_in"] / M < _R_IN_MIN:
+            out.append(
+                f"r_in/M={params['r_in'] / M:g} < {_R_IN_MIN:g}: ({why}) the Euler equation's factor r - 2M "
+                "vanishes at the horizon and rho, v steepen there"
+            )
+        rc = params["r_c"] / M
+        if not _R_C_RANGE[0] <= rc <= _R_C_RANGE[1]:
+            out.append(f"r_c/M={rc:g} is outside [{_R_C_RANGE[0]:g}, {_R_C_RANGE[1]:g}] ({why})")
+        if params["r_out"] / M > _R_OUT_MAX:
+            out.append(f"r_out/M={params['r_out'] / M:g} > {_R_OUT_MAX:g} ({why})")
+        return out
+
     solver_defaults: ClassVar[Mapping[str, Any]] = {
         "network": {"hidden": (32, 32, 32)},
         "collocation": {"n_points": 200, "distribution": "chebyshev"},

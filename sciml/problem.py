@@ -34,6 +34,12 @@ class Parameter:
         Only integer values are valid (e.g. the Legendre degree ``l``).
     why
         Why the bounds are what they are, shown when a value is rejected.
+    target_low, target_high
+        The sub-interval where the problem's accuracy target (:attr:`ProblemSpec.accuracy_target`) is met by
+        the default solve (``None``: the whole valid range). Values that are valid but outside it are solved,
+        with a warning (:meth:`ProblemSpec.accuracy_warnings`).
+    target_why
+        Why the target is not expected outside ``[target_low, target_high]`` (shown in that warning).
     """
 
     name: str
@@ -45,12 +51,32 @@ class Parameter:
     high_inclusive: bool = True
     integer: bool = False
     why: str = ""
+    target_low: float | None = None
+    target_high: float | None = None
+    target_why: str = ""
 
     def range_text(self) -> str:
         lo = "[" if self.low_inclusive and math.isfinite(self.low) else "("
         hi = "]" if self.high_inclusive and math.isfinite(self.high) else ")"
         kind = "integer in " if self.integer else ""
         return f"{kind}{lo}{_num(self.low)}, {_num(self.high)}{hi}"
+
+    def target_text(self) -> str:
+        """The interval where the accuracy target is met, e.g. ``[0, 20]`` ("" when it is the valid range)."""
+        if self.target_low is None and self.target_high is None:
+            return ""
+        lo = self.low if self.target_low is None else self.target_low
+        hi = self.high if self.target_high is None else self.target_high
+        return f"[{_num(lo)}, {_num(hi)}]"
+
+    def target_warning(self, value: float) -> str | None:
+        """One line if a valid ``value`` lies outside the interval where the accuracy target is met, else None."""
+        below = self.target_low is not None and value < self.target_low
+        above = self.target_high is not None and value > self.target_high
+        if not (below or above):
+            return None
+        reason = f": {self.target_why}" if self.target_why else ""
+        return f"{self.name}={_num(value)} is outside {self.target_text()}, where the accuracy target is met{reason}"
 
     def validate(self, value: float) -> float:
         """Return ``value`` (as int for integer parameters) or raise :class:`UsageError`."""
@@ -104,6 +130,8 @@ class ProblemSpec:
     parameters: ClassVar[tuple[Parameter, ...]] = ()
     singular_points: ClassVar[str] = ""
     reference: ClassVar[str] = ""
+    #: One line: what the default solve is expected to reach, e.g. "relative L2 error <= 1e-7 vs eval_legendre".
+    accuracy_target: ClassVar[str] = ""
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> None:
@@ -130,6 +158,20 @@ class ProblemSpec:
         return params
 
     @classmethod
+    def accuracy_warnings(cls, params: Mapping[str, Any]) -> list[str]:
+        """Why the accuracy target is not expected for these (valid, resolved) parameters; empty if it is.
+
+        The default checks each parameter against its ``target_low``/``target_high``; problems override this
+        (calling ``super()``) for conditions that involve several parameters.
+        """
+        out = []
+        for p in cls.parameters:
+            line = p.target_warning(params[p.name]) if p.name in params else None
+            if line:
+                out.append(line)
+        return out
+
+    @classmethod
     def describe(cls) -> str:
         """Multi-line human description used by ``sciml describe``."""
         lines = [f"{cls.name}: {cls.summary}"]
@@ -140,7 +182,10 @@ class ProblemSpec:
         if not cls.parameters:
             lines.append("  (none)")
         for p in cls.parameters:
-            lines.append(f"  {p.name} = {_num(p.default)}   valid {p.range_text()}   {p.description}")
+            target = f"   target met for {p.target_text()}" if p.target_text() else ""
+            lines.append(f"  {p.name} = {_num(p.default)}   valid {p.range_text()}{target}   {p.description}")
+        if cls.accuracy_target:
+            lines += ["", "accuracy target (default solve):", *("  " + ln for ln in cls.accuracy_target.splitlines())]
         if cls.singular_points:
             lines += ["", "singular points:", *("  " + ln for ln in cls.singular_points.strip().splitlines())]
         if cls.reference:

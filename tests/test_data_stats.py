@@ -187,7 +187,7 @@ def test_memory_budget_splits_channels_and_time_without_changing_the_numbers(tmp
     )
     whole = compute_stats(source_from_dataset(ds), StatsConfig())
     field = 8.0 * 9 * 16
-    small = StatsConfig(memory_bytes=field * (3 + 4))  # one channel per pass (3 climatology terms), one step
+    small = StatsConfig(memory_bytes=field * (3 + 8))  # one channel per pass (3 climatology terms), one step
     assert stats_blocking(4, 9 * 16, 3, small) == (1, 1)
     assert stats_blocking(4, 9 * 16, 3, StatsConfig()) == (4, 64)  # small data: one pass, the usual block
     split = compute_stats(source_from_dataset(ds), small)

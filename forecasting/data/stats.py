@@ -351,14 +351,15 @@ def stats_blocking(channels: int, points: int, terms: int, cfg: StatsConfig) -> 
     """``(channels per pass, time steps per block)`` whose float64 arrays fit ``cfg.memory_bytes``.
 
     A pass over ``g`` channels with blocks of ``b`` steps holds the climatology's normal equations
-    (``terms * g`` fields), the block read and its selection (``2 b g``) and a difference pair (``2 g``), each a
-    field of ``points`` float64 values; channels are independent, so groups give the same numbers as one pass.
+    (``terms * g`` fields), per step of the block the fields read, selected, shifted and squared (``4 b g``), and
+    for a difference pair the partner, the difference and its square (``3 g``) plus the read buffer (``g``): each
+    a field of ``points`` float64 values. Channels are independent, so groups give the same numbers as one pass.
     """
     field = 8.0 * points
-    per_channel = field * (terms + 4)  # with one-step blocks
+    per_channel = field * (terms + 8)  # with one-step blocks
     g = int(max(1, min(channels, cfg.memory_bytes // per_channel)))
-    spare = cfg.memory_bytes / field - g * (terms + 2)
-    b = int(max(1, min(cfg.time_block, spare // (2 * g))))
+    spare = cfg.memory_bytes / field - g * (terms + 4)
+    b = int(max(1, min(cfg.time_block, spare // (4 * g))))
     return g, b
 
 

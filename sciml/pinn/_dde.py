@@ -99,3 +99,13 @@ def output_layer_names(net: Any) -> list[str]:
     else:
         prefix = f"layers.{len(net.layers) - 1}."
     return [k for k, _ in net.named_parameters() if k.startswith(prefix)]
+
+
+def first_layers(net: Any) -> list[Any]:
+    """The ``torch.nn.Linear`` input layer(s) of an FNN (one) or a PFNN (one per sub-network, or one shared)."""
+    import torch
+
+    if hasattr(net, "linears"):
+        return [net.linears[0]]
+    first = net.layers[0]
+    return list(first) if isinstance(first, torch.nn.ModuleList) else [first]

@@ -3,7 +3,8 @@
 ``sciml solve PROBLEM [--param k=v ...] [--out DIR] [--config FILE] [--weighting NAME] [--seed N]
 [--steps N] [--lm-steps N] [--time-limit S] [--sweep KEY=START:STOP[:STEP] | KEY=V1,V2,...]``
 
-Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < ``--config`` < flags. A
+Precedence of solver settings: engine defaults < the problem's ``solver_defaults`` < its ``resolution(params)`` <
+``--config`` < flags (a sweep resolves them per member). A
 ``config.yaml`` written by a run (``{problem, params, solver}``) is accepted as ``--config``; its ``params`` apply
 unless overridden by ``--param``.
 """
@@ -155,13 +156,19 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return over
 
 
-def solver_config(problem: type[ProblemSpec], args: argparse.Namespace, file_layer: dict[str, Any] | None) -> Any:
-    """Resolve the solver config: defaults < problem defaults < ``--config`` (``file_layer``) < flags."""
-    from sciml.pinn.config import build_config
+def solver_config(
+    problem: type[ProblemSpec],
+    args: argparse.Namespace,
+    file_layer: dict[str, Any] | None,
+    params: Mapping[str, Any] | None = None,
+) -> Any:
+    """Resolve the solver config: defaults < problem defaults < ``resolution(params)`` < ``--config``
+    (``file_layer``) < flags."""
+    from sciml.pinn.config import build_config, problem_layers
 
     if file_layer and "solver" in file_layer:
         file_layer = file_layer["solver"]  # a config.yaml written by a previous run
-    return build_config(getattr(problem, "solver_defaults", {}), file_layer, _flag_overrides(args))
+    return build_config(*problem_layers(problem, params or {}), file_layer, _flag_overrides(args))
 
 
 def _config_file(problem: type[ProblemSpec], args: argparse.Namespace) -> dict[str, Any] | None:
@@ -226,7 +233,7 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
         raise UsageError(f"config file {args.config}: 'params' must be a mapping")
     overrides = {**file_params, **overrides}  # a previous run's parameters, then --param
     params = problem.resolve_params(overrides)
-    cfg = solver_config(problem, args, file_layer)
+    cfg = solver_config(problem, args, file_layer, params)
     out = args.out if args.out is not None else Path("runs") / problem.name
     sweeps = args.sweep or []
     if len(sweeps) > 1:
@@ -237,6 +244,7 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
         if key in overrides:
             raise UsageError(f"--sweep {key} conflicts with --param {key}; give one of them")
         family = [problem.resolve_params({**overrides, key: v}) for v in values]
+        cfgs = [solver_config(problem, args, file_layer, p) for p in family]  # the resolution depends on each member
     from sciml.runlock import run_lock
 
     _check_out(out, overwrite=overwrite, resume=resume, sweep=bool(sweeps))
@@ -246,7 +254,7 @@ def run_solve(problem: type[ProblemSpec], overrides: Mapping[str, str], args: ar
         if not sweeps:
             _solve_one(problem, params, cfg, out, quiet)
             return 0
-        return run_sweep(problem, key, family, cfg, out, quiet, resume=resume)
+        return run_sweep(problem, key, family, cfgs, out, quiet, resume=resume)
 
 
 def _finished_member(problem: Any, params: Mapping[str, Any], cfg: Any, sub: Path) -> dict[str, Any] | None:
@@ -272,7 +280,8 @@ def run_sweep(
     problem: Any, key: str, family: list[dict[str, Any]], cfg: Any, out: Path, quiet: bool, resume: bool = False
 ) -> int:
     """Solve each member into ``out/KEY=VALUE/``; write ``sweep.csv``, ``sweep.json``, ``sweep.png`` (errors and
-    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid).
+    times) and ``sweep_profiles.png`` (the family of solution profiles overlaid). ``cfg``: one solver config
+    for all members, or a list with one per member.
 
     Each member directory appears whole or not at all, and ``sweep.json`` (``complete: false``) marks the folder
     as a sweep from the start, so a sweep killed half-way is finished by the same command with ``resume=True``
@@ -287,14 +296,15 @@ def run_sweep(
     plan = {"problem": problem.name, "sweep": key, "values": [p[key] for p in family], "complete": False}
     atomic_write_json(out / "sweep.json", plan)
     rows = []
-    for params in family:
+    cfgs = cfg if isinstance(cfg, (list, tuple)) else [cfg] * len(family)
+    for params, member_cfg in zip(family, cfgs, strict=True):
         value = params[key]
         sub = out / f"{key}={value:g}"
-        m = _finished_member(problem, params, cfg, sub) if resume else None
+        m = _finished_member(problem, params, member_cfg, sub) if resume else None
         if m is not None:
             LOGGER.info("%s: solved already, kept (--resume)", sub)
         else:
-            m = _solve_one(problem, params, cfg, sub, quiet)
+            m = _solve_one(problem, params, member_cfg, sub, quiet)
         rows.append(
             {
                 key: value,

@@ -1,6 +1,7 @@
 """Solver configuration of the PINN engine (frozen dataclasses; YAML via :mod:`sciml.config`).
 
-Precedence: these defaults < the problem's ``solver_defaults`` < ``--config FILE`` < command-line flags.
+Precedence: these defaults < the problem's ``solver_defaults`` < its ``resolution(params)`` < ``--config FILE`` <
+command-line flags.
 Strings that name strategies (``weighting.scheme``) are resolved into objects once, in
 :func:`sciml.pinn.weighting.make_weighting`.
 """
@@ -19,16 +20,31 @@ Distribution = Literal["chebyshev", "uniform", "pseudo", "LHS", "Halton", "Hamme
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Fully connected network (DeepXDE ``FNN``, or ``PFNN`` with one sub-network per output)."""
+    """Fully connected network (DeepXDE ``FNN``, or ``PFNN`` with one sub-network per output).
+
+    ``first_layer`` chooses how the first layer starts: ``initializer`` (DeepXDE's ``initializer``, zero
+    biases: every first-layer unit :math:`\\tanh(w\\xi)` switches at :math:`\\xi = 0` with a slope
+    :math:`|w| \\lesssim 1`, so the network starts as a smooth, nearly polynomial function of low degree) or
+    ``chebyshev``: unit :math:`j` of :math:`n` is :math:`\\tanh(\\pm s (\\xi - c_j)/\\Delta_j)` with centres at
+    the Chebyshev points :math:`c_j = -\\cos(\\pi (j + 1/2)/n)` of the mapped domain, :math:`\\Delta_j` their local
+    spacing and :math:`s` = ``first_layer_slope``: the units resolve features down to the node spacing
+    (:math:`\\sim 1/n^2` at the ends), which solutions with many oscillations need (Legendre at high degree).
+    """
 
     hidden: tuple[int, ...] = (24, 24)
     activation: str = "tanh"
     initializer: str = "Glorot normal"
     parallel: bool = False
+    first_layer: Literal["initializer", "chebyshev"] = "initializer"
+    first_layer_slope: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"network.hidden must be positive layer widths, got {self.hidden}")
+        if self.first_layer not in ("initializer", "chebyshev"):
+            raise ValueError(f"network.first_layer must be 'initializer' or 'chebyshev', got {self.first_layer!r}")
+        if not (self.first_layer_slope > 0 and math.isfinite(self.first_layer_slope)):
+            raise ValueError(f"network.first_layer_slope must be > 0, got {self.first_layer_slope}")
 
 
 @dataclass(frozen=True)
@@ -177,3 +193,16 @@ def build_config(*layers: Mapping[str, Any] | None) -> SolverConfig:
         if layer:
             data = merge(data, layer)
     return from_dict(SolverConfig, data)
+
+
+def problem_layers(problem: Any, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The problem's own settings layers for ``params``: ``solver_defaults``, then ``resolution(params)``.
+
+    ``problem`` is a problem class or instance; classes without the hook (plain ``ProblemSpec``) give only
+    their defaults.
+    """
+    layers = [getattr(problem, "solver_defaults", {}) or {}]
+    hook = getattr(problem, "resolution", None)
+    if hook is not None:
+        layers.append(hook(params) or {})
+    return layers

@@ -89,6 +89,9 @@ class PinnModel(torch.nn.Module):
         self.net = _dde.make_net(
             [1, *network.hidden, n_out], network.activation, network.initializer, dtype, network.parallel
         )
+        if network.first_layer == "chebyshev":
+            for layer in _dde.first_layers(self.net):
+                chebyshev_first_layer(layer, network.first_layer_slope)
         center, half = 0.5 * (self.a + self.b), 0.5 * (self.b - self.a)
         self.net.apply_feature_transform(lambda x: (x - center) / half)
         tdtype = _dde.torch_dtype(dtype)
@@ -216,6 +219,23 @@ class PinnModel(torch.nn.Module):
         sol = _BatchSolution(self.problem, xg, self(xg))
         res = self.problem.residual(xg, sol, self.unknown_values())
         return torch.stack([torch.as_tensor(r).reshape(-1) for r in res], 1).detach().cpu().numpy()
+
+
+def chebyshev_first_layer(layer: torch.nn.Linear, slope: float) -> None:
+    r"""Set a ``Linear(1, n)`` input layer so that unit :math:`j` is :math:`\tanh(\sigma_j s (\xi - c_j)/\Delta_j)`.
+
+    :math:`c_j = -\cos(\pi (j + 1/2)/n)` are Chebyshev points of :math:`[-1, 1]` (the mapped domain),
+    :math:`\Delta_j = \pi\sqrt{1 - c_j^2}/n + \pi^2/(2n^2)` their local spacing (the second term caps the
+    slope at the ends), :math:`s` = ``slope`` and :math:`\sigma_j = \pm 1` alternating. Deterministic: the seed
+    still sets every other layer.
+    """
+    n = layer.weight.shape[0]
+    c = -np.cos(np.pi * (np.arange(n) + 0.5) / n)
+    spacing = np.pi * np.sqrt(1.0 - c**2) / n + np.pi**2 / (2.0 * n**2)
+    w = slope / spacing * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype).reshape(layer.weight.shape))
+        layer.bias.copy_(torch.as_tensor(-w * c, dtype=layer.bias.dtype))
 
 
 class _ScalarView:

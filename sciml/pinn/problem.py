@@ -57,6 +57,14 @@ never DeepXDE. The class provides:
   :meth:`AbstractProblem.result_files` ``() -> {file name: text}`` adds files to the result directory.
 * **solver defaults** the problem needs (a wider net, more points): ``solver_defaults`` is a nested mapping of
   :class:`sciml.pinn.config.SolverConfig` keys, applied before the user's ``--config`` and flags.
+* **resolution hook** (optional): :meth:`AbstractProblem.resolution` ``(params)`` returns settings of the same
+  form that depend on the parameters (width, collocation count, steps from the polynomial degree or the number
+  of oscillations); applied after ``solver_defaults`` and before ``--config`` and flags, so a key the user sets
+  always wins.
+* **accuracy target**: ``accuracy_target`` (one line) and, per parameter, ``target_low``/``target_high``/
+  ``target_why`` on :class:`~sciml.problem.Parameter` (or an override of ``accuracy_warnings`` for
+  conditions on several parameters): outside that region the solve runs with a one-line warning saying why
+  the target is not expected.
 
 Example (Legendre, abbreviated)::
 
@@ -174,6 +182,15 @@ class AbstractProblem(ProblemSpec):
     equations: ClassVar[tuple[str, ...]] = ("ode",)
     reference_accuracy: ClassVar[float] = 1e-14
     solver_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def resolution(cls, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Solver settings chosen from the (resolved) parameters, as a nested mapping of
+        :class:`sciml.pinn.config.SolverConfig` keys; default: none.
+
+        Precedence: engine defaults < ``solver_defaults`` < this < ``--config`` < command-line flags.
+        """
+        return {}
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(self.resolve_params(params))

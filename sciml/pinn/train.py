@@ -405,16 +405,20 @@ def solve(
     problem
         An instantiated problem (parameters resolved).
     config
-        Solver settings; default :class:`SolverConfig` updated by ``problem.solver_defaults``.
+        Solver settings; default :class:`SolverConfig` updated by ``problem.solver_defaults`` and
+        ``problem.resolution(problem.params)``.
     weighting
         Loss weighting strategy; default built from ``config.weighting``.
     progress
         Progress reporter (default: none).
     """
     if config is None:
-        from sciml.pinn.config import build_config
+        from sciml.pinn.config import build_config, problem_layers
 
-        config = build_config(problem.solver_defaults)
+        config = build_config(*problem_layers(problem, problem.params))
+    for line in problem.accuracy_warnings(problem.params):
+        # one line each, before any work: the solve still runs (the parameters are valid)
+        LOGGER.warning("%s: accuracy target not expected: %s", problem.title(), line)
     if weighting is None:
         weighting = make_weighting(config.weighting, seed=config.seed)
     with warnings.catch_warnings():
