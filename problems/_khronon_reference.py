@@ -287,7 +287,7 @@ def _shoot_guess(eps: float, settings: KhrononSolverSettings) -> tuple[float, fl
         y = s[0]
         return eps * (y * y - 1.0 + x) - y * y + 1e-6  # just before P1 = 0
 
-    hit.terminal = True
+    hit.terminal = True  # type: ignore[attr-defined]  # scipy's solve_ivp reads event attributes
 
     def direction(k: float) -> tuple[float, float | None]:
         a = origin_series(k, eps, settings.origin_order)
@@ -393,7 +393,7 @@ def solve_khronon(c: float, settings: KhrononSolverSettings | None = None) -> Kh
     def universal_horizon(x, st):
         return st[0]
 
-    second_sound_horizon.terminal = True
+    second_sound_horizon.terminal = True  # type: ignore[attr-defined]  # a solve_ivp event attribute
     right = solve_ivp(
         _rhs(eps),
         (xs + s.delta, 2.0),

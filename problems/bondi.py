@@ -66,6 +66,14 @@ class Bondi(AbstractProblem):
       sound speed at the outer boundary.
     """
 
+    # parameters, set as attributes by AbstractProblem.__init__
+    M: float
+    gamma: float
+    K: float
+    r_c: float
+    r_in: float
+    r_out: float
+
     name: ClassVar[str] = "bondi"
     aliases: ClassVar[tuple[str, ...]] = ("michel",)
     summary: ClassVar[str] = "relativistic Bondi (Michel) accretion onto a Schwarzschild black hole, transonic"

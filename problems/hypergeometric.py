@@ -56,6 +56,12 @@ class Hypergeometric(AbstractProblem):
     in some cases, e.g. scipy gh-26089); a disagreement beyond 1e-10 is reported and mpmath is used.
     """
 
+    # parameters, set as attributes by AbstractProblem.__init__
+    a: float
+    b: float
+    c: float
+    x_max: float
+
     name = "hypergeometric"
     aliases = ("hyp2f1",)
     summary = "Gauss's hypergeometric equation x(1-x)y'' + [c-(a+b+1)x]y' - ab y = 0, y(0) = 1 (y = 2F1)"

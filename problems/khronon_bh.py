@@ -115,6 +115,10 @@ class KhrononBH(AbstractProblem):
       the profile bounces off the inner spin-0 horizon with :math:`|y''| \sim c^2`).
     """
 
+    # parameters, set as attributes by AbstractProblem.__init__
+    c: float
+    x_max: float
+
     name: ClassVar[str] = "khronon-bh"
     aliases: ClassVar[tuple[str, ...]] = ("lorentz-bh", "einstein-aether-bh")
     summary: ClassVar[str] = "æther/khronon on Schwarzschild (Lorentz-violating gravity): sound and universal horizons"

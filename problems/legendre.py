@@ -61,6 +61,9 @@ class Legendre(AbstractProblem):
     * float64 is needed throughout (the residual is :math:`\\sim l^4` times the error near the ends).
     """
 
+    # parameters, set as attributes by AbstractProblem.__init__
+    l: int
+
     name = "legendre"
     summary = "Legendre's equation (1-x^2)y'' - 2xy' + l(l+1)y = 0, regular at x = +-1 (y = P_l)"
     equation = "(1 - x^2) y'' - 2 x y' + l (l + 1) y = 0   on [-1, 1],   y(1) = 1"
