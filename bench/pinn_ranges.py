@@ -96,7 +96,7 @@ def run_point(name: str, params: dict, time_limit: float) -> dict:
     metric, value, target = headline(name, problem.params, metrics)
     return {
         "problem": name,
-        "params": {k: (v if not (isinstance(v, float) and math.isinf(v)) else "inf") for k, v in params.items()},
+        "params": _json_params(params),
         "rel_l2": metrics["rel_l2"],
         "metric": metric,
         "value": value,
@@ -121,6 +121,11 @@ def points(quick: bool, problems: list[str] | None) -> list[tuple[str, dict]]:
         if not problems or name in problems
         for value in (short if quick else full)
     ]
+
+
+def _json_params(params: dict) -> dict:
+    """Parameters as stored in the JSON (``inf`` as a string)."""
+    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in params.items()}
 
 
 def _target_range(name: str, params: dict) -> list[str]:
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge:
         merged = [r for f in args.merge for r in json.loads(f.read_text())["rows"]]
-        order = {json.dumps(p, sort_keys=True): i for i, p in enumerate(points(False, None))}
+        order = {json.dumps([n, _json_params(p)], sort_keys=True): i for i, (n, p) in enumerate(points(False, None))}
         merged.sort(key=lambda r: order.get(json.dumps([r["problem"], r["params"]], sort_keys=True), len(order)))
         from sciml.io import atomic_write_json
 
