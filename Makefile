@@ -51,6 +51,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/distributed_scaling.py --json runs/bench/distributed_scaling.json
 	$(BIN)/python bench/pinn_weighting.py --quick --json runs/bench/pinn_weighting.json
 	$(BIN)/python bench/pinn_gravity.py --json runs/bench/pinn_gravity.json
+	$(BIN)/python bench/pinn_ranges.py --quick --json runs/bench/pinn_ranges.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -38,6 +38,7 @@ os.environ.setdefault("DDE_BACKEND", "pytorch")
 import torch  # noqa: E402
 
 INF = math.inf
+NOTE = "measured on a shared 2-core machine: wall times include contention, CPU times less so"
 # (problem, parameter, full grid, quick grid, other parameters); the rest stay at their defaults. b is not
 # varied: the equation is symmetric in a and b.
 GRIDS: list[tuple[str, str, list[float], list[float], dict]] = [
@@ -96,7 +97,7 @@ def run_point(name: str, params: dict, time_limit: float) -> dict:
     metric, value, target = headline(name, problem.params, metrics)
     return {
         "problem": name,
-        "params": {k: (v if not (isinstance(v, float) and math.isinf(v)) else "inf") for k, v in params.items()},
+        "params": _json_params(params),
         "rel_l2": metrics["rel_l2"],
         "metric": metric,
         "value": value,
@@ -121,6 +122,11 @@ def points(quick: bool, problems: list[str] | None) -> list[tuple[str, dict]]:
         if not problems or name in problems
         for value in (short if quick else full)
     ]
+
+
+def _json_params(params: dict) -> dict:
+    """Parameters as stored in the JSON (``inf`` as a string)."""
+    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in params.items()}
 
 
 def _target_range(name: str, params: dict) -> list[str]:
@@ -198,17 +204,26 @@ def main(argv: list[str] | None = None) -> int:
         f"{'problem':<15} {'parameters':<14} {'rel. L2':>9} {'target quantity':<22} {'value':>9} {'target':>7}  "
         f"{'result':<13} {'wall s':>7} {'cpu s':>7}"
     )
-    print(head + "\n" + "-" * len(head), flush=True)
     if args.markdown:
         print(markdown(json.loads(args.json.read_text())["rows"]))
         return 0
+    print(head + "\n" + "-" * len(head), flush=True)
     if args.merge:
         merged = [r for f in args.merge for r in json.loads(f.read_text())["rows"]]
-        order = {json.dumps(p, sort_keys=True): i for i, p in enumerate(points(False, None))}
+        order = {json.dumps([n, _json_params(p)], sort_keys=True): i for i, (n, p) in enumerate(points(False, None))}
         merged.sort(key=lambda r: order.get(json.dumps([r["problem"], r["params"]], sort_keys=True), len(order)))
         from sciml.io import atomic_write_json
 
-        atomic_write_json(args.json, {"argv": sys.argv[1:] if argv is None else argv, "rows": merged})
+        atomic_write_json(
+            args.json,
+            {
+                "argv": sys.argv[1:] if argv is None else argv,
+                "sources": [json.loads(f.read_text()).get("argv") for f in args.merge],
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "note": NOTE,
+                "rows": merged,
+            },
+        )
         return rescore(args.json)
     if args.rescore:
         return rescore(args.json)
@@ -235,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "argv": sys.argv[1:] if argv is None else argv,
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                "note": "measured on a shared 2-core machine: wall times include contention, CPU times less so",
+                "note": NOTE,
                 "rows": kept + rows,
             },
         )
