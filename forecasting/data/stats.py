@@ -383,9 +383,11 @@ def _check_finite(x: np.ndarray, chans: list[str], where: str, t0: pd.Timestamp,
 def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progress | None = None) -> NormStats:
     """Stream over ``src`` and return its :class:`NormStats` (see module docstring for the equations).
 
-    Memory is bounded by ``cfg.memory_bytes``: channels are processed in groups and time in blocks sized by
-    :func:`stats_blocking` (a 0.25-degree store with 72 channels takes several passes, each reading only its
-    channels); the numbers do not depend on the grouping.
+    Memory is bounded by ``cfg.memory_bytes`` plus the output: channels are processed in groups and time in blocks
+    sized by :func:`stats_blocking` (a 0.25-degree store with 72 channels takes several passes, each reading only
+    its channels; the numbers do not depend on the grouping), and the climatology, ``terms x C`` float32 fields
+    (0.9 GB for 72 channels at 0.25 degree with the mean and diurnal terms, 2.7 GB with 3 annual harmonics too),
+    is filled group by group.
     """
     progress = progress or NoProgress()
     where = str(src.path)
@@ -408,15 +410,21 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
     groups = [chans[i : i + group] for i in range(0, len(chans), group)]
     if len(groups) > 1:
         LOGGER.info("statistics in %d passes of %d channel(s), %d step(s) per block", len(groups), group, block)
+    # the climatology is the one output as large as the data's fields: kept in float32 from the first group on
+    clim = np.zeros((terms, len(chans), grid.nlat, grid.nlon), dtype=np.float32)
+    moments, diffs = [], []
     progress.start(int(use.sum()) * len(groups), "statistics")
     try:
-        parts = [_group_stats(src, g, w, use, seg, plan, block, progress) for g in groups]
+        for i, g in enumerate(groups):
+            m, d, coef = _group_stats(src, g, w, use, seg, plan, block, progress)
+            clim[:, i * group : i * group + len(g)] = coef
+            moments.append(m)
+            diffs.append(d)
+            del coef
     finally:
         progress.close()
-    moments, diffs = [p[0] for p in parts], [p[1] for p in parts]
     means, stds = zip(*(m.mean_std() for m in moments), strict=True)
     dmeans, dstds = zip(*(d.mean_std() for d in diffs), strict=True)
-    coef = np.concatenate([p[2] for p in parts], axis=1)
     st_names: tuple[str, ...] = ()
     st_mean = st_std = None
     if src.static is not None and src.static_channels:
@@ -445,7 +453,7 @@ def compute_stats(src: Source, cfg: StatsConfig = StatsConfig(), progress: Progr
         diff_std=np.concatenate(dstds),
         min=np.concatenate([m.lo for m in moments]),
         max=np.concatenate([m.hi for m in moments]),
-        clim=coef.astype(np.float32),
+        clim=clim,
         harmonics=harmonics,
         diurnal=diurnal,
         static_channels=st_names,
