@@ -95,6 +95,11 @@ def test_spectrum_at_one_lead_or_over_a_window():
     assert SpectrumRatio(3.0, 1, 16).check(late, "u500").passed  # checked at 120 h
     window = SpectrumRatio(3.0, 1, 3, first_hours=6.0, target="planetary drift")
     assert not window.check(late, "u500").passed
+    dip = scores(psd_factor=lambda h, l: 0.2 if (h == 24.0 and l == 1) else 1.0)  # too little, not a drift
+    assert window.check(dip, "v500").passed is False  # two-sided
+    drift = next(c for c in QUICK.criteria if getattr(c, "target", "") == "planetary drift")
+    assert drift.excess_only and drift.check(dip, "v500").passed
+    assert not drift.check(late, "v500").passed and "at most x3" in drift.describe()
     with pytest.raises(UsageError, match="no lead time"):
         SSRBand("ssr", first_hours=200.0, last_hours=300.0).check(late, "u500")
     report, ok = QUICK.report(late.isel(prediction_timedelta=slice(0, 2)))  # 6-12 h: no SSR lead

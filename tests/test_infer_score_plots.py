@@ -302,6 +302,13 @@ def test_forecast_experiment_variants_are_valid_configs():
     }
     text = bench.table([row, {"variant": "y", "error": "exit 1"}])
     assert "x" in text and "yes" in text and "exit 1" in text
+    quick = bench.load_variants(path.with_name("quick_variants.yaml"))
+    assert "quick" in quick and quick["quick"]["set"] == {}
+    for name, v in quick.items():
+        assert load_train_config("quick", v["set"]).stages[0].rollout == 1, name
+    row["checks"][2] = {**row["checks"][2], "passed": False, "where": "at 120 h, l=1..16"}
+    text = bench.checks_table([{**row, "train_steps": 120, "cpu_s": 201.4}])
+    assert "P 1..16" in text and "0.50-0.90" in text and "120" in text and "201" in text and "NO" in text
 
 
 def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
