@@ -15,6 +15,13 @@ are kept. ``--seeds`` runs every chosen variant with each seed (``NAME-seed-S``;
 many seeds meet every target: seeds move the targets as much as most settings, so a setting is only known to work
 once several seeds agree. docs/benchmarks.md tabulates these numbers; expect 20-30 min per variant at one
 thread.
+
+``--quick`` does the same for the short demo (``sciml forecast demo``, forecasting/configs/forecast/quick.yaml):
+variants of ``bench/quick_variants.yaml`` into ``runs/bench/quick``, checked against the quick demo's
+expectations, with the training steps and the CPU seconds of each run (a few minutes per variant;
+``bench/quick_demo.md`` is the journal of the quick recipe):
+
+    python bench/forecast_experiments.py --quick --only quick --seeds 0,1,2 --json bench/results/quick_demo.json
 """
 
 from __future__ import annotations
@@ -96,7 +103,7 @@ def sciml_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from sciml.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
-def run_variant(name: str, spec: dict, out: Path, threads: int, redo: bool = False) -> dict:
+def run_variant(name: str, spec: dict, out: Path, threads: int, redo: bool = False, quick: bool = False) -> dict:
     """Train, infer and score one variant in a subprocess (resuming what is there); returns rc and wall time.
 
     A variant whose ``scores.nc`` exists is not run again, unless ``redo``. Runs in a worker thread, so it only
@@ -105,37 +112,47 @@ def run_variant(name: str, spec: dict, out: Path, threads: int, redo: bool = Fal
     vdir = out / name
     vdir.mkdir(parents=True, exist_ok=True)
     sets = {"threads": threads, **spec["set"]}
-    cmd = [*sciml_command(), "forecast", "demo", "--full", "--out", str(vdir)]
+    cmd = [*sciml_command(), "forecast", "demo", *([] if quick else ["--full"]), "--out", str(vdir)]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={json.dumps(v)}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t0 = time.monotonic()
     reused = (vdir / "scores.nc").exists() and not redo
-    rc = 0
+    rc, cpu_s = 0, None
     if not reused:
+        started = time.time()
         with open(vdir / "log.txt", "w") as log:
-            rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time (threads run concurrently)
+            proc.returncode = rc = os.waitstatus_to_exitcode(status)
+            cpu_s = usage.ru_utime + usage.ru_stime
+        scored = (vdir / "scores.nc").exists() and (vdir / "scores.nc").stat().st_mtime >= started
+        if rc == 1 and scored:
+            rc = 0  # the demo exits 1 when it misses its targets (scores written): collect() reports which
     row = {"variant": name, "about": spec["about"], "set": spec["set"], "rc": rc, "reused": reused}
     row["wall_s"] = time.monotonic() - t0
+    if cpu_s is not None:
+        row["cpu_s"] = cpu_s
     if rc != 0:
         row["error"] = f"exit {rc}; see {vdir / 'log.txt'}"
     return row
 
 
-def collect(row: dict, out: Path) -> dict:
-    """Add the variant's target checks (and its training wall time) to ``row``."""
+def collect(row: dict, out: Path, quick: bool = False) -> dict:
+    """Add the variant's checks against its demo's expectations (and its training steps and wall time) to ``row``."""
     import xarray as xr
-    from sciml.forecasting.score import acceptance_checks
+    from sciml.forecasting.demo import FULL_DEMO, QUICK_DEMO
 
     if row["rc"] != 0:
         return row
     vdir = out / row["variant"]
     with xr.open_dataset(vdir / "scores.nc") as scores:
-        checks = acceptance_checks(scores)
+        checks = (QUICK_DEMO if quick else FULL_DEMO).expectations.checks(scores)
     row["checks"] = [c.__dict__ for c in checks]
     row["passed"] = all(c.passed for c in checks)
     metrics = vdir / "train" / "metrics.json"
-    row["train_wall_s"] = json.loads(metrics.read_text()).get("wall_s") if metrics.exists() else None
+    m = json.loads(metrics.read_text()) if metrics.exists() else {}
+    row["train_wall_s"], row["train_steps"] = m.get("wall_s"), m.get("step")
     return row
 
 
@@ -169,18 +186,57 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def checks_table(rows: list[dict]) -> str:
+    """One line per variant and channel with every check's measured range (CRPS ratios: the largest), the
+    training steps and CPU seconds of the run, and the verdict (the quick demo's table)."""
+    w = max([len("variant"), *(len(r["variant"]) for r in rows)])
+    cols = list(dict.fromkeys((c["target"], c["where"]) for r in rows for c in r.get("checks", [])))
+    names = [t.replace("P_member/P_truth", "P " + where.split("l=")[-1]) for t, where in cols]
+    head = f"{'variant':<{w}} {'ch':<5} " + " ".join(f"{n:>14}" for n in names) + f" {'steps':>5} {'CPU s':>6}  ok"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "checks" not in r:
+            lines.append(f"{r['variant']:<{w}} {r.get('error', 'not run')}")
+            continue
+        by: dict[str, dict] = {}
+        for c in r["checks"]:
+            by.setdefault(c["channel"], {})[(c["target"], c["where"])] = c
+        cpu = f"{r['cpu_s']:.0f}" if r.get("cpu_s") is not None else "-"
+        for ch, cs in by.items():
+            vals = []
+            for key in cols:
+                c = cs.get(key)
+                if c is None:
+                    vals.append("-")
+                elif key[0].startswith("CRPS"):
+                    vals.append(f"{c['high']:.3f}")
+                else:
+                    vals.append(f"{c['low']:.2f}-{c['high']:.2f}")
+            ok = "yes" if all(c["passed"] for c in cs.values()) else "NO"
+            lines.append(
+                f"{r['variant']:<{w}} {ch:<5} "
+                + " ".join(f"{v:>14}" for v in vals)
+                + f" {r.get('train_steps') or '-':>5} {cpu:>6}  {ok}"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", type=Path, default=HERE / "forecast_variants.yaml")
+    ap.add_argument("--quick", action="store_true", help="variants of the quick demo (default: the full demo)")
+    ap.add_argument("--variants", type=Path, default=None, help="variants YAML (default forecast_variants.yaml)")
     ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="variants run at once (one thread each by default)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per variant")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "forecast")
+    ap.add_argument("--out", type=Path, default=None, help="run folders (default runs/bench/forecast or quick)")
     ap.add_argument("--json", type=Path, default=None, help="results file (default OUT/results.json)")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
     ap.add_argument("--redo", action="store_true", help="re-run variants that already have scores")
     ap.add_argument("--seeds", default="", help="comma-separated seeds to run each variant with (0: its own)")
     args = ap.parse_args(argv)
+    kind = "quick" if args.quick else "forecast"
+    args.variants = args.variants or HERE / f"{kind}_variants.yaml"
+    args.out = args.out or ROOT / "runs" / "bench" / kind
 
     variants = load_variants(args.variants)
     if args.list:
@@ -198,21 +254,24 @@ def main(argv: list[str] | None = None) -> None:
     variants, runs = with_seeds(variants, names, seeds)
 
     sys.path.insert(0, str(ROOT))
-    from sciml.forecasting.demo import FULL_STORE, ensure_demo_store
+    from sciml.forecasting.demo import FULL_DEMO, FULL_STORE, ensure_demo_store
 
     os.chdir(ROOT)
-    ensure_demo_store(FULL_STORE, full=True)  # once, before the parallel jobs share it
+    if not args.quick:
+        ensure_demo_store(FULL_STORE, FULL_DEMO)  # once, before the parallel jobs share it
     print(f"{len(runs)} variant(s), {args.jobs} at a time, {args.threads} thread(s) each -> {args.out}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {n: pool.submit(run_variant, n, variants[n], args.out, args.threads, args.redo) for n in runs}
+        futures = {
+            n: pool.submit(run_variant, n, variants[n], args.out, args.threads, args.redo, args.quick) for n in runs
+        }
         rows = []
         for n, f in futures.items():
             r = f.result()
             rows.append(r)
             state = "scores re-read" if r["reused"] else ("done" if r["rc"] == 0 else r["error"])
             print(f"  {n}: {state} ({r['wall_s']:.0f} s)", flush=True)
-    rows = [collect(r, args.out) for r in rows]
-    print(table(rows))
+    rows = [collect(r, args.out, args.quick) for r in rows]
+    print(checks_table(rows) if args.quick else table(rows))
     for line in seed_summary(rows, names, seeds) if seeds else []:
         print(line)
     path = args.json or args.out / "results.json"

@@ -206,6 +206,30 @@ def stats_memory(name: str, data: dict) -> list[str]:
     return lines + _table(head, [row])
 
 
+def quick_demo(name: str, data: dict) -> list[str]:
+    """Variants of the quick demo against its expectations (``bench/forecast_experiments.py --quick``)."""
+    lines = [
+        f"### Quick demo variants (`{name}`)",
+        "",
+        "`python bench/forecast_experiments.py --quick`: each variant of `bench/quick_variants.yaml` run as "
+        "`sciml forecast demo` and checked against the quick demo's expectations (CRPS below persistence, SSR "
+        "0.6–1.4 at 1–5 d, member spectra within ×3 for l = 1–16 at 5 d, no planetary drift). The context of each "
+        "variant is in `bench/quick_demo.md`.",
+        "",
+    ]
+    rows = []
+    for r in data["rows"]:
+        checks = r["checks"]
+        missed = [
+            f"{c['channel']} {c['target']} {_f(c['low'], 2)}–{_f(c['high'], 2)}" for c in checks if not c["passed"]
+        ]
+        ok = sum(1 for c in checks if c["passed"])
+        rows.append(
+            (f"`{r['variant']}`", r.get("train_steps", "-"), f"{ok} of {len(checks)}", "; ".join(missed) or "-")
+        )
+    return lines + _table(("variant", "training steps", "expectations met", "missed"), rows)
+
+
 def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
@@ -218,6 +242,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "store_roundtrip": store_roundtrip,
     "spec_vs_class": spec_vs_class,
     "stats_memory": stats_memory,
+    "quick_demo": quick_demo,
 }
 
 

@@ -132,8 +132,9 @@ class LoadedModel:
         if mc.n_noise == 0:
             return None
         nz = self.train_config.get("noise", {})
+        kT = [heat_kernel_kT(s) for s in self.noise_scales]
         return DiffusionNoiseS2(
-            mc.nlat, mc.nlon, [heat_kernel_kT(s) for s in self.noise_scales], nz.get("sigma", 1.0), nz.get("lam", 1.0)
+            mc.nlat, mc.nlon, kT, nz.get("sigma", 1.0), nz.get("lam", 1.0), l_min=nz.get("l_min", 1)
         )
 
 

@@ -8,14 +8,16 @@ Each noise channel is an isotropic Gaussian field with a heat-kernel spectrum, e
     \eta_{n+1,lm} = \varphi\,\eta_{n,lm} + \sqrt{1-\varphi^2}\,\sqrt{C_l}\,\xi_{n,lm}, \qquad
     \varphi = e^{-\lambda},\; \lambda = \Delta t/\tau,
 
-    C_l = \frac{4\pi\sigma^2\, e^{-k_T\, l(l+1)}}{\sum_{l'=1}^{L-1} (2l'+1)\, e^{-k_T\, l'(l'+1)}}
-    \quad (l \ge 1), \qquad C_0 = 0,
+    C_l = \frac{4\pi\sigma^2\, e^{-k_T\, l(l+1)}}{\sum_{l'=l_0}^{L-1} (2l'+1)\, e^{-k_T\, l'(l'+1)}}
+    \quad (l \ge l_0), \qquad C_l = 0 \quad (l < l_0),
 
 with :math:`\xi_{lm}` standard complex normal (:math:`E|\xi|^2 = 1`) for :math:`m>0` and standard real normal
 for :math:`m=0`. :math:`C_l = E|\eta_{lm}|^2` is the stationary coefficient variance, so with orthonormal
 harmonics the pointwise variance is :math:`\sum_l \frac{2l+1}{4\pi} C_l = \sigma^2` exactly. The diffusion
 parameter is :math:`k_T = \tfrac12 (L/R)^2` for a length scale :math:`L` on a sphere of radius :math:`R`; FCN3
-uses eight octaves, 50 km to 6400 km. The grid field is the inverse (orthonormal) SHT of :math:`\eta`.
+uses eight octaves, 50 km to 6400 km. The lowest degree :math:`l_0` is 1 in FCN3; :math:`l_0 = 2` leaves out
+degree 1 (solid-body rotations and the planetary wave one), which a shallow-water flow conserves once kicked, so
+noise there makes members random-walk. The grid field is the inverse (orthonormal) SHT of :math:`\eta`.
 
 :class:`EnsembleNoise` gives every ensemble member its own random stream (seeded by the member's global index)
 and, with ``centered=True``, makes members ``2k`` and ``2k+1`` exact opposites (antithetic pairs).
@@ -47,13 +49,14 @@ def heat_kernel_kT(length_km: float, radius_km: float = EARTH_RADIUS_KM) -> floa
     return 0.5 * (length_km / radius_km) ** 2
 
 
-def heat_kernel_spectrum(kT: float, lmax: int, sigma: float = 1.0) -> torch.Tensor:
-    r"""Stationary coefficient variances :math:`C_l`, ``l = 0..lmax-1`` (float64), see the module docstring."""
-    if lmax < 2:
-        raise UsageError(f"lmax must be >= 2 for a zero-mean field with l >= 1, got {lmax}")
+def heat_kernel_spectrum(kT: float, lmax: int, sigma: float = 1.0, l_min: int = 1) -> torch.Tensor:
+    r"""Stationary coefficient variances :math:`C_l`, ``l = 0..lmax-1`` (float64), zero below ``l_min``; see the
+    module docstring."""
+    if not 1 <= l_min < lmax:
+        raise UsageError(f"need 1 <= l_min < lmax for a zero-mean field, got l_min={l_min}, lmax={lmax}")
     l = torch.arange(lmax, dtype=torch.float64)
     decay = torch.exp(-kT * l * (l + 1))
-    decay[0] = 0.0
+    decay[:l_min] = 0.0
     return 4.0 * math.pi * sigma**2 * decay / ((2 * l + 1) * decay).sum()
 
 
@@ -75,6 +78,8 @@ class DiffusionNoiseS2(nn.Module):
         truncated triangularly (``m <= l``).
     grid : str
         ``equiangular`` or ``legendre-gauss``.
+    l_min : int
+        Lowest degree with noise (FCN3: 1); the pointwise variance stays ``sigma**2``.
     """
 
     # buffers (registered in __init__), declared for type checkers
@@ -90,6 +95,7 @@ class DiffusionNoiseS2(nn.Module):
         lam: float = 1.0,
         lmax: int | None = None,
         grid: str = "equiangular",
+        l_min: int = 1,
     ) -> None:
         super().__init__()
         check_grid(grid)
@@ -103,10 +109,10 @@ class DiffusionNoiseS2(nn.Module):
         if not 2 <= lmax <= nlon // 2:
             raise UsageError(f"lmax={lmax} must be in [2, nlon/2={nlon // 2}] (the grid cannot carry higher orders)")
         self.nlat, self.nlon, self.lmax, self.n_channels = nlat, nlon, lmax, len(kT)
-        self.kT, self.sigma, self.lam = tuple(float(k) for k in kT), float(sigma), float(lam)
+        self.kT, self.sigma, self.lam, self.l_min = tuple(float(k) for k in kT), float(sigma), float(lam), l_min
         self.phi = math.exp(-lam)
         self.isht = th.InverseRealSHT(nlat, nlon, lmax=lmax, mmax=lmax, grid=grid, norm="ortho")
-        spectra = torch.stack([heat_kernel_spectrum(k, lmax, sigma) for k in self.kT])  # [C, L]
+        spectra = torch.stack([heat_kernel_spectrum(k, lmax, sigma, l_min) for k in self.kT])  # [C, L]
         self.register_buffer("spectrum", spectra, persistent=False)
         tril = torch.tril(torch.ones(lmax, lmax, dtype=torch.float64))
         std = spectra.sqrt()[:, :, None] * tril  # [C, L, M], zero above the diagonal m > l

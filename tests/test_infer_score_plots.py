@@ -233,7 +233,7 @@ def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys, caplog):
 
 
 def test_acceptance_report_checks_each_target():
-    from sciml.forecasting.score import acceptance_checks, acceptance_report
+    from sciml.forecasting.expectations import FULL, acceptance_checks, acceptance_report
 
     hours = np.array([6.0, 24.0, 120.0])
     l = np.arange(8)
@@ -253,7 +253,8 @@ def test_acceptance_report_checks_each_target():
         },
         coords={"channel": ["z500"], "lead_hours": ("prediction_timedelta", hours), "l": l},
     )
-    lines = acceptance_report(s).splitlines()
+    *lines, verdict_line = acceptance_report(s).splitlines()
+    assert verdict_line == "full demo: 2 of 5 expectations MISSED"
     verdict = {
         ln.split(":")[0].split(" max")[0].split(" range")[0].split(" at")[0].strip(): ln.split()[-1] for ln in lines
     }
@@ -269,8 +270,7 @@ def test_acceptance_report_checks_each_target():
     assert (checks["ssr"].low, checks["ssr"].high) == (0.8, 1.2)  # leads 24-120 h only
     assert (checks["P_member/P_truth"].low, checks["P_member/P_truth"].high) == pytest.approx((1.0, 1.9))
     assert [c.line() for c in acceptance_checks(s)] == lines
-    with pytest.raises(UsageError, match="no lead time"):
-        acceptance_checks(s, first_hours=200.0, last_hours=300.0)
+    assert FULL.report(s.isel(prediction_timedelta=[0])) == ("no lead time of the scores lies in 24-120 h", False)
 
 
 def _forecast_bench():
@@ -302,6 +302,13 @@ def test_forecast_experiment_variants_are_valid_configs():
     }
     text = bench.table([row, {"variant": "y", "error": "exit 1"}])
     assert "x" in text and "yes" in text and "exit 1" in text
+    quick = bench.load_variants(path.with_name("quick_variants.yaml"))
+    assert "quick" in quick and quick["quick"]["set"] == {}
+    for name, v in quick.items():
+        assert load_train_config("quick", v["set"]).stages[0].rollout == 1, name
+    row["checks"][2] = {**row["checks"][2], "passed": False, "where": "at 120 h, l=1..16"}
+    text = bench.checks_table([{**row, "train_steps": 120, "cpu_s": 201.4}])
+    assert "P 1..16" in text and "0.50-0.90" in text and "120" in text and "201" in text and "NO" in text
 
 
 def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):

@@ -65,6 +65,25 @@ def test_stationary_per_degree_variance_matches_heat_kernel() -> None:
         assert (rel_err < 5 * rel_sd).all(), (c, rel_err, rel_sd)
 
 
+def test_l_min_leaves_out_the_planetary_degree_and_keeps_the_variance() -> None:
+    """noise.l_min = 2: no power at l = 1 (closed form: the heat kernel renormalised over l >= 2), sigma^2 kept."""
+    noise = DiffusionNoiseS2(NLAT, NLON, KT, sigma=0.8, l_min=2)
+    n = 400
+    field = noise.to_grid(noise.sample_stationary(n, torch.Generator().manual_seed(5)))
+    est = _per_degree_power(_coeffs_from_grid(noise, field))
+    l = torch.arange(noise.lmax, dtype=torch.float64)
+    for c, kT in enumerate(KT):
+        decay = torch.exp(-kT * l * (l + 1))
+        decay[:2] = 0.0
+        expected = 4 * math.pi * 0.64 * decay / ((2 * l + 1) * decay).sum()
+        assert float(((2 * l + 1) * expected).sum() / (4 * math.pi)) == pytest.approx(0.64)
+        assert est[c, :2].max() < 1e-10  # nothing at l = 0, 1
+        rel_sd = torch.sqrt((2 + l[2:]) / (l[2:] + 1) ** 2 / n)
+        assert ((est[c, 2:] / expected[2:] - 1).abs() < 5 * rel_sd).all()
+    with pytest.raises(UsageError, match="l_min"):
+        DiffusionNoiseS2(NLAT, NLON, KT, l_min=0)
+
+
 def test_pointwise_variance_is_sigma_squared() -> None:
     sigma = 0.7
     noise = DiffusionNoiseS2(NLAT, NLON, KT, sigma=sigma)

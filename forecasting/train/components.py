@@ -191,7 +191,8 @@ def make_noise(cfg: TrainConfig, mc, scales: tuple[float, ...]):
 
     if mc.n_noise == 0:
         return None
-    return DiffusionNoiseS2(mc.nlat, mc.nlon, [heat_kernel_kT(s) for s in scales], cfg.noise.sigma, cfg.noise.lam)
+    kT = [heat_kernel_kT(s) for s in scales]
+    return DiffusionNoiseS2(mc.nlat, mc.nlon, kT, cfg.noise.sigma, cfg.noise.lam, l_min=cfg.noise.l_min)
 
 
 def crps_kernel(stage: StageConfig):

@@ -68,10 +68,13 @@ class NoiseSection:
     length_scales_km: tuple[float, ...] | None = None
     sigma: float = 1.0
     lam: float = 1.0
+    l_min: int = 1  # lowest noise degree (FCN3: 1; 2 leaves the planetary degree 1 alone)
 
     def __post_init__(self) -> None:
         if self.sigma <= 0 or self.lam <= 0:
             raise ValueError("noise.sigma and noise.lam must be > 0")
+        if self.l_min < 1:
+            raise ValueError(f"noise.l_min must be >= 1, got {self.l_min}")
 
 
 @dataclass(frozen=True)
