@@ -65,6 +65,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+
     from sciml.forecasting.data import PRESETS
 
     torch.set_num_threads(1)

@@ -97,6 +97,7 @@ def worker(nlat: int, nlon: int, steps: int, warmup: int, out: str | None, mode:
     """One rank of one case (under ``run_local`` or torchrun); rank 0 returns / writes the summary."""
     import torch
     import torch.distributed as dist
+
     from sciml.forecasting.distributed.comm import local_tile, sync_gradients
     from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
     from sciml.forecasting.distributed.crps import DistributedGridCRPSLoss

@@ -141,6 +141,7 @@ def run_variant(name: str, spec: dict, out: Path, threads: int, redo: bool = Fal
 def collect(row: dict, out: Path, quick: bool = False) -> dict:
     """Add the variant's checks against its demo's expectations (and its training steps and wall time) to ``row``."""
     import xarray as xr
+
     from sciml.forecasting.demo import FULL_DEMO, QUICK_DEMO
 
     if row["rc"] != 0:

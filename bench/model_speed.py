@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-from sciml.forecasting.models import FCN3, count_parameters, preset
 
 from sciml.errors import UsageError
+from sciml.forecasting.models import FCN3, count_parameters, preset
 from sciml.io import atomic_write_json
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -22,6 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def run(nlat: int, fields: int = 50) -> dict:
     import numpy as np
+
     from sciml.forecasting.data.grid import Grid, longitudes, poleless_latitudes
     from sciml.forecasting.data.regrid import SpectralRegridder
     from sciml.forecasting.data.testing import random_harmonics

@@ -50,6 +50,7 @@ def write_store(path: Path, channels: int, steps: int) -> float:
     import numpy as np
     import pandas as pd
     import xarray as xr
+
     from sciml.forecasting.data.grid import Grid
     from sciml.forecasting.data.store import source_from_dataset
     from sciml.forecasting.data.store import write_store as write_canonical

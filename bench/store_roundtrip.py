@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pandas as pd
     import xarray as xr
+
     from sciml.forecasting.data.grid import Grid
     from sciml.forecasting.data.readers import open_source
     from sciml.forecasting.data.store import source_from_dataset, write_store

@@ -79,12 +79,12 @@ def analyse(
 ) -> dict:
     """Member/truth spectral ratios of one forecast; see the module docstring. Degrees are ``1..L/2``."""
     import torch
+
+    from sciml.errors import UsageError
     from sciml.forecasting.data.dataset import open_canonical
     from sciml.forecasting.score import open_forecast
     from sciml.forecasting.spectra import power_spectrum_tensor, vector_coefficients, vector_power_tensor
     from sciml.forecasting.sphere import exact_lmax
-
-    from sciml.errors import UsageError
 
     fc = open_forecast(fc_path)
     truth = open_canonical(truth_path)
@@ -225,9 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "wind_spectra.json")
     args = p.parse_args(argv)
 
-    from sciml.forecasting.train.config import load_train_config
-
     from sciml.errors import UsageError
+    from sciml.forecasting.train.config import load_train_config
     from sciml.io import atomic_write_json
 
     wind = tuple(args.wind.split(","))

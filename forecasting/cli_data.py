@@ -115,11 +115,11 @@ def _source_options(p: argparse.ArgumentParser, layouts: tuple[str, ...]) -> Non
 def _open_selected(args: argparse.Namespace, allow_poleless: bool = False):
     """Open ``args.src`` with the member/expver choice and the spec's channels and time range applied."""
     import pandas as pd
+
+    from sciml.errors import UsageError
     from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source
     from sciml.forecasting.data.spec import load_spec
-
-    from sciml.errors import UsageError
 
     spec = load_spec(args.channels) if args.channels else None
     sel = Selection(member=parse_member(args.member), expver=args.expver)
@@ -147,12 +147,11 @@ def _progress(args: argparse.Namespace):
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from sciml.config import ConfigError
+    from sciml.errors import UsageError
     from sciml.forecasting.data.stats import compute_stats, stats_path
     from sciml.forecasting.data.store import source_from_dataset, write_store
     from sciml.forecasting.data.swe import PRESETS, simulate
-
-    from sciml.config import ConfigError
-    from sciml.errors import UsageError
 
     changes = {
         k: getattr(args, k)
@@ -195,12 +194,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     import pandas as pd
-    from sciml.forecasting.data.ecmwf import Selection, parse_member
-    from sciml.forecasting.data.readers import open_source
-    from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
 
     from sciml.config import ConfigError
     from sciml.errors import reading
+    from sciml.forecasting.data.ecmwf import Selection, parse_member
+    from sciml.forecasting.data.readers import open_source
+    from sciml.forecasting.data.stats import StatsConfig, compute_stats, stats_path
     from sciml.units import parse_bytes
 
     for flag, value in (("--start", args.start), ("--end", args.end)):
@@ -236,9 +235,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     import numpy as np
-    from sciml.forecasting.data.store import write_store
 
     from sciml.errors import UsageError
+    from sciml.forecasting.data.store import write_store
 
     if args.to.exists() and not args.overwrite:
         raise UsageError(f"{args.to} exists; pass --overwrite to replace it or choose another --to")
@@ -252,11 +251,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_regrid(args: argparse.Namespace) -> int:
+    from sciml.errors import UsageError
     from sciml.forecasting.data.contract import grid_of
     from sciml.forecasting.data.regrid import SpectralRegridder, parse_target
     from sciml.forecasting.data.store import write_store
-
-    from sciml.errors import UsageError
 
     target = parse_target(args.to)
     if args.out.exists() and not args.overwrite:
@@ -287,9 +285,9 @@ def _raw_time_order(path: Path, layout: str, expected_hours: float | None) -> No
     """
     import numpy as np
     import pandas as pd
-    from sciml.forecasting.data.readers import open_zarr
 
     from sciml.errors import UsageError
+    from sciml.forecasting.data.readers import open_zarr
 
     if layout != "canonical":
         return
@@ -313,6 +311,7 @@ def _raw_time_order(path: Path, layout: str, expected_hours: float | None) -> No
 def check_report(path: Path, layout: str | None = None, member: str | None = None) -> dict:
     """The facts ``sciml data check`` prints (also used by tests)."""
     import pandas as pd
+
     from sciml.forecasting.data.contract import grid_of, time_step
     from sciml.forecasting.data.ecmwf import Selection, parse_member
     from sciml.forecasting.data.readers import open_source, source_segments

@@ -81,9 +81,9 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
-    from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
 
     from sciml.errors import EXIT_OK, EXIT_RESUME
+    from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
     from sciml.progress import default_progress
     from sciml.runinfo import RunInfo
 
@@ -172,7 +172,6 @@ def register_infer(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_infer(args: argparse.Namespace) -> int:
     from sciml.forecasting.infer import InferConfig, run_inference
-
     from sciml.progress import default_progress
 
     cfg = InferConfig(
@@ -226,7 +225,6 @@ def register_score(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from sciml.forecasting.score import ScoreConfig, format_table, score_forecast
-
     from sciml.progress import default_progress
 
     cfg = ScoreConfig(

@@ -39,7 +39,6 @@ def run_plan(args: argparse.Namespace) -> int:
 
     from sciml.forecasting.models import preset
     from sciml.forecasting.plan import HEADROOM, fit_activations, plan
-
     from sciml.units import parse_bytes
 
     cfg = preset(args.preset)

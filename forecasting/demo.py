@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sciml.forecasting.expectations import FULL, QUICK, Expectations
 
+from sciml.forecasting.expectations import FULL, QUICK, Expectations
 from sciml.progress import default_progress
 
 LOGGER = logging.getLogger(__name__)
@@ -131,7 +131,6 @@ def run_demo(
     from sciml.forecasting.plots import plot_all
     from sciml.forecasting.score import ScoreConfig, format_table, score_forecast
     from sciml.forecasting.train import CHECKPOINT_NAME, Trainer, load_train_config
-
     from sciml.runinfo import RunInfo, write_run_dir
 
     spec = spec or (FULL_DEMO if full else QUICK_DEMO)

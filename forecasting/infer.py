@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from sciml.forecasting.tiles import Tile
 
 from sciml import __version__
 from sciml.errors import SciMLError, UsageError
+from sciml.forecasting.tiles import Tile
 from sciml.io import atomic_path
 from sciml.progress import NoProgress, Progress
 
@@ -97,11 +97,10 @@ class LoadedModel:
     """A trained model rebuilt from a checkpoint, with everything inference needs to check and normalise."""
 
     def __init__(self, checkpoint: str | os.PathLike[str], ops: Any = None) -> None:
+        from sciml.config import from_dict
         from sciml.forecasting.models import FCN3, FCN3Config
         from sciml.forecasting.train.checkpoint import load_checkpoint
         from sciml.forecasting.train.components import DataFacts
-
-        from sciml.config import from_dict
 
         ck = load_checkpoint(checkpoint)
         self.path = Path(checkpoint)

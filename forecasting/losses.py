@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+
+from sciml.errors import UsageError
 from sciml.forecasting.sphere import (
     ChannelSHT,
     band_limit,
     check_grid,
     quadrature_weights,
 )
-
-from sciml.errors import UsageError
 
 
 @dataclass(frozen=True)

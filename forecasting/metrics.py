@@ -22,9 +22,9 @@ from typing import cast
 import numpy as np
 import torch
 import xarray as xr
-from sciml.forecasting import spectra as _spectra
 
 from sciml.errors import UsageError
+from sciml.forecasting import spectra as _spectra
 
 __all__ = [
     "acc",

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch_harmonics as th
-from sciml.forecasting.sphere import check_grid, exact_lmax
 
 from sciml.errors import UsageError
+from sciml.forecasting.sphere import check_grid, exact_lmax
 
 EARTH_RADIUS_KM = 6370.0
 #: FCN3's eight length scales (km), octaves from 50 to 6400 km.

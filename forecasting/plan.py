@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sciml.forecasting.models import FCN3, FCN3Config, count_parameters, ensemble_step
 
 from sciml.errors import UsageError
+from sciml.forecasting.models import FCN3, FCN3Config, count_parameters, ensemble_step
 from sciml.units import parse_bytes  # noqa: F401  (re-exported for the planner's callers)
 
 #: Reduced grid sizes used to fit the activation model (internal grid = half of each, as in the presets).

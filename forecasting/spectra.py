@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch_harmonics as th
 import xarray as xr
-from sciml.forecasting.sphere import ChannelSHT, check_grid, exact_lmax, latitudes_deg
 
 from sciml.errors import UsageError
+from sciml.forecasting.sphere import ChannelSHT, check_grid, exact_lmax, latitudes_deg
 
 #: WeatherBench 2's Earth radius, the mean of the polar and equatorial radii (m).
 EARTH_RADIUS_M = 1000.0 * (6357.0 + 6378.0) / 2.0

@@ -21,11 +21,11 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from sciml.problems._bondi_reference import Michel
 
 from sciml.errors import UsageError
 from sciml.pinn.problem import AbstractProblem, Singularity, Unknown
 from sciml.problem import Parameter
+from sciml.problems._bondi_reference import Michel
 
 # where the default solve was measured to meet the target (bench/pinn_ranges.py), lengths in units of M
 _GAMMA_RANGE = (1.1, 4.0 / 3.0)  # gamma = 5/3 converged to a wrong flow (error 0.27)

@@ -21,11 +21,11 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from sciml.problems._khronon_reference import KhrononSolution, solve_khronon
 
 from sciml.errors import UsageError
 from sciml.pinn.problem import AbstractProblem, Condition, Singularity, Unknown
 from sciml.problem import Parameter
+from sciml.problems._khronon_reference import KhrononSolution, solve_khronon
 
 C_TARGET_MAX = 10.0  # largest finite c measured to meet the target (bench/pinn_ranges.py)
 C_TARGET_MIN = 1.05  # smallest c measured (as c -> 1 the sound horizon runs into the Killing horizon x = 1)

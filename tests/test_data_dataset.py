@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from sciml.errors import UsageError
 from sciml.forecasting.data import (
     PRESETS,
     ForecastDataConfig,
@@ -23,8 +25,6 @@ from sciml.forecasting.data import (
     write_store,
 )
 from sciml.forecasting.data.testing import synthetic_truth, write_wb2
-
-from sciml.errors import UsageError
 
 
 @pytest.fixture(scope="module")

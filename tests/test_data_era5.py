@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from sciml.forecasting.data import open_source
-from sciml.forecasting.data.readers import detect_layout
 
 from sciml.cli import main
+from sciml.forecasting.data import open_source
+from sciml.forecasting.data.readers import detect_layout
 
 eccodes = pytest.importorskip("eccodes")
 pytest.importorskip("cfgrib")
@@ -178,9 +178,8 @@ def test_members_one_or_all(files, ref, tmp_path, capsys):
     assert "holds only member 0" in capsys.readouterr().err
     assert main(["data", "stats", str(tmp_path / "all.zarr")]) == 2
     assert "--member N" in capsys.readouterr().err
-    from sciml.forecasting.data import ForecastDataConfig, ForecastDataset
-
     from sciml.errors import UsageError
+    from sciml.forecasting.data import ForecastDataConfig, ForecastDataset
 
     with pytest.raises(UsageError, match="2 ensemble members.*--member N"):
         ForecastDataset(ForecastDataConfig(store=tmp_path / "all.zarr"))
@@ -287,10 +286,9 @@ def test_stats_follow_real_sampling(sampling, files, tmp_path, capsys):
 
 
 def test_stats_six_hourly_and_refusals_before_the_pass(tmp_path, capsys):
+    from sciml.errors import UsageError
     from sciml.forecasting.data import StatsConfig, compute_stats, source_from_dataset
     from sciml.forecasting.data.testing import synthetic_truth
-
-    from sciml.errors import UsageError
 
     truth = synthetic_truth(nlat=9, nlon=16, steps=12)
     src = source_from_dataset(truth.drop_vars(["orog", "lsm"]))
@@ -333,9 +331,8 @@ def test_regrid_poleless_keeps_band_limited_field(target):
 
 
 def test_regrid_parse_errors():
-    from sciml.forecasting.data.regrid import parse_target
-
     from sciml.errors import UsageError
+    from sciml.forecasting.data.regrid import parse_target
 
     assert parse_target("gaussian:32").nlon == 64
     for bad in ("equiangular:33", "cubed:10", "gaussian:2x4"):

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from sciml.forecasting.data import detect_layout, finalize_canonical, open_source
-from sciml.forecasting.data.testing import CHANNELS, synthetic_truth, write_cds, write_makani, write_wb2
 
 from sciml.cli import main
 from sciml.errors import UsageError
+from sciml.forecasting.data import detect_layout, finalize_canonical, open_source
+from sciml.forecasting.data.testing import CHANNELS, synthetic_truth, write_cds, write_makani, write_wb2
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +213,8 @@ def test_convert_is_atomic(sources, tmp_path, monkeypatch):
 def test_shipped_dataset_specs_load(tmp_path):
     from pathlib import Path
 
-    from sciml.forecasting.data import load_spec
-
     from sciml.config import ConfigError
+    from sciml.forecasting.data import load_spec
 
     root = Path(__file__).resolve().parents[1] / "data" / "specs"
     fcn3 = load_spec(root / "fcn3_72.yaml")

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from sciml.forecasting.data import Grid, NormStats, StatsConfig, compute_stats, detect_grid, source_from_dataset
-from sciml.forecasting.data.features import CosZenith, DayOfYear, cos_zenith, solar_declination_and_eot
 
 from sciml.errors import UsageError
+from sciml.forecasting.data import Grid, NormStats, StatsConfig, compute_stats, detect_grid, source_from_dataset
+from sciml.forecasting.data.features import CosZenith, DayOfYear, cos_zenith, solar_declination_and_eot
 
 
 @pytest.mark.parametrize(
@@ -146,10 +146,9 @@ def test_cos_zenith_mean_insolation_is_one_quarter():
 
 
 def test_stats_cli_writes_beside_the_store(tmp_path, capsys):
+    from sciml.cli import main
     from sciml.forecasting.data import open_source, stats_path
     from sciml.forecasting.data.testing import synthetic_truth, write_wb2
-
-    from sciml.cli import main
 
     truth = synthetic_truth(steps=8)
     path = write_wb2(truth, tmp_path / "era.zarr")
@@ -170,9 +169,8 @@ def test_stats_cli_writes_beside_the_store(tmp_path, capsys):
 
 def test_memory_budget_splits_channels_and_time_without_changing_the_numbers(tmp_path, capsys):
     """A budget too small for one pass gives channel groups and one-step blocks, and the same statistics."""
-    from sciml.forecasting.data.stats import PER_CHANNEL_FIELDS, stats_blocking
-
     from sciml.cli import main
+    from sciml.forecasting.data.stats import PER_CHANNEL_FIELDS, stats_blocking
 
     times = pd.date_range("2001-01-01", periods=48, freq="6h")
     g = Grid("equiangular", 9, 16)

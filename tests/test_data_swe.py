@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sciml.forecasting.data import PRESETS, Grid, open_source, simulate
-from sciml.forecasting.data.swe import BatchedShallowWater, Integrator
 
 from sciml.cli import main
+from sciml.forecasting.data import PRESETS, Grid, open_source, simulate
+from sciml.forecasting.data.swe import BatchedShallowWater, Integrator
 
 TINY = dataclasses.replace(PRESETS["tiny"], days=2, spinup_days=1)
 

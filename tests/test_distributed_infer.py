@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
+from sciml.errors import UsageError
 from sciml.forecasting.data import PRESETS as DATA_PRESETS
 from sciml.forecasting.data import compute_stats, simulate, source_from_dataset, stats_path, write_store
 from sciml.forecasting.distributed.spawn import run_local
 from sciml.forecasting.infer import InferConfig, LoadedModel, run_inference
-
-from sciml.errors import UsageError
 
 pytestmark = pytest.mark.distributed
 

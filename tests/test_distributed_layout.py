@@ -7,6 +7,9 @@ import os
 import stat
 
 import pytest
+from torch_harmonics.distributed import compute_split_shapes
+
+from sciml.errors import UsageError
 from sciml.forecasting.distributed.env import (
     DEFAULT_PORT,
     expand_hostlist,
@@ -24,9 +27,6 @@ from sciml.forecasting.distributed.layout import (
     split_sizes,
     tile,
 )
-from torch_harmonics.distributed import compute_split_shapes
-
-from sciml.errors import UsageError
 
 
 def all_meshes(max_ranks: int = 8):
@@ -247,6 +247,7 @@ def test_first_host_falls_back_when_scontrol_fails(tmp_path):
 
 def test_parallel_config_and_backend_choice():
     import torch
+
     from sciml.forecasting.distributed.context import ParallelConfig, choose_backend
 
     for bad in (dict(h=0), dict(ensemble=0), dict(threads_per_rank=0), dict(timeout_s=0), dict(backend="mpi")):

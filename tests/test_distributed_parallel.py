@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch_harmonics as th
 import torch_harmonics.distributed as thd
+
 from sciml.forecasting.data import (
     PRESETS as DATA_PRESETS,
 )

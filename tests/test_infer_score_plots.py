@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from sciml.forecasting.infer import InferConfig, ZarrForecastWriter, run_inference
-from sciml.forecasting.score import FC_DIMS, ScoreConfig, score_forecast
 
 from sciml.errors import UsageError
+from sciml.forecasting.infer import InferConfig, ZarrForecastWriter, run_inference
+from sciml.forecasting.score import FC_DIMS, ScoreConfig, score_forecast
 
 INITS = ("2001-01-10T00", "2001-01-11T06", "2001-01-12T12")
 
@@ -162,6 +162,7 @@ def test_scores_match_independent_references(setup, tmp_path):
 
 def test_plots_render_nontrivial_pngs(setup, tmp_path):
     import matplotlib.image as mpimg
+
     from sciml.forecasting.plots import plot_all
 
     scores = tmp_path / "scores.nc"

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from sciml.forecasting.data.testing import synthetic_truth
 
 from sciml.cli import main
+from sciml.forecasting.data.testing import synthetic_truth
 
 PY = sys.executable
 
@@ -288,6 +288,7 @@ def _damaged(half_run: Path, tmp_path: Path, how: str) -> Path:
     import shutil
 
     import torch
+
     from sciml.forecasting.train import load_checkpoint, save_checkpoint
 
     out = tmp_path / how
@@ -397,9 +398,9 @@ def test_disk_full_message_names_the_device(tmp_path, monkeypatch):
     import errno
 
     import torch
-    from sciml.forecasting.train import checkpoint as ck
 
     from sciml.errors import SciMLError
+    from sciml.forecasting.train import checkpoint as ck
 
     def full(obj, fh):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -412,6 +413,7 @@ def test_disk_full_message_names_the_device(tmp_path, monkeypatch):
 
 def test_checkpoint_without_hash_still_loads(tmp_path, caplog):
     import torch
+
     from sciml.forecasting.train import load_checkpoint
 
     old = {"format": "sciml.forecast.train/1", "model": {}, "model_config": {}, "config": {}}
@@ -445,6 +447,7 @@ def _poison(store: Path, dest: Path, value: float) -> Path:
     import shutil
 
     import zarr
+
     from sciml.forecasting.data import stats_path
 
     shutil.copytree(store, dest)

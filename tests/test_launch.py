@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from sciml.cli import main
+from sciml.errors import SciMLError, UsageError
 from sciml.forecasting.slurm import (
     TEMPLATE_DIR,
     SlurmLaunch,
@@ -26,9 +29,6 @@ from sciml.forecasting.slurm import (
     render_text,
     template_fields,
 )
-
-from sciml.cli import main
-from sciml.errors import SciMLError, UsageError
 
 BASH = shutil.which("bash")
 

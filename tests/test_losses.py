@@ -10,6 +10,8 @@ import pytest
 import scoringrules as sr
 import torch
 import torch_harmonics as th
+
+from sciml.errors import UsageError
 from sciml.forecasting.losses import (
     AlmostFairCRPS,
     ChannelSHT,
@@ -29,8 +31,6 @@ from sciml.forecasting.losses import (
     whitening_mode_weights,
 )
 from sciml.forecasting.sphere import latitudes_deg, quadrature_weights
-
-from sciml.errors import UsageError
 
 
 def _data(n: int, shape=(7, 3), seed: int = 0):

@@ -10,11 +10,11 @@ import scoringrules as sr
 import torch
 import torch_harmonics as th
 import xarray as xr
+
+from sciml.errors import UsageError
 from sciml.forecasting import metrics as M
 from sciml.forecasting.spectra import EARTH_RADIUS_M
 from sciml.forecasting.sphere import latitudes_deg, longitudes_deg, quadrature_weights
-
-from sciml.errors import UsageError
 
 
 def _grid_da(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, extra: dict | None = None) -> xr.DataArray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from sciml.errors import UsageError
 from sciml.forecasting.models import (
     FCN3,
     FCN3_PUBLISHED_PARAMETERS,
@@ -14,8 +16,6 @@ from sciml.forecasting.models import (
     preset,
 )
 from sciml.forecasting.models.layers import SerialSphereOps, SpectralConvDH, soft_clamp
-
-from sciml.errors import UsageError
 
 
 def _inputs(cfg: FCN3Config, batch: int = 2, seed: int = 0, dtype=torch.float32):

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 import torch_harmonics as th
+
+from sciml.errors import UsageError
 from sciml.forecasting.noise import (
     FCN3_LENGTH_SCALES_KM,
     DiffusionNoiseS2,
@@ -15,8 +17,6 @@ from sciml.forecasting.noise import (
     heat_kernel_kT,
 )
 from sciml.forecasting.sphere import quadrature_weights
-
-from sciml.errors import UsageError
 
 NLAT, NLON = 33, 64
 KT = (heat_kernel_kT(400.0), heat_kernel_kT(1600.0))  # two channels: a small and a large length scale

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from sciml.problems.legendre import Legendre
 
 from sciml.cli import main
 from sciml.errors import UsageError
 from sciml.pinn.cli import parse_sweep
+from sciml.problems.legendre import Legendre
 
 TINY = ["--steps", "10", "--lm-steps", "15", "--time-limit", "60"]
 

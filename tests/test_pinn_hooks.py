@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
-from sciml.problems.legendre import Legendre
 
 from sciml.pinn.cli import run_sweep
 from sciml.pinn.config import build_config
@@ -13,6 +12,7 @@ from sciml.pinn.problem import AbstractProblem
 from sciml.pinn.results import plot_extras, solution_dataset, summary_text, write_results
 from sciml.pinn.train import solve
 from sciml.plotting.pinn import plot_solution
+from sciml.problems.legendre import Legendre
 
 TINY = {"adam": {"steps": 10}, "lm": {"max_iter": 15}, "time_limit_s": 60.0}
 

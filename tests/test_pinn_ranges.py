@@ -6,13 +6,13 @@ import time
 import numpy as np
 import pytest
 import yaml
-from sciml.problems.legendre import Legendre
 from scipy.special import eval_legendre
 
 from sciml.cli import main
 from sciml.pinn.cli import add_solve_arguments, solver_config
 from sciml.pinn.config import SolverConfig, build_config, problem_layers
 from sciml.pinn.train import solve
+from sciml.problems.legendre import Legendre
 from sciml.registry import Registry
 
 QUICK = ["--steps", "0", "--lm-steps", "1", "--time-limit", "60"]

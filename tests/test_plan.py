@@ -6,6 +6,8 @@ import sys
 
 import pytest
 import torch
+
+from sciml.errors import UsageError
 from sciml.forecasting.models import FCN3, ensemble_step, preset
 from sciml.forecasting.plan import (
     ActivationModel,
@@ -16,8 +18,6 @@ from sciml.forecasting.plan import (
     saved_activation_bytes,
     scaled_config,
 )
-
-from sciml.errors import UsageError
 from sciml.units import parse_bytes
 
 

@@ -12,9 +12,9 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
-from sciml.problems._bondi_reference import Michel, rhs, sonic_series
 
 from sciml.errors import UsageError
+from sciml.problems._bondi_reference import Michel, rhs, sonic_series
 
 # pinn.md §3.4: r -> (rho0, v)
 TABLE = {
@@ -168,10 +168,9 @@ def test_pinn_short_training():
     Measured with these settings: max relative error 4.7e-6 (rho), 2.3e-6 (v), flux spread 8e-7,
     sonic point off by 2e-4 (~20-50 s). Default settings: ~2e-7 (README "Gravitational problems").
     """
-    from sciml.problems.bondi import Bondi
-
     from sciml.pinn.config import build_config
     from sciml.pinn.train import solve
+    from sciml.problems.bondi import Bondi
 
     problem = Bondi()
     cfg = build_config(

@@ -4,13 +4,13 @@ short PINN solves (terminating and non-terminating)."""
 import numpy as np
 import pytest
 import torch
-from sciml.problems.hypergeometric import Hypergeometric
 from scipy.special import hyp2f1
 
 from sciml.errors import UsageError
 from sciml.pinn.config import build_config
 from sciml.pinn.results import compute_metrics
 from sciml.pinn.train import solve
+from sciml.problems.hypergeometric import Hypergeometric
 
 
 class Exact:

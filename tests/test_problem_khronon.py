@@ -12,6 +12,8 @@ from functools import cache
 
 import numpy as np
 import pytest
+
+from sciml.errors import UsageError
 from sciml.problems._khronon_reference import (
     KhrononSolverSettings,
     exact_infinite_speed,
@@ -21,8 +23,6 @@ from sciml.problems._khronon_reference import (
     solve_khronon,
     sound_horizon_series,
 )
-
-from sciml.errors import UsageError
 
 X_TABLE = np.array([0.25, 0.5, 0.75, 1.0])
 # pinn.md §2.3 (independent shooting, ~1e-7 for y, +-5e-3 for the horizons): c -> (k, x_s, x_UH, y(X_TABLE))
@@ -182,10 +182,9 @@ def test_pinn_short_training_c2():
     Measured with these settings: |y - y_ref| <= 1.3e-5 at x = 0.25..1, horizons within 2e-5 (~20-50 s).
     The default settings reach ~6e-8 (see the README section "Gravitational problems").
     """
-    from sciml.problems.khronon_bh import KhrononBH
-
     from sciml.pinn.config import build_config
     from sciml.pinn.train import solve
+    from sciml.problems.khronon_bh import KhrononBH
 
     problem = KhrononBH(c=2.0)
     cfg = build_config(

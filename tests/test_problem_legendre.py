@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from numpy.polynomial import legendre as npleg
-from sciml.problems.legendre import Legendre
 
 from sciml.errors import UsageError
 from sciml.pinn.config import build_config
 from sciml.pinn.results import compute_metrics
 from sciml.pinn.train import solve
+from sciml.problems.legendre import Legendre
 
 
 class Exact:

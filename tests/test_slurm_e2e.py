@@ -301,6 +301,7 @@ def tiny_train_config(tmp_path_factory) -> Path:
     from importlib import resources
 
     import yaml
+
     from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
     from sciml.forecasting.slurm import BUILTIN_CONFIGS
 
@@ -374,6 +375,7 @@ def test_training_job_on_2x2_tiles_equals_serial_run_and_a_second_job_resumes_it
     # infer.sbatch: one rank forecasts from that checkpoint; the store equals the same inference run here
     import numpy as np
     import xarray as xr
+
     from sciml.forecasting.infer import InferConfig, run_inference
 
     ckpt2 = runs / f"{_job_name('train2')}-{job2}" / "checkpoint.pt"

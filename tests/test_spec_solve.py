@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 from numpy.polynomial import legendre as npleg
-from sciml.problems.hypergeometric import Hypergeometric
-from sciml.problems.legendre import Legendre
 
 from sciml.cli import main
 from sciml.config import from_dict
@@ -18,6 +16,8 @@ from sciml.pinn.config import build_config
 from sciml.pinn.model import PinnModel
 from sciml.pinn.results import compute_metrics
 from sciml.pinn.train import solve
+from sciml.problems.hypergeometric import Hypergeometric
+from sciml.problems.legendre import Legendre
 from sciml.spec.format import Spec, load_spec
 from sciml.spec.problem import problem_class
 

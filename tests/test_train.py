@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from sciml.config import ConfigError
+from sciml.errors import UsageError
 from sciml.forecasting.train import (
     NonFiniteError,
     StageConfig,
@@ -26,9 +29,6 @@ from sciml.forecasting.train import (
     lr_factor,
     save_checkpoint,
 )
-
-from sciml.config import ConfigError
-from sciml.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +225,7 @@ def test_whitened_degree_weights_come_from_training_states(store, floor):
     """Independent recomputation: the training windows' states through torch-harmonics' SHT, then the formula
     (default whitening floor 0.01, and a configured one)."""
     import torch_harmonics as th
+
     from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.train.components import data_config
 
@@ -251,6 +252,7 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, f
     per-mode formula with one constant for all channels (default floor 0.01 and a configured one); the spectral
     loss scores the pair as S and T."""
     import torch_harmonics as th
+
     from sciml.forecasting.data import ForecastDataset
     from sciml.forecasting.train.components import data_config
 

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from sciml.forecasting.tiles import Tile
 
 from sciml.errors import UsageError
+from sciml.forecasting.tiles import Tile
 
 from .contract import dynamic_channels, grid_of, segments, static_channels
 from .features import resolve_features

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
+
+from sciml.errors import UsageError
 from sciml.forecasting.losses import (
     ChannelSHT,
     CombinedLoss,
@@ -32,8 +34,6 @@ from sciml.forecasting.losses import (
     mode_weights,
     weighted_modes,
 )
-
-from sciml.errors import UsageError
 
 from .comm import all_to_all, sum_partials
 from .context import CommGroup, ParallelContext

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+
 from sciml.forecasting.train import TrainHooks
 
 from .comm import sync_gradients

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from sciml.forecasting.infer import InferConfig, InferHooks, run_inference
 
+from sciml.forecasting.infer import InferConfig, InferHooks, run_inference
 from sciml.progress import Progress
 
 from .comm import all_max

@@ -19,9 +19,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
-from sciml.forecasting.tiles import Tile, split_bounds, split_sizes  # noqa: F401  (re-exported: one split rule)
-
 from sciml.errors import UsageError
+from sciml.forecasting.tiles import Tile, split_bounds, split_sizes  # noqa: F401  (re-exported: one split rule)
 
 Axis = Literal["batch", "ensemble", "h", "w"]
 #: Mesh axes, outermost first.

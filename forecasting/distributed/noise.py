@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch_harmonics.distributed as thd
+
 from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise
 
 from .context import ParallelContext

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
+
 from sciml.forecasting.models.layers import DiscoSpec, SpectralConvDH, no_autocast
 
 from .context import ParallelContext

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
-from sciml.forecasting.train import Trainer
-from sciml.forecasting.train import components as comp
 
 from sciml.errors import UsageError
+from sciml.forecasting.train import Trainer
+from sciml.forecasting.train import components as comp
 
 from .hooks import DistributedTrainHooks
 from .layout import split_bounds

@@ -22,6 +22,10 @@ import warnings
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+from torch_harmonics.filter_basis import get_filter_basis
+
+from sciml.errors import UsageError
 from sciml.forecasting.models.config import FCN3Config
 from sciml.forecasting.models.layers import (
     DiscoDecoder,
@@ -34,10 +38,6 @@ from sciml.forecasting.models.layers import (
     soft_clamp,
 )
 from sciml.forecasting.sphere import exact_lmax
-from torch.utils.checkpoint import checkpoint
-from torch_harmonics.filter_basis import get_filter_basis
-
-from sciml.errors import UsageError
 
 IO_GRID = "equiangular"
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sciml.forecasting.tiles import Tile
 
 from sciml.config import from_dict, to_dict
 from sciml.errors import UsageError
+from sciml.forecasting.tiles import Tile
 
 from .config import StageConfig, TrainConfig
 
