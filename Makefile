@@ -25,9 +25,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/sciml solve legendre --out runs/demo/legendre --overwrite
-	@if $(BIN)/sciml forecast demo --help >/dev/null 2>&1; then \
-		$(BIN)/sciml forecast demo --out runs/demo/forecast; \
-	else echo "(forecasting demo not installed yet)"; fi
+	$(BIN)/sciml forecast demo --out runs/demo/forecast
 
 # The full forecasting demo: year-long shallow-water data (built once into data/swe.zarr), the `demo` training
 # config (curriculum stages), 5-day ensemble forecasts over the held-out year, scores and plots.
