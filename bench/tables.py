@@ -37,20 +37,23 @@ def _table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- renderers
+def _section(title: str, name: str, intro: str, head: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
+    """A results section: its title naming the JSON file, the command and what it measures, the table."""
+    return [f"### {title} (`{name}`)", "", intro, "", *_table(head, rows)]
+
+
 def pinn_weighting(name: str, data: dict) -> list[str]:
     """Loss-weighting strategies vs plain DeepXDE (``bench/pinn_weighting.py``)."""
     s = data["settings"]
     problems = sorted({r["problem"] for r in data["rows"]})
-    lines = [
-        f"### Loss weighting: {', '.join(problems)} (`{name}`)",
-        "",
+    title = f"Loss weighting: {', '.join(problems)}"
+    intro = (
         f"`python bench/pinn_weighting.py{' --quick' if s.get('quick') else ''}"
         + (f' --problems "{",".join(s["problems"])}"' if s.get("problems") else "")
         + f"`: {s['seeds']} seeds per engine strategy ({s['adam_steps']} Adam + ≤ {s['lm_steps']} LM steps); "
         f"plain-DeepXDE baselines with {s['baseline_adam_steps']} Adam steps. Medians over seeds; "
-        "`->1e-5`: first recorded step with that error.",
-        "",
-    ]
+        "`->1e-5`: first recorded step with that error."
+    )
 
     def first(r: dict, key: str) -> str:
         steps = sorted(x[key] for x in r["runs"] if x.get(key) is not None)
@@ -70,21 +73,19 @@ def pinn_weighting(name: str, data: dict) -> list[str]:
         for r in data["rows"]
     ]
     head = ("method", "problem", "rel. L2 median", "max", "CPU s", "steps", "->1e-5", "reached 1e-5")
-    return lines + _table(head, rows)
+    return _section(title, name, intro, head, rows)
 
 
 def forecast_experiments(name: str, data: dict) -> list[str]:
     """Variants of the full forecasting demo against the skill targets (``bench/forecast_experiments.py``)."""
-    lines = [
-        f"### Forecasting demo variants (`{name}`)",
-        "",
+    title = "Forecasting demo variants"
+    intro = (
         "`python bench/forecast_experiments.py`: each variant of `bench/forecast_variants.yaml` trained from "
         f"scratch ({data.get('threads', '?')} thread(s)), 12 cases × 8 members scored like the full demo. "
         "Worst value over channels: CRPS ratio (6 h–5 d) to persistence / climatological mean / probabilistic "
         "climatology; SSR range at 1–5 d; member/truth power range for l = 1–16 at 5 d. The context of each "
-        "variant is in `bench/journal.md`.",
-        "",
-    ]
+        "variant is in `bench/journal.md`."
+    )
     rows = []
     for r in data["rows"]:
         by = {}
@@ -104,19 +105,17 @@ def forecast_experiments(name: str, data: dict) -> list[str]:
             )
         )
     head = ("variant", "/persist.", "/clim.", "/clim. ens.", "SSR 1–5 d", "P ratio", "all targets")
-    return lines + _table(head, rows)
+    return _section(title, name, intro, head, rows)
 
 
 def pinn_ranges(name: str, data: dict) -> list[str]:
     """Built-in PINN problems over their parameter ranges (``bench/pinn_ranges.py``)."""
-    lines = [
-        f"### PINN accuracy over the parameter ranges (`{name}`)",
-        "",
+    title = "PINN accuracy over the parameter ranges"
+    intro = (
         "`python bench/pinn_ranges.py`: the default solve of every built-in problem over a grid of its parameter "
         "values, against the problem's reference and its accuracy target; `in range`: inside the region where the "
-        "target is stated to hold (outside it the solve warns). CPU seconds of one process on a loaded machine.",
-        "",
-    ]
+        "target is stated to hold (outside it the solve warns). CPU seconds of one process on a loaded machine."
+    )
     rows = [
         (
             r["problem"],
@@ -131,18 +130,16 @@ def pinn_ranges(name: str, data: dict) -> list[str]:
         for r in data["rows"]
     ]
     head = ("problem", "parameters", "metric", "value", "target", "in range", "met", "CPU s")
-    return lines + _table(head, rows)
+    return _section(title, name, intro, head, rows)
 
 
 def store_roundtrip(name: str, data: dict) -> list[str]:
     """A 0.25-degree-shaped store written in one-step blocks and read back (``bench/store_roundtrip.py``)."""
-    lines = [
-        f"### Store round trip at full resolution (`{name}`)",
-        "",
+    title = "Store round trip at full resolution"
+    intro = (
         "`python bench/store_roundtrip.py`: a canonical store of the given grid and channels, one time step per "
-        "written block, read back and compared.",
-        "",
-    ]
+        "written block, read back and compared."
+    )
     row = (
         data["grid"],
         data["channels"],
@@ -154,18 +151,16 @@ def store_roundtrip(name: str, data: dict) -> list[str]:
         _f(data["read_s"], 2),
     )
     head = ("grid", "channels", "steps", "MB per step", "times exact", "values exact", "write s", "read s")
-    return lines + _table(head, [row])
+    return _section(title, name, intro, head, [row])
 
 
 def spec_vs_class(name: str, data: dict) -> list[str]:
     """The built-in problems solved through their YAML spec and through their class (``bench/spec_vs_class.py``)."""
-    lines = [
-        f"### Spec files vs hand-written classes (`{name}`)",
-        "",
+    title = "Spec files vs hand-written classes"
+    intro = (
         "`python bench/spec_vs_class.py`: each built-in problem solved through `sciml solve --spec problems/*.yaml` "
-        "and through its class, same solver settings, both scored against the class's reference.",
-        "",
-    ]
+        "and through its class, same solver settings, both scored against the class's reference."
+    )
     rows = []
     for r in data["rows"]:
         s, c = r["spec"], r["class"]
@@ -180,18 +175,18 @@ def spec_vs_class(name: str, data: dict) -> list[str]:
                 _f(c.get("cpu_s")),
             )
         )
-    return lines + _table(("case", "parameters", "spec rel. L2", "class rel. L2", "spec CPU s", "class CPU s"), rows)
+    return _section(
+        title, name, intro, ("case", "parameters", "spec rel. L2", "class rel. L2", "spec CPU s", "class CPU s"), rows
+    )
 
 
 def stats_memory(name: str, data: dict) -> list[str]:
     """Peak memory of the statistics on an ERA5-sized store (``bench/stats_memory.py``)."""
-    lines = [
-        f"### Statistics memory at full resolution (`{name}`)",
-        "",
+    title = "Statistics memory at full resolution"
+    intro = (
         "`python bench/stats_memory.py`: `sciml data stats` on a generated store, its peak resident memory "
-        f"(target under {data['target_gb']:g} GB) and time.",
-        "",
-    ]
+        f"(target under {data['target_gb']:g} GB) and time."
+    )
     row = (
         data["grid"],
         data["channels"],
@@ -203,20 +198,18 @@ def stats_memory(name: str, data: dict) -> list[str]:
         _f(data["stats_s"]),
     )
     head = ("grid", "channels", "steps", "store GB", "budget", "channels per pass", "peak GB", "seconds")
-    return lines + _table(head, [row])
+    return _section(title, name, intro, head, [row])
 
 
 def quick_demo(name: str, data: dict) -> list[str]:
     """Variants of the quick demo against its expectations (``bench/forecast_experiments.py --quick``)."""
-    lines = [
-        f"### Quick demo variants (`{name}`)",
-        "",
+    title = "Quick demo variants"
+    intro = (
         "`python bench/forecast_experiments.py --quick`: each variant of `bench/quick_variants.yaml` run as "
         "`sciml forecast demo` and checked against the quick demo's expectations (CRPS below persistence, SSR "
         "0.6–1.4 at 1–5 d, member spectra within ×3 for l = 1–16 at 5 d, no planetary drift). The context of each "
-        "variant is in `bench/quick_demo.md`.",
-        "",
-    ]
+        "variant is in `bench/quick_demo.md`."
+    )
     rows = []
     for r in data["rows"]:
         checks = r["checks"]
@@ -227,7 +220,7 @@ def quick_demo(name: str, data: dict) -> list[str]:
         rows.append(
             (f"`{r['variant']}`", r.get("train_steps", "-"), f"{ok} of {len(checks)}", "; ".join(missed) or "-")
         )
-    return lines + _table(("variant", "training steps", "expectations met", "missed"), rows)
+    return _section(title, name, intro, ("variant", "training steps", "expectations met", "missed"), rows)
 
 
 def unrendered(name: str, data: object) -> list[str]:

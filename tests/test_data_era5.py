@@ -8,6 +8,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+# the test extra installs sciml[grib]: without cfgrib/eccodes these tests must fail, not be skipped
+import cfgrib  # noqa: F401
+import eccodes
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,9 +19,6 @@ import xarray as xr
 from sciml.cli import main
 from sciml.forecasting.data import open_source
 from sciml.forecasting.data.readers import detect_layout
-
-eccodes = pytest.importorskip("eccodes")
-pytest.importorskip("cfgrib")
 
 GRIB = Path(__file__).parent / "data" / "era5_members_z_t.grib"
 CHANNELS = ["z850", "z500", "t850", "t500"]
