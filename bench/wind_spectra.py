@@ -7,7 +7,7 @@
 For each forecast (a ``forecast.zarr`` store or a folder holding one, as ``sciml forecast demo`` and
 ``bench/forecast_experiments.py`` write them) and the truth store it was initialised from:
 
-* the winds as one vector field (:func:`sciml.forecasting.spectra.vector_power_tensor`): the members' mean
+* the winds as one vector field (:func:`sciml.forecasting.eval.spectra.vector_power_tensor`): the members' mean
   spheroidal (divergent) and toroidal (rotational) kinetic energy per degree over the truth's, zonal (m = 0) and
   non-zonal (m > 0) parts apart, and the tilted solid-body rotation (toroidal l = 1, m = 1) on its own;
 * for each scalar channel, the members' mean angular power over the truth's per degree, and in how many cases
@@ -82,8 +82,8 @@ def analyse(
 
     from sciml.errors import UsageError
     from sciml.forecasting.data.dataset import open_canonical
-    from sciml.forecasting.score import open_forecast
-    from sciml.forecasting.spectra import power_spectrum_tensor, vector_coefficients, vector_power_tensor
+    from sciml.forecasting.eval.score import open_forecast
+    from sciml.forecasting.eval.spectra import power_spectrum_tensor, vector_coefficients, vector_power_tensor
     from sciml.forecasting.sphere import exact_lmax
 
     fc = open_forecast(fc_path)

@@ -11,11 +11,10 @@ Package map (read top-down; ``docs/forecasting.md`` has the details):
 - :mod:`~sciml.forecasting.losses` — ensemble CRPS kernels, grid and spectral CRPS, rollouts;
 - :mod:`~sciml.forecasting.train` — config, curriculum trainer, checkpoints;
 - :mod:`~sciml.forecasting.infer` — ensemble rollouts written in the WeatherBench 2 layout;
-- :mod:`~sciml.forecasting.metrics`, :mod:`~sciml.forecasting.spectra`, :mod:`~sciml.forecasting.score`,
-  :mod:`~sciml.forecasting.plots` — evaluation;
+- :mod:`~sciml.forecasting.eval` — metrics, spectra, scoring with baselines, plots, the demos' acceptance criteria;
 - :mod:`~sciml.forecasting.distributed` — the same model, loss, noise and loops on tiles and ranks;
-- ``cli_*`` — the ``sciml data|forecast|plot`` commands (argparse glue only); :mod:`~sciml.forecasting.slurm` — batch
-  scripts.
+- :mod:`~sciml.forecasting.cli` — the ``sciml data|forecast|plot`` commands (argparse glue only);
+  :mod:`~sciml.forecasting.slurm` — batch scripts.
 
 Quick start — one CRPS training step of a 4-member ensemble of the ``tiny`` model on random fields:
 

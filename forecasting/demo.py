@@ -6,7 +6,7 @@
 4. ``sciml forecast score`` with persistence and climatology baselines;
 5. ``sciml plot forecast``;
 
-then the scores are checked against the demo's own :class:`~sciml.forecasting.expectations.Expectations` (the
+then the scores are checked against the demo's own :class:`~sciml.forecasting.eval.expectations.Expectations` (the
 quick demo: a pipeline that runs in minutes and gives a sensible ensemble; the full demo: the skill targets), and
 the command exits 1 if any is missed.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sciml.forecasting.expectations import FULL, QUICK, Expectations
+from sciml.forecasting.eval.expectations import FULL, QUICK, Expectations
 from sciml.progress import default_progress
 
 LOGGER = logging.getLogger(__name__)
@@ -127,9 +127,9 @@ def run_demo(
 ) -> int:
     """Run the quick (or ``full``, or any ``spec``) demo into ``out``; returns 0 if its expectations are met,
     else :data:`MISSED_EXIT`."""
+    from sciml.forecasting.eval.plots import plot_all
+    from sciml.forecasting.eval.score import ScoreConfig, format_table, score_forecast
     from sciml.forecasting.infer import InferConfig, run_inference
-    from sciml.forecasting.plots import plot_all
-    from sciml.forecasting.score import ScoreConfig, format_table, score_forecast
     from sciml.forecasting.train import CHECKPOINT_NAME, Trainer, load_train_config
     from sciml.runinfo import RunInfo, write_run_dir
 

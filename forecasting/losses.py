@@ -292,8 +292,8 @@ def degree_amplitudes(
                 = \Big(\frac{\sum_m c_m\, a_{c,lm}^2}{2l+1}\Big)^{1/2},
 
     the root-mean-square orthonormal coefficient :math:`|f_{lm}|` of degree :math:`l` (:math:`P` is the angular power
-    spectrum, :func:`sciml.forecasting.spectra.power_spectrum_tensor`; :math:`a_{c,lm}` from :func:`mode_amplitudes`,
-    wind pairs as spheroidal/toroidal coefficients).
+    spectrum, :func:`sciml.forecasting.eval.spectra.power_spectrum_tensor`; :math:`a_{c,lm}` from
+    :func:`mode_amplitudes`, wind pairs as spheroidal/toroidal coefficients).
     """
     modes = mode_amplitudes(fields, grid, lmax, vector_pairs)
     degrees = 2 * torch.arange(modes.shape[-1], dtype=modes.dtype) + 1

@@ -13,7 +13,7 @@ import xarray as xr
 
 from sciml.errors import UsageError
 from sciml.forecasting.demo import FULL_DEMO, MISSED_EXIT, QUICK_DEMO, summary
-from sciml.forecasting.expectations import FULL, QUICK, BeatsBaseline, SpectrumRatio, SSRBand
+from sciml.forecasting.eval.expectations import FULL, QUICK, BeatsBaseline, SpectrumRatio, SSRBand
 
 HOURS = np.arange(6.0, 121.0, 6.0)  # 6 h .. 5 d, as the demos score
 CHANNELS = ["z500", "u500", "v500"]

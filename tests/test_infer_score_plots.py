@@ -16,8 +16,8 @@ import torch
 import xarray as xr
 
 from sciml.errors import UsageError
+from sciml.forecasting.eval.score import FC_DIMS, ScoreConfig, score_forecast
 from sciml.forecasting.infer import InferConfig, ZarrForecastWriter, run_inference
-from sciml.forecasting.score import FC_DIMS, ScoreConfig, score_forecast
 
 INITS = ("2001-01-10T00", "2001-01-11T06", "2001-01-12T12")
 
@@ -163,7 +163,7 @@ def test_scores_match_independent_references(setup, tmp_path):
 def test_plots_render_nontrivial_pngs(setup, tmp_path):
     import matplotlib.image as mpimg
 
-    from sciml.forecasting.plots import plot_all
+    from sciml.forecasting.eval.plots import plot_all
 
     scores = tmp_path / "scores.nc"
     score_forecast(ScoreConfig(forecast=setup["fc"], truth=setup["store"], out=scores))
@@ -234,7 +234,7 @@ def test_cli_infer_score_plot_round_trip(setup, tmp_path, capsys, caplog):
 
 
 def test_acceptance_report_checks_each_target():
-    from sciml.forecasting.expectations import FULL, acceptance_checks, acceptance_report
+    from sciml.forecasting.eval.expectations import FULL, acceptance_checks, acceptance_report
 
     hours = np.array([6.0, 24.0, 120.0])
     l = np.arange(8)

@@ -12,8 +12,8 @@ import torch_harmonics as th
 import xarray as xr
 
 from sciml.errors import UsageError
-from sciml.forecasting import metrics as M
-from sciml.forecasting.spectra import EARTH_RADIUS_M
+from sciml.forecasting.eval import metrics as M
+from sciml.forecasting.eval.spectra import EARTH_RADIUS_M
 from sciml.forecasting.sphere import latitudes_deg, longitudes_deg, quadrature_weights
 
 
@@ -230,7 +230,7 @@ def test_vector_power_closed_form_flows_and_parseval() -> None:
     (:math:`u = -\sin\varphi\cos\lambda,\ v = \sin\lambda`): toroidal l = 1, m = 1, whose phase turns with the
     axis. A random band-limited field's energies sum to its quadrature integral (Parseval).
     """
-    from sciml.forecasting.spectra import vector_coefficients, vector_power_tensor
+    from sciml.forecasting.eval.spectra import vector_coefficients, vector_power_tensor
 
     nlat, nlon = 33, 64
     lat = torch.deg2rad(latitudes_deg(nlat))[:, None].expand(nlat, nlon)
@@ -269,8 +269,8 @@ def test_vector_power_closed_form_flows_and_parseval() -> None:
 
 def test_one_band_rule_and_wind_convention_for_loss_and_spectra():
     """Loss and diagnostics share the band rule (vector transforms need l = 1) and the (u, v) -> (-v, u) input."""
+    from sciml.forecasting.eval.spectra import vector_coefficients
     from sciml.forecasting.losses import mode_amplitudes
-    from sciml.forecasting.spectra import vector_coefficients
     from sciml.forecasting.sphere import band_limit, tangent_components
 
     assert band_limit(17, 32) == 9 and band_limit(16, 32, "legendre-gauss") == 16

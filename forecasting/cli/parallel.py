@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .env import launch_env
+from ..distributed.env import launch_env
 
 if TYPE_CHECKING:  # the flags are registered on every `sciml` start: no torch at import time
-    from .context import ParallelConfig
+    from ..distributed.context import ParallelConfig
 
 
 def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parallel_config(args: argparse.Namespace, threads: int | None = None) -> ParallelConfig:
     """:class:`ParallelConfig` from the flags of :func:`add_parallel_arguments`."""
-    from .context import ParallelConfig
+    from ..distributed.context import ParallelConfig
 
     return ParallelConfig(
         h=args.h_parallel,
@@ -58,9 +58,9 @@ def make_trainer(cfg, out: Path, config: ParallelConfig, resume=None, progress=N
 
     if not wants_parallel(config):
         return Trainer(cfg, out, resume=resume, progress=progress), None
-    from .context import init_parallel
-    from .hooks import DistributedTrainHooks
-    from .trainer import TiledTrainer
+    from ..distributed.context import init_parallel
+    from ..distributed.hooks import DistributedTrainHooks
+    from ..distributed.trainer import TiledTrainer
 
     ctx = init_parallel(config)
     try:

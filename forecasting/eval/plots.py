@@ -217,7 +217,7 @@ def plot_all(
         files.append(plot_rank_histograms(scores, out_dir / f"rank_histograms.{fmt}"))
     if forecast_path is not None and truth_path is not None:
         from sciml.forecasting.data.dataset import open_canonical
-        from sciml.forecasting.score import open_forecast
+        from sciml.forecasting.eval.score import open_forecast
 
         fc = open_forecast(forecast_path)
         tr = open_canonical(truth_path)

@@ -2,7 +2,7 @@ r"""Scoring of ensemble forecasts against a truth store, with persistence and cl
 
 For every channel and lead time :math:`\tau`, over the cases (initial times :math:`t_0` whose verification time
 :math:`t_0+\tau` is in the truth store), with WeatherBench 2's area weights and time averaging *before* square
-roots (:mod:`sciml.forecasting.metrics`):
+roots (:mod:`sciml.forecasting.eval.metrics`):
 
 * ``crps``: fair ensemble CRPS; ``rmse``: RMSE of the ensemble mean; ``spread``: root of the mean ddof=1
   member variance; ``ssr = spread / rmse`` (WB2) and ``ssr_corrected`` :math:`= \sqrt{(M+1)/M}\,` ``ssr``
@@ -123,7 +123,7 @@ def climatology_members(
 
 
 def _det_scores(f: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
-    from sciml.forecasting.metrics import rmse, spatial_mean
+    from sciml.forecasting.eval.metrics import rmse, spatial_mean
 
     mae = spatial_mean(abs(f - y)).mean("time")
     return mae, rmse(f, y, mean_dims=("time",))
@@ -131,9 +131,9 @@ def _det_scores(f: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.Data
 
 def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dataset:
     """Compute the scores of the module docstring and write them to ``cfg.out`` (NetCDF); returns the dataset."""
-    from sciml.forecasting import metrics as M
     from sciml.forecasting.data import NormStats, stats_path
     from sciml.forecasting.data.dataset import open_canonical
+    from sciml.forecasting.eval import metrics as M
 
     progress = progress or NoProgress()
     fc = open_forecast(cfg.forecast)

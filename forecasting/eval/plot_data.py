@@ -16,9 +16,9 @@ import pandas as pd
 
 from sciml.errors import UsageError
 
-from .data.contract import grid_of
-from .data.ecmwf import Selection
-from .data.readers import Source, open_source
+from ..data.contract import grid_of
+from ..data.ecmwf import Selection
+from ..data.readers import Source, open_source
 from .plots import _plt, _save
 from .spectra import angular_power_spectrum
 

@@ -10,7 +10,7 @@ default, the names of the canonical store; pass ``lat_dim="latitude"`` etc. for 
 
 with cell bounds at the midpoints between rows and at the poles. Scores are computed per remaining coordinate
 (e.g. per init time and lead); ``mean_dims`` averages the squared quantities over, e.g., ``time`` *before* the
-square root, as WB2 does (time-mean MSE, then root). Spectra are in :mod:`sciml.forecasting.spectra`.
+square root, as WB2 does (time-mean MSE, then root). Spectra are in :mod:`sciml.forecasting.eval.spectra`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 import xarray as xr
 
 from sciml.errors import UsageError
-from sciml.forecasting import spectra as _spectra
+from sciml.forecasting.eval import spectra as _spectra
 
 __all__ = [
     "acc",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sciml.errors import UsageError
 
-from .slurm import DEFAULT_CHECKPOINT_NAME, DEFAULT_SIGNAL_S, DEFAULT_TIME, JOB_KINDS, SlurmLaunch, render, submit
+from ..slurm import DEFAULT_CHECKPOINT_NAME, DEFAULT_SIGNAL_S, DEFAULT_TIME, JOB_KINDS, SlurmLaunch, render, submit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

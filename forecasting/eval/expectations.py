@@ -1,7 +1,7 @@
 r"""What a forecasting demo is expected to show, as data: criteria checked on a scores dataset.
 
 A demo's :class:`Expectations` are a tuple of criteria, each an object that checks one property of the scores of
-``sciml forecast score`` (:mod:`sciml.forecasting.score`) on every channel and returns one :class:`TargetCheck`
+``sciml forecast score`` (:mod:`sciml.forecasting.eval.score`) on every channel and returns one :class:`TargetCheck`
 per channel:
 
 * :class:`BeatsBaseline`: the fair CRPS below a baseline's at every lead of a window,

@@ -374,36 +374,3 @@ def cmd_check(args: argparse.Namespace) -> int:
     lines += [f"  {c:<8}first at {', '.join(ts)}" for c, ts in rep["nonfinite_times"].items()]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
-
-
-def register_plot_data(subparsers: argparse._SubParsersAction) -> None:
-    """``sciml plot data``: a map and a power spectrum per channel of a store or source file."""
-    from sciml.forecasting.data.layouts import LAYOUTS
-
-    p = subparsers.add_parser("data", help="map and angular power spectrum of each channel of a dataset")
-    p.add_argument("src", type=Path, help="canonical store or any supported source (GRIB, CDS NetCDF, WB2 zarr)")
-    p.add_argument("--channel", action="append", default=None, help="channel to plot (repeatable; default all)")
-    p.add_argument("--time", default=None, help="time to plot, e.g. 2017-01-01T12 (default: the first)")
-    p.add_argument("--member", default=None, help="ensemble member of a multi-member source (N or all)")
-    p.add_argument("--layout", choices=LAYOUTS, default=None, help="force the input layout")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="image format (default png)")
-    p.set_defaults(func=cmd_plot_data)
-
-
-def cmd_plot_data(args: argparse.Namespace) -> int:
-    from sciml.forecasting.data.ecmwf import parse_member
-    from sciml.forecasting.plot_data import plot_data
-
-    files = plot_data(
-        args.src,
-        args.out,
-        channels=args.channel,
-        time=args.time,
-        member=parse_member(args.member),
-        layout=args.layout,
-        fmt=args.format,
-    )
-    for f in files:
-        print(f"wrote {f}")
-    return 0

@@ -1,0 +1,113 @@
+"""``sciml forecast train``: argparse glue; the work is in :mod:`sciml.forecasting.train`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .common import is_rank0, parse_set, writer_lock
+
+LOGGER = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer) -> Iterator[None]:
+    """SIGUSR1 (SLURM's warning before the time limit) and SIGTERM (preemption): checkpoint, then stop."""
+
+    def handler(signum, frame):
+        LOGGER.warning("received signal %d: stopping after the current step", signum)
+        trainer.stop_requested = True
+
+    old = {}
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not in the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def register_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a forecasting model (curriculum stages, resumable checkpoints)",
+        description="Train the FCN3-style model with the curriculum of a config (a YAML path or a built-in name: "
+        "demo, quick, tiny). Writes OUT/config.yaml, checkpoint.pt, train.csv, valid.csv, metrics.json.",
+    )
+    p.add_argument("--config", default="demo", help="YAML file or built-in config name: demo (default), quick, tiny")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/forecast/NAME)")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CKPT",
+        help="continue from CKPT (default OUT/checkpoint.pt); the loss trajectory continues exactly",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
+    from sciml.forecasting.cli.parallel import add_parallel_arguments
+
+    add_parallel_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from sciml.errors import EXIT_OK, EXIT_RESUME
+    from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
+    from sciml.progress import default_progress
+    from sciml.runinfo import RunInfo
+
+    info = RunInfo(command="sciml forecast train")
+    t0 = time.monotonic()
+    cfg = load_train_config(args.config, parse_set(args.set))
+    out = args.out or Path("runs/forecast") / cfg.name
+    resume = None
+    if args.resume is not None:
+        resume = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    from sciml.forecasting.cli.parallel import make_trainer, parallel_config
+
+    with writer_lock(out, is_rank0(), "sciml forecast train"):
+        progress = default_progress(getattr(args, "quiet", False))
+        trainer, ctx = make_trainer(cfg, out, parallel_config(args, cfg.threads), resume=resume, progress=progress)
+        info.seed = cfg.seed
+        status = "failed"
+        try:
+            with _stop_on_signals(trainer):
+                _write_run(trainer, out, cfg, info, "running")
+                status = trainer.run(args.max_steps)
+        finally:
+            _write_run(trainer, out, cfg, info, status)
+            if ctx is not None:
+                ctx.close()
+    s = trainer.summary()
+    last = trainer.log.valid[-1] if trainer.log.valid else {}
+    val = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
+    print(
+        f"{status}: step {s['step']}/{s['total_steps']}, last loss {s['last_loss']}, {val} "
+        f"({time.monotonic() - t0:.1f} s); checkpoint {s['checkpoint']}"
+    )
+    return EXIT_RESUME if status == "interrupted" else EXIT_OK
+
+
+def _write_run(trainer, out: Path, cfg, info, status: str) -> None:
+    """``config.yaml`` and ``run.json`` (wall time so far, ``status``: running, done, interrupted, failed)."""
+    from sciml.runinfo import write_run_dir
+
+    if trainer.hooks.is_writer():
+        info.timings.update(train_steps=trainer.wall)
+        info.status = status
+        write_run_dir(out, cfg, info)
