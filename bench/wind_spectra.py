@@ -161,9 +161,11 @@ def floored_counts(cfg, floors: list[float], degrees: range) -> dict:
     :class:`~sciml.forecasting.train.TrainConfig` ``cfg`` sees them (``m`` and ``-m`` of a real field share one
     size)."""
     from sciml.forecasting.losses import mode_amplitudes
-    from sciml.forecasting.train.components import spectral_sample_fields, vector_pairs
+    from sciml.forecasting.train.data import open_dataset
+    from sciml.forecasting.train.objective import spectral_sample_fields, vector_pairs
 
-    fields, channels = spectral_sample_fields(cfg)  # the samples the trainer's whitening weights come from
+    # the samples the trainer's whitening weights come from
+    fields, channels = spectral_sample_fields(open_dataset(cfg, 1, "train"), cfg.loss.spectral_samples)
     pairs = vector_pairs(cfg, channels)
     amps = mode_amplitudes(fields, vector_pairs=pairs)  # [C, L, L]
     names = list(channels)

@@ -140,10 +140,10 @@ def run_demo(
     ensure_demo_store(store, spec)
 
     cfg = load_train_config(spec.config, {"data.store": str(store), **(overrides or {})})
-    if cfg.threads is not None:
+    if cfg.runtime.threads is not None:
         import torch
 
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(cfg.runtime.threads)
     run_dir = out / "train"
     ckpt = run_dir / CHECKPOINT_NAME
     t0, cpu0 = time.monotonic(), time.process_time()

@@ -98,9 +98,8 @@ class LoadedModel:
 
     def __init__(self, checkpoint: str | os.PathLike[str], ops: Any = None) -> None:
         from sciml.config import from_dict
+        from sciml.forecasting.checkpoint import DataFacts, load_checkpoint
         from sciml.forecasting.models import FCN3, FCN3Config
-        from sciml.forecasting.train.checkpoint import load_checkpoint
-        from sciml.forecasting.train.components import DataFacts
 
         ck = load_checkpoint(checkpoint)
         self.path = Path(checkpoint)

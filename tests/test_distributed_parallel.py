@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch_harmonics as th
 import torch_harmonics.distributed as thd
 
+from sciml.forecasting.checkpoint import load_checkpoint, save_checkpoint
 from sciml.forecasting.data import (
     PRESETS as DATA_PRESETS,
 )
@@ -32,7 +33,6 @@ from sciml.forecasting.data import (
     stats_path,
     write_store,
 )
-from sciml.forecasting.distributed.checkpoint import load_checkpoint, save_checkpoint
 from sciml.forecasting.distributed.comm import (
     all_max,
     gather_tiles,
@@ -55,7 +55,6 @@ from sciml.forecasting.losses import FairCRPS, GridCRPSLoss, SpectralCRPSLoss, S
 from sciml.forecasting.models import FCN3, preset
 from sciml.forecasting.noise import DiffusionNoiseS2, EnsembleNoise, heat_kernel_kT
 from sciml.forecasting.train import Trainer, load_train_config
-from sciml.forecasting.train import load_checkpoint as load_train_checkpoint
 
 pytestmark = pytest.mark.distributed
 
@@ -316,8 +315,22 @@ def _check_training(rec: _Recorder, ctx, tag: str, members: int, batch: int, ste
     rec(f"train/replicas/{tag}", max_replica_difference(list(model.parameters()), ctx.group("world")))
 
 
+def _weights_payload(model: torch.nn.Module, opt=None, step: int = 2) -> dict:
+    """The smallest payload the checkpoint format accepts (what a custom training loop would save)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": None if opt is None else opt.state_dict(),
+        "model_config": {},
+        "config": {},
+        "position": {"step": step},
+        "data": {},
+    }
+
+
 def _check_checkpoints(rec: _Recorder, ctx, tag: str, workdir: Path) -> None:
-    """Train on this layout, save, load serially (and back): the outputs agree."""
+    """Train on this layout, save (replicas checked), load serially (and back): the outputs agree."""
+    from sciml.errors import SciMLError
+
     cfg = preset("tiny")
     torch.manual_seed(0)
     serial = FCN3(cfg)
@@ -325,29 +338,40 @@ def _check_checkpoints(rec: _Recorder, ctx, tag: str, workdir: Path) -> None:
     model.load_state_dict(serial.state_dict())
     opt = _train(model, cfg, ctx, 2, members=2 * ctx.mesh.ensemble, batch=ctx.mesh.batch, tiled=True)
     path = workdir / f"ckpt-{tag}.pt"
-    save_checkpoint(path, model, ctx, optimizer=opt, extra={"step": 2})
+    written = save_checkpoint(path, _weights_payload(model, opt), ctx.group("world"))
+    rec(f"ckpt/rank0_writes/{tag}", 0.0 if (written is not None) == (ctx.rank == 0) else 1.0)
+    dist.barrier()
     # distributed -> serial
     fresh = FCN3(cfg)
-    payload = load_checkpoint(path, fresh, torch.optim.Adam(fresh.parameters()))
+    payload = load_checkpoint(path)
+    fresh.load_state_dict(payload["model"])
+    torch.optim.Adam(fresh.parameters()).load_state_dict(payload["optimizer"])
     x, aux, z = _model_inputs(cfg, 1, seed=9)
     tile = ctx.tile(cfg.nlat, cfg.nlon)
     yd = gather_tiles(model(local_tile(x, tile), local_tile(aux, tile), local_tile(z, tile)), ctx, cfg.nlat, cfg.nlon)
     rec(f"ckpt/dist_to_serial/{tag}", _err(fresh(x, aux, z), yd))
-    rec(f"ckpt/layout_recorded/{tag}", 0.0 if payload["layout"]["h"] == ctx.mesh.h else 1.0)
-    # serial -> distributed: a serially trained checkpoint drives the tiled model
+    # serial -> distributed: a serially written checkpoint drives the tiled model
     torch.manual_seed(1)
     other = FCN3(cfg)
     spath = workdir / f"serial-{tag}.pt"
     if ctx.rank == 0:
-        torch.save(
-            {"format": "sciml.forecast.checkpoint/1", "model": other.state_dict(), "optimizer": None, "layout": {}},
-            spath,
-        )
+        save_checkpoint(spath, _weights_payload(other))
     dist.barrier()
     model2 = FCN3(cfg, DistributedSphereOps(ctx))
-    load_checkpoint(spath, model2)
+    model2.load_state_dict(load_checkpoint(spath)["model"])
     yd = gather_tiles(model2(local_tile(x, tile), local_tile(aux, tile), local_tile(z, tile)), ctx, cfg.nlat, cfg.nlon)
     rec(f"ckpt/serial_to_dist/{tag}", _err(yd, other(x, aux, z)))
+    # replicas that disagree (a missed gradient sync) are refused on every rank, and nothing is written
+    bad = _weights_payload(model)
+    bad["model"] = {k: v + (1e-3 * ctx.rank if torch.is_floating_point(v) else 0) for k, v in bad["model"].items()}
+    bpath = workdir / f"bad-{tag}.pt"
+    try:
+        save_checkpoint(bpath, bad, ctx.group("world"))
+        refused = False
+    except SciMLError:
+        refused = True
+    dist.barrier()
+    rec(f"ckpt/replica_mismatch_refused/{tag}", 0.0 if refused and not bpath.exists() else 1.0)
 
 
 # ------------------------------------------------------------------ trainer hooks and tiled data
@@ -541,7 +565,8 @@ def test_checkpoints_load_at_any_layout(results, tag):
     """Trained on 2x2 (or 2 lat x 2 ens) -> loaded serially, and serial -> loaded on the tiles: same outputs."""
     assert results[f"ckpt/dist_to_serial/{tag}"] <= 1e-5
     assert results[f"ckpt/serial_to_dist/{tag}"] <= 1e-5
-    assert results[f"ckpt/layout_recorded/{tag}"] == 0.0
+    assert results[f"ckpt/rank0_writes/{tag}"] == 0.0
+    assert results[f"ckpt/replica_mismatch_refused/{tag}"] == 0.0
 
 
 # ------------------------------------------------------------------ failure handling and the one-rank path
@@ -663,8 +688,8 @@ def test_trainer_with_ensemble_parallel_hooks_matches_serial(store, tmp_path):
     run = run_local(_train_ensemble_parallel, 2, args=(cfg, str(tmp_path / "dist")), timeout_s=240)
     assert run.ok, run
     Trainer(cfg, tmp_path / "serial").run()
-    dist_ck = load_train_checkpoint(tmp_path / "dist" / "checkpoint.pt")
-    ser_ck = load_train_checkpoint(tmp_path / "serial" / "checkpoint.pt")
+    dist_ck = load_checkpoint(tmp_path / "dist" / "checkpoint.pt")
+    ser_ck = load_checkpoint(tmp_path / "serial" / "checkpoint.pt")
     assert dist_ck["position"]["step"] == ser_ck["position"]["step"] == 8
     worst = max(float((dist_ck["model"][k] - v).abs().max()) for k, v in ser_ck["model"].items())
     assert worst <= 1e-5, worst
@@ -715,8 +740,8 @@ def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch):
     run = run_local(_tiled_training, 4, args=(cfg, str(tmp_path / "dist"), layout), timeout_s=240)
     assert run.ok, run
     Trainer(cfg, tmp_path / "serial").run()
-    got = load_train_checkpoint(tmp_path / "dist" / "checkpoint.pt")
-    ref = load_train_checkpoint(tmp_path / "serial" / "checkpoint.pt")
+    got = load_checkpoint(tmp_path / "dist" / "checkpoint.pt")
+    ref = load_checkpoint(tmp_path / "serial" / "checkpoint.pt")
     worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
     assert worst <= 1e-5, worst
     for kind in ("train", "valid"):
@@ -745,8 +770,8 @@ def test_cli_train_with_h_and_w_parallel_matches_serial(store, tmp_path):
     )
     assert run.ok, run
     _cli([*common, "--out", str(tmp_path / "serial")])
-    got = load_train_checkpoint(tmp_path / "dist" / "checkpoint.pt")
-    ref = load_train_checkpoint(tmp_path / "serial" / "checkpoint.pt")
+    got = load_checkpoint(tmp_path / "dist" / "checkpoint.pt")
+    ref = load_checkpoint(tmp_path / "serial" / "checkpoint.pt")
     assert got["position"]["step"] == ref["position"]["step"] == 4
     worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
     assert worst <= 1e-5, worst
@@ -771,7 +796,7 @@ def test_real_torchrun_launch(store, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("done: step 2/2") == 2  # both ranks finished the run
-    ck = load_train_checkpoint(out / "checkpoint.pt")
+    ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["position"]["step"] == 2
 
 
@@ -791,10 +816,10 @@ def test_runs_resume_across_layouts(store, tmp_path):
     over |= {"stages.0.batch_size": 2, "stages.1.batch_size": 2, "checkpoint_every": 4}
     cfg = load_train_config("tiny", over)
     Trainer(cfg, tmp_path / "ref").run()
-    ref = load_train_checkpoint(tmp_path / "ref" / "checkpoint.pt")
+    ref = load_checkpoint(tmp_path / "ref" / "checkpoint.pt")
 
     def check(path):
-        got = load_train_checkpoint(path)
+        got = load_checkpoint(path)
         assert got["position"]["step"] == 8
         worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
         assert worst <= 1e-5, worst
@@ -807,7 +832,7 @@ def test_runs_resume_across_layouts(store, tmp_path):
     a = tmp_path / "a"
     run = run_local(_tiled_partial, 4, args=(cfg, str(a), dict(h=2, ensemble=2), 4, None), timeout_s=240)
     assert run.ok, run
-    assert load_train_checkpoint(a / "checkpoint.pt")["position"]["step"] == 4
+    assert load_checkpoint(a / "checkpoint.pt")["position"]["step"] == 4
     Trainer(cfg, a, resume=a / "checkpoint.pt").run()
     check(a / "checkpoint.pt")
 

@@ -346,7 +346,9 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
     with the whitening weights the trainer builds."""
     import dataclasses
 
-    from sciml.forecasting.train import components, load_train_config
+    from sciml.forecasting.train import load_train_config
+    from sciml.forecasting.train.data import open_dataset
+    from sciml.forecasting.train.objective import degree_weights, vector_pairs
 
     bench = _wind_bench()
     fc = xr.open_zarr(setup["fc"], consolidated=False)
@@ -399,10 +401,11 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
     counts = bench.floored_counts(cfg, [0.01], range(1, 9))["0.01"]
     # independent path: a coefficient is floored iff the trainer's weight grows when the floor is lowered (the
     # normalising constant does not depend on the floor, so the weights of the others stay the same)
-    pairs = components.vector_pairs(cfg, channels)
-    w = components.degree_weights(cfg, pairs).double()
+    pairs = vector_pairs(cfg, channels)
+    ds = open_dataset(cfg, 1, "train")
+    w = degree_weights(cfg, ds, pairs).double()
     low = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, spectral_floor=1e-12))
-    ratio = w / components.degree_weights(low, pairs).double()
+    ratio = w / degree_weights(low, ds, pairs).double()
     floored = ratio < 1 - 1e-5  # NaN (m > l) compares False
     names = list(counts)
     assert len(names) == 3 and sum(sum(c.values()) for c in counts.values()) > 0

@@ -400,7 +400,7 @@ def test_disk_full_message_names_the_device(tmp_path, monkeypatch):
     import torch
 
     from sciml.errors import SciMLError
-    from sciml.forecasting.train import checkpoint as ck
+    from sciml.forecasting import checkpoint as ck
 
     def full(obj, fh):
         raise OSError(errno.ENOSPC, "No space left on device")

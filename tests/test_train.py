@@ -76,7 +76,7 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
 def test_stage_spectral_weight_overrides_the_loss_section():
     from sciml.forecasting.losses import CombinedLoss, GridCRPSLoss
     from sciml.forecasting.models import preset
-    from sciml.forecasting.train.components import make_loss, spectral_weight
+    from sciml.forecasting.train.objective import make_loss, spectral_weight
 
     cfg = load_train_config("tiny", {"loss.spectral_weight": 0.3, "stages.1.spectral_weight": 0.0})
     cfg = dataclasses.replace(
@@ -123,7 +123,7 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, torch
-        from sciml.forecasting.train import checkpoint as ck
+        from sciml.forecasting import checkpoint as ck
         real = torch.save
         def half_then_die(obj, f):
             real(obj, f)
@@ -227,7 +227,7 @@ def test_whitened_degree_weights_come_from_training_states(store, floor):
     import torch_harmonics as th
 
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.train.components import data_config
+    from sciml.forecasting.train.data import data_config
 
     over = {"loss.spectral_degrees": "whitened", "loss.spectral_samples": 5}
     cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
@@ -254,7 +254,7 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, f
     import torch_harmonics as th
 
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.train.components import data_config
+    from sciml.forecasting.train.data import data_config
 
     over = {
         "loss.spectral_degrees": "whitened-modes",
@@ -293,7 +293,7 @@ def test_spectral_vectors_must_name_forecast_channels(store, tmp_path):
 
 
 def test_spectral_channel_scale_multiplies_the_spectral_channel_weights(store, tmp_path):
-    from sciml.forecasting.train.components import spectral_channel_weights
+    from sciml.forecasting.train.objective import spectral_channel_weights
 
     cfg = tiny_config(store, **{"loss.spectral_channel_scale": {"z500": 2.0}})
     names = ("z500", "u500", "v500")
@@ -409,8 +409,8 @@ def test_sigusr1_checkpoints_and_stops_then_resume_finishes(store, tmp_path):
 
 def test_centred_stages_score_without_partner_pairs():
     """A stage with antithetic noise gets the partner-free CRPS kernel; independent noise the ordinary one."""
-    from sciml.forecasting.train.components import crps_kernel
     from sciml.forecasting.train.config import StageConfig
+    from sciml.forecasting.train.objective import crps_kernel
 
     for crps, alpha in (("standard", 0.0), ("fair", 1.0), ("almost-fair", 0.95)):
         anti = crps_kernel(StageConfig(name="a", steps=1, members=4, crps=crps, centered=True))

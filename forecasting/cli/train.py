@@ -76,13 +76,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = None
     if args.resume is not None:
         resume = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
     from sciml.forecasting.cli.parallel import make_trainer, parallel_config
 
     with writer_lock(out, is_rank0(), "sciml forecast train"):
         progress = default_progress(getattr(args, "quiet", False))
-        trainer, ctx = make_trainer(cfg, out, parallel_config(args, cfg.threads), resume=resume, progress=progress)
+        parallel = parallel_config(args, cfg.runtime.threads)
+        trainer, ctx = make_trainer(cfg, out, parallel, resume=resume, progress=progress)
         info.seed = cfg.seed
         status = "failed"
         try:

@@ -6,7 +6,7 @@
 - :mod:`.ops`: distributed twins of the model's spherical layers (``torch_harmonics.distributed``);
 - :mod:`.comm`: tile gather, loss partial sums, gradient synchronisation;
 - :mod:`.crps`: ensemble-parallel CRPS losses (all-to-all over the ensemble group) and :func:`.crps.distributed_loss`;
-- :mod:`.noise`, :mod:`.checkpoint`: noise on tiles, checkpoints that load at any layout;
+- :mod:`.noise`: noise on tiles (checkpoints load at any layout: :mod:`sciml.forecasting.checkpoint`);
 - :mod:`.hooks`, :mod:`.trainer`: the trainer on the mesh (``sciml forecast train --h-parallel``; flags in
   :mod:`sciml.forecasting.cli.parallel`);
 - :mod:`.spawn`: run a function on N local ranks (tests, benchmarks).

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from sciml.forecasting.train import TrainHooks
 
 from .comm import sync_gradients
-from .context import ParallelContext
+from .context import CommGroup, ParallelContext
 from .crps import distributed_loss
 from .layout import Tile
 from .ops import DistributedSphereOps
@@ -54,6 +54,9 @@ class DistributedTrainHooks(TrainHooks):
         out = values.detach().to(self.ctx.device, copy=True)
         dist.all_reduce(out, group=self.ctx.group("world").handle)
         return (out / self.ctx.world_size).to(values.device)
+
+    def world_group(self) -> CommGroup:
+        return self.ctx.group("world")
 
     def barrier(self) -> None:
         if self.ctx.world_size > 1:

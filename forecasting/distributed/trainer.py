@@ -25,8 +25,7 @@ import torch
 import torch.distributed as dist
 
 from sciml.errors import UsageError
-from sciml.forecasting.train import Trainer
-from sciml.forecasting.train import components as comp
+from sciml.forecasting.train import Trainer, data
 
 from .hooks import DistributedTrainHooks
 from .layout import split_bounds
@@ -64,8 +63,8 @@ class TiledTrainer(Trainer):
         return st
 
     def batch(self, st, stage_step: int) -> dict[str, torch.Tensor]:
-        idx = comp.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
-        return comp.collate([st.data[i] for i in self.hooks.batch_rows(idx)])
+        idx = data.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
+        return data.collate([st.data[i] for i in self.hooks.batch_rows(idx)])
 
     # ------------------------------------------------------------------ validation
     def validation_noise(self, noise: EnsembleNoise, windows: int) -> TiledEnsembleNoise:

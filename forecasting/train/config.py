@@ -13,6 +13,7 @@ file path or one of their names (``demo``, ``tiny``, ``quick``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any, Literal
 
 from sciml.config import ConfigError, from_dict, from_yaml, to_dict
 from sciml.errors import UsageError
+from sciml.forecasting.runtime import RuntimeSection
+
+LOGGER = logging.getLogger(__name__)
 
 CRPSName = Literal["standard", "fair", "almost-fair"]
 Schedule = Literal["constant", "cosine", "step"]
@@ -217,9 +221,15 @@ class TrainConfig:
     checkpoint_every: int = 100
     nan_policy: Literal["stop", "skip"] = "stop"
     max_bad_steps: int = 10  # consecutive skipped steps before "skip" gives up
-    threads: int | None = None  # torch intra-op threads; None leaves the default (OMP_NUM_THREADS)
+    runtime: RuntimeSection = RuntimeSection()  # device, precision, checkpointing, compile, threads, loading
+    threads: int | None = None  # deprecated: runtime.threads
 
     def __post_init__(self) -> None:
+        if self.threads is not None:
+            LOGGER.warning("config key `threads` is deprecated: write `runtime: {threads: %d}`", self.threads)
+            if self.runtime.threads is None:
+                object.__setattr__(self, "runtime", dataclasses.replace(self.runtime, threads=self.threads))
+            object.__setattr__(self, "threads", None)
         if not self.stages:
             raise ValueError("stages must list at least one curriculum stage")
         names = [s.name for s in self.stages]

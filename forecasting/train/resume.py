@@ -9,7 +9,8 @@ weights carry the model, data, noise and loss of the checkpoint. So on ``--resum
 * **applied from the resume step on** (visible in ``train.csv``): in the current stage ``steps`` (not below the
   steps it has done), ``lr``, ``clip`` and the schedule (``schedule``, ``warmup_steps``, ``min_lr_ratio``,
   ``step_every``, ``step_gamma``); every key of a later stage, adding or removing later stages; ``validation.*``,
-  ``checkpoint_every``, ``nan_policy``, ``max_bad_steps``, ``threads``, ``name``; and ``--max-steps``.
+  ``checkpoint_every``, ``nan_policy``, ``max_bad_steps``, ``runtime.*`` (a checkpoint loads on any device and
+  precision), ``name``; and ``--max-steps``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ norm, Adam and the LR schedule. A non-finite loss or gradient norm either stops 
 last good checkpoint is kept) or skips the step (``skip``, at most ``max_bad_steps`` in a row).
 
 The loop (:meth:`Trainer.run`) only sequences steps; checkpoints (:mod:`.checkpoint`), metrics
-(:class:`MetricsLog`) and rank-dependent choices (:class:`~.components.TrainHooks`) are separate.
+(:class:`MetricsLog`) and rank-dependent choices (:class:`~.hooks.TrainHooks`) are separate.
 """
 
 from __future__ import annotations
@@ -33,12 +33,19 @@ import numpy as np
 import torch
 
 from sciml.errors import SciMLError, UsageError
+from sciml.forecasting.checkpoint import (
+    CHECKPOINT_NAME,
+    generator_states,
+    load_checkpoint,
+    restore_generators,
+    save_checkpoint,
+)
 from sciml.io import atomic_write_json, atomic_write_text
 from sciml.progress import NoProgress, Progress
 
-from . import components as comp
-from .checkpoint import CHECKPOINT_NAME, generator_states, load_checkpoint, restore_generators, save_checkpoint
+from . import data, network, objective
 from .config import StageConfig, TrainConfig, config_from_dict
+from .hooks import TrainHooks
 from .resume import resume_changes
 
 if TYPE_CHECKING:
@@ -120,7 +127,7 @@ class Trainer:
     out
         Run folder: ``config.yaml``, ``checkpoint.pt``, ``train.csv``, ``valid.csv``, ``metrics.json``.
     hooks
-        Rank-dependent behaviour (:class:`~.components.TrainHooks`, serial by default).
+        Rank-dependent behaviour (:class:`~.hooks.TrainHooks`, serial by default).
     resume
         Checkpoint to continue from; the data position, RNG and optimiser states are restored so that the loss
         trajectory continues exactly as without the interruption.
@@ -132,7 +139,7 @@ class Trainer:
         self,
         cfg: TrainConfig,
         out: str | Path,
-        hooks: comp.TrainHooks | None = None,
+        hooks: TrainHooks | None = None,
         resume: str | Path | None = None,
         progress: Progress | None = None,
     ) -> None:
@@ -141,7 +148,7 @@ class Trainer:
         from sciml.forecasting.noise import member_seed
 
         self.out = Path(out)
-        self.hooks = hooks or comp.TrainHooks()
+        self.hooks = hooks or TrainHooks()
         self.progress = progress or NoProgress()
         ckpt = load_checkpoint(resume, resume=True) if resume is not None else None
         if ckpt is not None:
@@ -156,19 +163,19 @@ class Trainer:
             if applied:
                 LOGGER.warning("resuming with changed %s: applied from step %d on", applied, ckpt["position"]["step"])
         self.cfg = cfg
-        ds0 = comp.open_dataset(cfg, cfg.stages[0].rollout, "train", self.hooks)
-        self.facts = comp.data_facts(cfg, ds0)
+        ds0 = data.open_dataset(cfg, cfg.stages[0].rollout, "train", self.hooks)
+        self.facts = data.data_facts(cfg, ds0)
         self.stats = NormStats.load(self.facts.stats)
         self._check_finite_stats()
-        self.mc = comp.model_config(cfg, self.facts)
+        self.mc = network.model_config(cfg, self.facts)
         torch.manual_seed(member_seed(cfg.seed, 0))
         self.model = FCN3(self.mc, self.hooks.sphere_ops())
-        self.noise_scales = comp.noise_scales(cfg, self.mc.n_noise)
-        self.noise_process = comp.make_noise(cfg, self.mc, self.noise_scales)
-        self.weights = comp.channel_weights(cfg, self.facts, self.stats)
-        self.vector_pairs = comp.vector_pairs(cfg, self.facts.channels)
-        self.degree_weights = comp.degree_weights(cfg, self.vector_pairs)
-        self.spectral_channels = comp.spectral_channel_weights(cfg, self.facts.channels, self.weights)
+        self.noise_scales = network.noise_scales(cfg, self.mc.n_noise)
+        self.noise_process = network.make_noise(cfg, self.mc, self.noise_scales)
+        self.weights = objective.channel_weights(cfg, self.facts, self.stats)
+        self.vector_pairs = objective.vector_pairs(cfg, self.facts.channels)
+        self.degree_weights = objective.degree_weights(cfg, self._full_grid(ds0), self.vector_pairs)
+        self.spectral_channels = objective.spectral_channel_weights(cfg, self.facts.channels, self.weights)
         self._datasets: dict[tuple[int, str], Any] = {(cfg.stages[0].rollout, "train"): ds0}
         self.step = 0
         self.bad_steps = 0
@@ -192,10 +199,17 @@ class Trainer:
             self.last_good = Path(resume)
 
     # ------------------------------------------------------------------ components
+    def _full_grid(self, ds):
+        """``ds`` when it covers the whole grid, else the same windows on the whole grid (only when whitened
+        spectral weights need whole fields: every rank computes the same weights from the same states)."""
+        if not objective.uses_sample_fields(self.cfg) or ds.tile == ds.tile.full(ds.grid.nlat, ds.grid.nlon):
+            return ds
+        return data.open_dataset(self.cfg, ds.cfg.steps, "train")
+
     def dataset(self, rollout: int, split: str):
         key = (rollout, split)
         if key not in self._datasets:
-            self._datasets[key] = comp.open_dataset(self.cfg, rollout, split, self.hooks)
+            self._datasets[key] = data.open_dataset(self.cfg, rollout, split, self.hooks)
         return self._datasets[key]
 
     def _enter_stage(self, index: int) -> _Stage:
@@ -214,7 +228,7 @@ class Trainer:
                 member_indices=self.hooks.member_indices(sc.members),
             )
         loss = self.hooks.make_loss(
-            comp.make_loss(
+            objective.make_loss(
                 self.cfg, sc, self.mc, self.weights, self.degree_weights, self.vector_pairs, self.spectral_channels
             )
         )
@@ -230,7 +244,7 @@ class Trainer:
             sc.batch_size,
             sc.crps,
             ", antithetic noise" if sc.centered else "",
-            comp.spectral_weight(self.cfg, sc),
+            objective.spectral_weight(self.cfg, sc),
             sc.lr,
         )
         return self.stage
@@ -252,8 +266,8 @@ class Trainer:
                 "bad_steps": self.bad_steps,
                 "wall_s": self.wall,
             },
-            "config": comp.resolved_dict(self.cfg, self.mc),
-            "model_config": comp.resolved_dict(self.cfg, self.mc)["model"],
+            "config": network.resolved_dict(self.cfg, self.mc),
+            "model_config": network.resolved_dict(self.cfg, self.mc)["model"],
             "noise_scales_km": list(self.noise_scales),
             "data": {
                 **self.facts.as_dict(),
@@ -271,8 +285,8 @@ class Trainer:
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             keep = f"the last good checkpoint {self.last_good} is kept" if self.last_good else "no checkpoint written"
             raise NonFiniteError(f"the weights became non-finite by step {self.step}; {keep}")
-        if self.hooks.is_writer():
-            path = save_checkpoint(self.checkpoint_path(), self.payload())
+        path = save_checkpoint(self.checkpoint_path(), self.payload(), self.hooks.world_group())
+        if path is not None:  # the writing rank
             self.last_good = path
             self.log.write(self.out, self.summary())
         self.hooks.barrier()
@@ -340,8 +354,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def batch(self, st: _Stage, stage_step: int) -> dict[str, torch.Tensor]:
-        idx = comp.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
-        return comp.collate([st.data[i] for i in idx])
+        idx = data.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
+        return data.collate([st.data[i] for i in idx])
 
     def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None):
         """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states."""
@@ -424,7 +438,7 @@ class Trainer:
             return None
         ds = self.dataset(vc.rollout, "valid")
         idx = sorted(set(np.linspace(0, len(ds) - 1, min(vc.samples, len(ds))).round().astype(int).tolist()))
-        batch = comp.collate([ds[i] for i in idx])
+        batch = data.collate([ds[i] for i in idx])
         noise = None
         if self.noise_process is not None:
             noise = EnsembleNoise(

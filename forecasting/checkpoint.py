@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, safe loads (``torch.load(weights_only=True)``), everything to resume.
+"""The one checkpoint format: written by training (serial or on any parallel layout), read by resume and inference.
 
 A checkpoint is one ``torch.save`` file holding only tensors and plain containers/scalars:
 
@@ -8,7 +8,14 @@ A checkpoint is one ``torch.save`` file holding only tensors and plain container
   of ``(seed, stage, step)``, so the step counter *is* the data position);
 * ``config``: the resolved :class:`~sciml.forecasting.train.config.TrainConfig` as a plain dict, and
   ``model_config`` the resolved :class:`~sciml.forecasting.models.FCN3Config` (so inference rebuilds the model
-  without the YAML file), plus ``data`` facts (grid, channels, stats) that inference checks its inputs against.
+  without the YAML file), plus ``data``: the :class:`DataFacts` (grid, channels, stats) that inference checks its
+  inputs against, with the normalisation ``mean`` and ``std``.
+
+Layouts: every parameter (so every optimiser state entry) is replicated on all ranks of a parallel run (spatial
+ranks use slices of the spectral weights but keep them whole), so the checkpoint is the plain serial
+``state_dict`` and loads serially or at any ``h x w x ensemble x batch`` layout. Run in parallel,
+:func:`save_checkpoint` is collective: it first checks that the replicas agree (a missed gradient synchronisation
+would otherwise be saved silently), then rank 0 writes.
 
 Loading uses ``weights_only=True``: a checkpoint from elsewhere is data, never code. Writing goes through
 :func:`sciml.io.atomic_path` (temporary sibling + ``fsync`` + ``os.replace``), so a crash in the middle of a write
@@ -26,17 +33,24 @@ import errno
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sciml.config import from_dict, to_dict
 from sciml.errors import SciMLError, UsageError
 from sciml.io import atomic_path
+
+if TYPE_CHECKING:
+    from sciml.forecasting.distributed.context import CommGroup
 
 LOGGER = logging.getLogger(__name__)
 FORMAT = "sciml.forecast.train/1"
 CHECKPOINT_NAME = "checkpoint.pt"
+# Written by the weights-only save of early parallel code; it lacks the config and data facts a run needs.
+WEIGHTS_ONLY_FORMAT = "sciml.forecast.checkpoint/1"
 REQUIRED = ("format", "model", "model_config", "config", "position", "data")
 RESUME_REQUIRED = ("optimizer", "scheduler", "rng")  # a training resume needs these too
 HASH_KEY = "sha256"
@@ -45,6 +59,29 @@ _DISK_FULL = {
     errno.EDQUOT: "disk quota exceeded",
     errno.EFBIG: "file size limit (ulimit -f) exceeded",
 }
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """Facts about the training data that a checkpoint carries so inference can check its inputs."""
+
+    store: str
+    stats: str
+    channels: tuple[str, ...]
+    static: tuple[str, ...]
+    features: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    grid_kind: str
+    nlat: int
+    nlon: int
+    step_hours: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataFacts:
+        return from_dict(cls, d)
 
 
 def content_hash(obj: Any) -> str:
@@ -94,12 +131,34 @@ def _write_error(exc: BaseException) -> int | None:
     return None
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (see the module docstring) to ``path`` atomically; returns ``path``."""
+def save_checkpoint(
+    path: str | Path, payload: dict[str, Any], group: CommGroup | None = None, replica_tol: float = 0.0
+) -> Path | None:
+    """Write ``payload`` (see the module docstring) to ``path`` atomically; returns ``path`` (``None`` on the ranks
+    that do not write).
+
+    With ``group`` (the world group of a parallel run) the call is collective: every rank passes its payload, the
+    ``model`` tensors are compared across the group, and only rank 0 writes.
+
+    Raises
+    ------
+    SciMLError
+        On every rank, when the model replicas differ by more than ``replica_tol``; or when the disk is full (the
+        previous checkpoint is kept).
+    """
     missing = [k for k in REQUIRED if k not in payload and k != "format"]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
     path = Path(path)
+    if group is not None and group.size > 1:
+        from sciml.forecasting.distributed.comm import max_replica_difference
+
+        tensors = [t for t in payload["model"].values() if torch.is_floating_point(t)]
+        diff = max_replica_difference(tensors, group)
+        if diff > replica_tol:
+            raise SciMLError(f"model replicas differ by {diff:.3g} across ranks; refusing to save {path}")
+        if group.rank != 0:
+            return None
     body = {"format": FORMAT, **payload}
     body[HASH_KEY] = content_hash(body)
     try:
@@ -140,6 +199,12 @@ def load_checkpoint(
             f"checkpoint {path} cannot be loaded safely (weights_only=True): {first}. It is truncated or not a "
             "sciml checkpoint; checkpoints that would run code when loaded are refused"
         ) from None
+    if isinstance(payload, dict) and payload.get("format") == WEIGHTS_ONLY_FORMAT:
+        raise UsageError(
+            f"{path} holds model weights only (format {WEIGHTS_ONLY_FORMAT}), without the training config and data "
+            "facts that resume and inference need; load its 'model' state_dict into FCN3 yourself, or train with "
+            "`sciml forecast train`, which writes complete checkpoints at any layout"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise UsageError(f"{path} is not a sciml forecasting training checkpoint (format {found!r}, need {FORMAT})")

@@ -1,0 +1,110 @@
+r"""Training samples: the datasets of a run, the facts a checkpoint keeps about them, the batch order.
+
+The data order is a pure function of ``(seed, stage, step)``: position :math:`p = s B + b` of stage step
+:math:`s` is sample ``perm_e[p mod n]`` of epoch :math:`e = \lfloor p/n \rfloor`, with ``perm_e`` a seeded
+permutation. Resuming therefore only needs the step counter.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sciml.errors import UsageError
+from sciml.forecasting.checkpoint import DataFacts
+
+from .config import TrainConfig
+from .hooks import TrainHooks
+
+
+def data_config(cfg: TrainConfig, rollout: int, start: str | None, end: str | None):
+    """The :class:`ForecastDataConfig` of the data layer for windows of ``rollout`` steps in ``[start, end]``."""
+    from sciml.forecasting.data import ForecastDataConfig
+
+    d = cfg.data
+    return ForecastDataConfig(
+        store=d.store,
+        stats=d.stats,
+        channels=d.channels,
+        static=d.static,
+        steps=rollout,
+        step_hours=d.step_hours,
+        start=start,
+        end=end,
+        features=d.features,
+    )
+
+
+def open_dataset(cfg: TrainConfig, rollout: int, split: str, hooks: TrainHooks | None = None):
+    """Training (``split='train'``) or validation windows of ``rollout`` steps, on the rank's tile."""
+    from sciml.forecasting.data import ForecastDataset
+
+    d = cfg.data
+    start, end = (d.train_start, d.train_end) if split == "train" else (d.valid_start, d.valid_end)
+    try:
+        ds = ForecastDataset(data_config(cfg, rollout, start, end))
+        tile = hooks.tile(ds.grid.nlat, ds.grid.nlon) if hooks is not None else None
+        return ds if tile is None else ForecastDataset(data_config(cfg, rollout, start, end), tile=tile)
+    except UsageError as exc:
+        if not Path(d.store).exists():
+            raise UsageError(
+                f"data store {d.store} does not exist; create it with `sciml data synth --out {d.store}` "
+                "(the built-in shallow-water dataset) or `sciml data convert`"
+            ) from None
+        raise UsageError(f"{split} data: {exc}") from None
+
+
+def data_facts(cfg: TrainConfig, ds) -> DataFacts:
+    from sciml.forecasting.data import stats_path
+
+    return DataFacts(
+        store=str(cfg.data.store),
+        stats=str(cfg.data.stats or stats_path(cfg.data.store)),
+        channels=tuple(ds.channels),
+        static=tuple(ds.static_names),
+        features=tuple(cfg.data.features),
+        feature_names=tuple(ds.feature_names),
+        grid_kind=ds.grid.kind,
+        nlat=ds.grid.nlat,
+        nlon=ds.grid.nlon,
+        step_hours=cfg.data.step_hours,
+    )
+
+
+@lru_cache(maxsize=8)
+def _permutation(seed: int, stage: int, epoch: int, n: int) -> np.ndarray:
+    from sciml.forecasting.noise import member_seed
+
+    g = torch.Generator().manual_seed(member_seed(seed, 1_000_003 * (stage + 1) + epoch))
+    return torch.randperm(n, generator=g).numpy()
+
+
+def batch_indices(seed: int, stage: int, step: int, batch: int, n: int) -> list[int]:
+    """Sample indices of stage step ``step`` (see the module docstring): a pure function of its arguments."""
+    out = []
+    for p in range(step * batch, (step + 1) * batch):
+        out.append(int(_permutation(seed, stage, p // n, n)[p % n]))
+    return out
+
+
+def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack dataset samples: ``input [B,C,H,W]``, ``target [B,k,C,H,W]``, ``aux [B,k+1,A,H,W]``, ``time``.
+
+    ``aux`` is the static fields followed by the time features at each window time (what the model takes as
+    auxiliary input when it steps from that time).
+    """
+    x = torch.stack([s["input"] for s in samples])
+    y = torch.stack([s["target"] for s in samples])
+    feats = torch.stack([s["features"] for s in samples])  # [B, k+1, F, H, W]
+    static = samples[0]["static"]  # [S, H, W]
+    b, k1 = feats.shape[:2]
+    st = static.reshape(1, 1, *static.shape).expand(b, k1, *static.shape)
+    return {
+        "input": x,
+        "target": y,
+        "aux": torch.cat([st, feats], dim=2),
+        "time": torch.stack([s["time"] for s in samples]),
+    }

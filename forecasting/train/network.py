@@ -1,0 +1,63 @@
+"""The network and its noise process, resolved from a :class:`~.config.TrainConfig` against the data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sciml.config import from_dict, to_dict
+from sciml.errors import UsageError
+from sciml.forecasting.checkpoint import DataFacts
+
+from .config import TrainConfig
+
+
+def model_config(cfg: TrainConfig, facts: DataFacts):
+    """Resolve the model preset + overrides against the data (grid and aux channels from the data)."""
+    from sciml.forecasting.models import FCN3Config, preset
+
+    base = to_dict(preset(cfg.model.preset))
+    fixed = {"nlat", "nlon", "n_aux"}
+    clash = sorted(fixed & set(cfg.model.overrides))
+    if clash:
+        raise UsageError(f"model.overrides sets {clash}; these come from the data (grid, static fields + features)")
+    base.update(cfg.model.overrides)
+    base.update(nlat=facts.nlat, nlon=facts.nlon, n_aux=len(facts.static) + len(facts.feature_names))
+    if facts.grid_kind != "equiangular":
+        raise UsageError(f"the model's I/O grid is equiangular; the data grid is {facts.grid_kind}")
+    mc = from_dict(FCN3Config, base)
+    if mc.n_channels != len(facts.channels):
+        raise UsageError(
+            f"model preset {cfg.model.preset!r} has {mc.n_channels} state channels (n_surface {mc.n_surface} + "
+            f"n_atmo_vars {mc.n_atmo_vars} x n_levels {mc.n_levels}) but the data has {len(facts.channels)} "
+            f"({', '.join(facts.channels)}); set data.channels or model.overrides to match"
+        )
+    return mc
+
+
+def noise_scales(cfg: TrainConfig, n_noise: int) -> tuple[float, ...]:
+    """Length scales (km) of the noise channels: configured, or the ``n_noise`` largest FCN3 octaves."""
+    from sciml.forecasting.noise import FCN3_LENGTH_SCALES_KM
+
+    scales = cfg.noise.length_scales_km
+    if scales is None:
+        if n_noise > len(FCN3_LENGTH_SCALES_KM):
+            raise UsageError(f"n_noise={n_noise} needs noise.length_scales_km (FCN3 has 8 scales)")
+        return tuple(FCN3_LENGTH_SCALES_KM[len(FCN3_LENGTH_SCALES_KM) - n_noise :])
+    if len(scales) != n_noise:
+        raise UsageError(f"noise.length_scales_km has {len(scales)} scales but the model has n_noise={n_noise}")
+    return tuple(scales)
+
+
+def make_noise(cfg: TrainConfig, mc, scales: tuple[float, ...]):
+    """The :class:`DiffusionNoiseS2` process on the model's I/O grid (``None`` if the model takes no noise)."""
+    from sciml.forecasting.noise import DiffusionNoiseS2, heat_kernel_kT
+
+    if mc.n_noise == 0:
+        return None
+    kT = [heat_kernel_kT(s) for s in scales]
+    return DiffusionNoiseS2(mc.nlat, mc.nlon, kT, cfg.noise.sigma, cfg.noise.lam, l_min=cfg.noise.l_min)
+
+
+def resolved_dict(cfg: TrainConfig, mc) -> dict[str, Any]:
+    """Resolved training config and model config as plain data (what the checkpoint stores)."""
+    return {"train": to_dict(cfg), "model": to_dict(mc)}
