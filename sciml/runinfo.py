@@ -23,6 +23,7 @@ class RunInfo:
     started: float = field(default_factory=time.time)
     timings: dict[str, float] = field(default_factory=dict)
     status: str | None = None  # e.g. running, done, interrupted, failed (long runs rewrite run.json at the end)
+    runtime: dict[str, Any] = field(default_factory=dict)  # device, precision, peak memory, steps/s, ...
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +34,7 @@ class RunInfo:
             "wall_time_s": time.time() - self.started,
             "timings_s": self.timings,
             **({"status": self.status} if self.status is not None else {}),
+            **({"runtime": self.runtime} if self.runtime else {}),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         }

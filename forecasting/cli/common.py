@@ -1,9 +1,11 @@
-"""Helpers shared by the forecasting commands: ``--set`` overrides and the writing rank's run lock."""
+"""Helpers shared by the forecasting commands: ``--set`` overrides, the runtime flags, the writing rank's run lock."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from sciml.errors import UsageError
 
@@ -35,3 +37,25 @@ def writer_lock(out: Path, writer: bool, command: str):
     from sciml.runlock import run_lock
 
     return run_lock(out, command) if writer else contextlib.nullcontext()
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, training: bool = True) -> None:
+    """``--device``, ``--precision`` (and for training ``--checkpointing``, ``--compile``): the ``runtime``
+    section of the config from the command line (:mod:`sciml.forecasting.runtime`)."""
+    g = parser.add_argument_group("device and precision (default: the config's runtime section)")
+    g.add_argument("--device", default=None, help="auto (CUDA when available), cpu, cuda or cuda:N")
+    g.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="bf16: autocast for the network")
+    if training:
+        g.add_argument(
+            "--checkpointing",
+            choices=["none", "blocks"],
+            default=None,
+            help="blocks: recompute each processor block in the backward pass (less memory)",
+        )
+        g.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+
+
+def runtime_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set``-style overrides (``runtime.device`` ...) of the flags that were given."""
+    keys = ("device", "precision", "checkpointing", "compile")
+    return {f"runtime.{k}": getattr(args, k) for k in keys if getattr(args, k, None) is not None}

@@ -18,6 +18,7 @@ from ..distributed.env import launch_env
 
 if TYPE_CHECKING:  # the flags are registered on every `sciml` start: no torch at import time
     from ..distributed.context import ParallelConfig
+    from ..runtime import RuntimeSection
 
 
 def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,16 +34,21 @@ def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parallel_config(args: argparse.Namespace, threads: int | None = None) -> ParallelConfig:
-    """:class:`ParallelConfig` from the flags of :func:`add_parallel_arguments`."""
+def parallel_config(args: argparse.Namespace, runtime: RuntimeSection | None = None) -> ParallelConfig:
+    """:class:`ParallelConfig` from the flags of :func:`add_parallel_arguments` and the run's ``runtime`` section
+    (its threads per rank; ``device: cpu`` communicates with gloo, ``cuda`` with NCCL, ``auto`` picks)."""
     from ..distributed.context import ParallelConfig
+    from ..runtime import RuntimeSection, parse_device_spec
 
+    runtime = runtime or RuntimeSection()
+    kind, _ = parse_device_spec(runtime.device)
     return ParallelConfig(
         h=args.h_parallel,
         w=args.w_parallel,
         ensemble=args.ensemble_parallel,
         timeout_s=args.comm_timeout,
-        threads_per_rank=threads or 1,
+        threads_per_rank=runtime.threads or 1,
+        backend={"cpu": "gloo", "cuda": "nccl"}.get(kind),
     )
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .common import is_rank0, parse_set, writer_lock
+from .common import add_runtime_arguments, is_rank0, parse_set, runtime_overrides, writer_lock
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpointed)")
     from sciml.forecasting.cli.parallel import add_parallel_arguments
 
+    add_runtime_arguments(p)
     add_parallel_arguments(p)
     p.set_defaults(func=cmd_train)
 
@@ -71,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     info = RunInfo(command="sciml forecast train")
     t0 = time.monotonic()
-    cfg = load_train_config(args.config, parse_set(args.set))
+    cfg = load_train_config(args.config, {**parse_set(args.set), **runtime_overrides(args)})
     out = args.out or Path("runs/forecast") / cfg.name
     resume = None
     if args.resume is not None:
@@ -82,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     with writer_lock(out, is_rank0(), "sciml forecast train"):
         progress = default_progress(getattr(args, "quiet", False))
-        parallel = parallel_config(args, cfg.runtime.threads)
+        parallel = parallel_config(args, cfg.runtime)
         trainer, ctx = make_trainer(cfg, out, parallel, resume=resume, progress=progress)
         info.seed = cfg.seed
         status = "failed"
@@ -110,5 +111,8 @@ def _write_run(trainer, out: Path, cfg, info, status: str) -> None:
 
     if trainer.hooks.is_writer():
         info.timings.update(train_steps=trainer.wall)
+        keys = ("device", "device_name", "precision", "checkpointing", "compile", "steps_per_s")
+        summary = trainer.summary()
+        info.runtime = {k: summary[k] for k in (*keys, "peak_device_memory_bytes")}
         info.status = status
         write_run_dir(out, cfg, info)

@@ -13,9 +13,12 @@ noise streams, so such a run cannot resume at another ensemble split.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.distributed as dist
 
+from sciml.errors import UsageError
 from sciml.forecasting.train import TrainHooks
 
 from .comm import sync_gradients
@@ -23,6 +26,9 @@ from .context import CommGroup, ParallelContext
 from .crps import distributed_loss
 from .layout import Tile
 from .ops import DistributedSphereOps
+
+if TYPE_CHECKING:
+    from sciml.forecasting.runtime import Runtime, RuntimeSection
 
 
 class DistributedTrainHooks(TrainHooks):
@@ -54,6 +60,18 @@ class DistributedTrainHooks(TrainHooks):
         out = values.detach().to(self.ctx.device, copy=True)
         dist.all_reduce(out, group=self.ctx.group("world").handle)
         return (out / self.ctx.world_size).to(values.device)
+
+    def runtime(self, section: RuntimeSection) -> Runtime:
+        """The parallel context's device (``cuda:LOCAL_RANK`` under NCCL, else CPU) with the section's precision."""
+        from sciml.forecasting.runtime import Runtime, parse_device_spec
+
+        kind, _ = parse_device_spec(section.device)
+        if kind != "auto" and kind != self.ctx.device.type:
+            raise UsageError(
+                f"runtime.device is {section.device!r} but the parallel run communicates on {self.ctx.device} "
+                f"(backend {self.ctx.backend}); use device auto, or {self.ctx.device.type}"
+            )
+        return Runtime(self.ctx.device, section.precision, section.checkpointing, section.compile)
 
     def world_group(self) -> CommGroup:
         return self.ctx.group("world")

@@ -66,7 +66,7 @@ class TiledEnsembleNoise:
         cls, serial: EnsembleNoise, ctx: ParallelContext, global_batch: int, rows: slice | None = None
     ) -> TiledEnsembleNoise:
         """The tiled twin of ``serial`` (same process, members, seed and antithetic pairing)."""
-        return cls(serial.noise, serial.members, global_batch, serial.seed, ctx, serial.centered, rows)
+        return cls(serial.noise, serial.members, global_batch, serial.seed, ctx, serial.centered, rows, ctx.device)
 
     @property
     def noise(self) -> DiffusionNoiseS2:

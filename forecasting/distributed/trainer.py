@@ -99,8 +99,9 @@ class TiledTrainer(Trainer):
         # all batch ranks hold the same windows here: a mesh without batch ranks scores them
         one_replica = dataclasses.replace(ctx, groups={**ctx.groups, "batch": _solo(ctx.batch)})
         crps_loss = DistributedGridCRPSLoss(GridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS()), one_replica)
+        crps_loss = crps_loss.to(self.runtime.device)
         lat = slice(*split_bounds(self.mc.nlat, ctx.mesh.h, ctx.coords.h))
-        q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()[lat]
+        q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()[lat].to(self.runtime.device)
         members = self.cfg.validation.members
         crps, rmse, spread = [], [], []
         for k, fc in enumerate(states):

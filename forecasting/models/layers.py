@@ -43,6 +43,11 @@ def no_autocast(x: torch.Tensor) -> amp.autocast:
     return amp.autocast(device_type="cuda" if x.is_cuda else "cpu", enabled=False)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is in a lower precision (bf16 under autocast); float32/float64 unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def _on_meta_device() -> bool:
     return torch.empty(0).device.type == "meta"
 
@@ -167,7 +172,7 @@ class _FP32(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         with no_autocast(x):
-            return self.inner(x.float()).to(dtype)
+            return self.inner(at_least_fp32(x)).to(dtype)
 
 
 class DiscoEncoder(nn.Module):
@@ -259,8 +264,8 @@ class SpectralConvDH(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         with no_autocast(x):
-            coeffs = self.sht(x.float())
-            w = torch.view_as_complex(self.weight.float())
+            coeffs = self.sht(at_least_fp32(x))
+            w = torch.view_as_complex(at_least_fp32(self.weight).contiguous())
             coeffs = torch.einsum("bilm,iol->bolm", coeffs, w)
             y = self.isht(coeffs)
         return y.to(dtype)

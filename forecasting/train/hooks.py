@@ -16,6 +16,7 @@ from sciml.forecasting.tiles import Tile
 
 if TYPE_CHECKING:
     from sciml.forecasting.distributed.context import CommGroup
+    from sciml.forecasting.runtime import Runtime, RuntimeSection
 
 
 class TrainHooks:
@@ -61,3 +62,9 @@ class TrainHooks:
     def world_group(self) -> CommGroup | None:
         """The group a checkpoint's replicas are checked over (``None`` serially: nothing to compare)."""
         return None
+
+    def runtime(self, section: RuntimeSection) -> Runtime:
+        """The device and precision of this process: ``section`` resolved on this machine."""
+        from sciml.forecasting.runtime import Runtime
+
+        return Runtime.from_section(section)

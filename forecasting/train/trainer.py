@@ -163,15 +163,24 @@ class Trainer:
             if applied:
                 LOGGER.warning("resuming with changed %s: applied from step %d on", applied, ckpt["position"]["step"])
         self.cfg = cfg
+        self.runtime = self.hooks.runtime(cfg.runtime)
+        device = self.runtime.device
         ds0 = data.open_dataset(cfg, cfg.stages[0].rollout, "train", self.hooks)
         self.facts = data.data_facts(cfg, ds0)
         self.stats = NormStats.load(self.facts.stats)
         self._check_finite_stats()
         self.mc = network.model_config(cfg, self.facts)
         torch.manual_seed(member_seed(cfg.seed, 0))
-        self.model = FCN3(self.mc, self.hooks.sphere_ops())
+        blocks = self.runtime.checkpointing == "blocks"
+        self.model = FCN3(self.mc, self.hooks.sphere_ops(), checkpoint_blocks=blocks).to(device)
+        # the compiled module shares its parameters with self.model, whose state_dict keys checkpoints keep
+        self.net = torch.compile(self.model) if self.runtime.compile else self.model
         self.noise_scales = network.noise_scales(cfg, self.mc.n_noise)
         self.noise_process = network.make_noise(cfg, self.mc, self.noise_scales)
+        if self.noise_process is not None:
+            # draws stay on the members' CPU generators (the same members on every device); the spectra and the
+            # inverse transform live on the device
+            self.noise_process = self.noise_process.to(device)
         self.weights = objective.channel_weights(cfg, self.facts, self.stats)
         self.vector_pairs = objective.vector_pairs(cfg, self.facts.channels)
         self.degree_weights = objective.degree_weights(cfg, self._full_grid(ds0), self.vector_pairs)
@@ -183,6 +192,7 @@ class Trainer:
         self.stage: _Stage | None = None
         self.stop_requested = False
         self.wall = 0.0
+        self.steps_timed = 0  # optimiser steps of this process (the steps/s of run.json)
         self.last_good: Path | None = None  # the newest checkpoint known to hold finite weights
         if ckpt is not None:
             assert resume is not None  # ckpt was read from it
@@ -231,7 +241,7 @@ class Trainer:
             objective.make_loss(
                 self.cfg, sc, self.mc, self.weights, self.degree_weights, self.vector_pairs, self.spectral_channels
             )
-        )
+        ).to(self.runtime.device)
         self.stage = _Stage(index, sc, self.dataset(sc.rollout, "train"), opt, sched, noise, loss)
         LOGGER.info(
             "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, spectral weight %g, lr %.2e",
@@ -357,10 +367,15 @@ class Trainer:
         idx = data.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
         return data.collate([st.data[i] for i in idx])
 
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's tensors on the run's device (asynchronous from pinned memory)."""
+        return {k: v.to(self.runtime.device, non_blocking=True) for k, v in batch.items()}
+
     def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None):
         """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states."""
         from sciml.forecasting.losses import rollout_loss
         from sciml.forecasting.models import ensemble_step
+        from sciml.forecasting.models.layers import at_least_fp32
 
         members = len(noise.member_indices) if noise is not None else 1
         state = x.unsqueeze(0).expand(members, *x.shape)
@@ -370,7 +385,9 @@ class Trainer:
             if k > 0 and z[0] is not None:
                 z[0] = noise.step(z[0])
             zg = noise.to_grid(z[0]) if z[0] is not None else None
-            return ensemble_step(self.model, s, aux[:, k], zg)
+            with self.runtime.autocast():  # bf16: the network only; losses and transforms outside stay fp32
+                out = ensemble_step(self.net, s, aux[:, k], zg)
+            return at_least_fp32(out)
 
         if targets is not None:
             return rollout_loss(step_fn, state, [targets[:, k] for k in range(steps)], loss)
@@ -384,6 +401,7 @@ class Trainer:
         """One optimiser step; returns the logged scalars (``bad`` = 1 for a skipped non-finite step)."""
         self.model.train()
         st.optimizer.zero_grad(set_to_none=True)
+        batch = self.to_device(batch)
         loss = self.forward_rollout(batch["input"], batch["aux"], st.cfg.rollout, st.noise, batch["target"], st.loss)
         finite = bool(torch.isfinite(loss))
         gnorm = torch.tensor(float("nan"))
@@ -438,7 +456,7 @@ class Trainer:
             return None
         ds = self.dataset(vc.rollout, "valid")
         idx = sorted(set(np.linspace(0, len(ds) - 1, min(vc.samples, len(ds))).round().astype(int).tolist()))
-        batch = data.collate([ds[i] for i in idx])
+        batch = self.to_device(data.collate([ds[i] for i in idx]))
         noise = None
         if self.noise_process is not None:
             noise = EnsembleNoise(
@@ -472,8 +490,8 @@ class Trainer:
         if rolled is None:
             return None
         batch, states = rolled
-        crps_loss = GridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS())
-        q = quadrature_weights(self.mc.nlat, self.mc.nlon).float()
+        crps_loss = GridCRPSLoss(self.mc.nlat, self.mc.nlon, FairCRPS()).to(self.runtime.device)
+        q = quadrature_weights(self.mc.nlat, self.mc.nlon).float().to(self.runtime.device)
         crps, rmse, spread = [], [], []
         for k, fc in enumerate(states):
             y = batch["target"][:, k]
@@ -491,7 +509,10 @@ class Trainer:
             "total_steps": self.cfg.total_steps,
             "last_loss": last["loss"] if last else None,
             "wall_s": self.wall,
+            "steps_per_s": self.steps_timed / self.wall if self.wall > 0 else None,
             "checkpoint": str(self.checkpoint_path()),
+            **self.runtime.describe(),
+            "peak_device_memory_bytes": self.runtime.peak_memory_bytes(),
         }
 
     def run(self, max_steps: int | None = None) -> str:
@@ -513,6 +534,7 @@ class Trainer:
                 t0 = time.monotonic()
                 row = self.train_step(st, self.batch(st, stage_step))
                 self.wall += time.monotonic() - t0
+                self.steps_timed += 1
                 self.step += 1
                 self.log.train.append({"step": float(self.step), "stage": float(index), **row})
                 self.progress.update(1, {"loss": row["loss"], "lr": row["lr"]})
