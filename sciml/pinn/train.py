@@ -251,106 +251,71 @@ class Trainer:
             prev = total
 
     def lm(self) -> None:
+        r"""Levenberg-Marquardt on the weighted residual vector :math:`\rho(\theta)` (weights frozen, floored so
+        that no term drops out of the Gauss-Newton model): :math:`(J J^\top + \mu I) s = \rho`,
+        :math:`\delta = -J^\top s`, accepted when the gain ratio is positive (Nielsen's damping update)."""
         cfg = self.cfg.lm
         if cfg.max_iter == 0:
             return
-        named = list(self.model.named_parameters())
-        keys = [k for k, _ in named]
-        shapes = {k: p.shape for k, p in named}
-        sizes = [p.numel() for _, p in named]
-        offsets = np.cumsum([0, *sizes])
-        out_names = {f"net.{k}" for k in _dde.output_layer_names(self.model.net)}
-        out_cols = torch.cat([torch.arange(offsets[i], offsets[i + 1]) for i, k in enumerate(keys) if k in out_names])
-        # frozen weights, floored so that no term drops out of the Gauss-Newton model
         wmax = max(self.weights.values())
         scale = {n: math.sqrt(max(self.weights[n], 1e-6 * wmax)) for n in self.names}
-
-        def rho_at(theta: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-            self._load(theta, keys, shapes, sizes)
-            vecs = {n: v.detach() for n, v in self.model.terms(self.x).items()}
-            rho = torch.cat([scale[n] * vecs[n] / math.sqrt(vecs[n].numel()) for n in self.names])
-            return rho, vecs
-
-        theta = torch.cat([p.detach().reshape(-1) for _, p in named])
-        r, vecs = rho_at(theta)
-        loss = float(r @ r)
+        res = _WeightedResiduals(self, scale)
+        theta = res.flat.theta()
+        r, vecs = res.at(theta)
+        cur = _Iterate(theta, r, float(r @ r), vecs)
         mu, nu = cfg.mu, 2.0
-        eye = torch.eye(r.shape[0], dtype=r.dtype)
         best = (math.inf, theta)
         try:
             for it in range(1, cfg.max_iter + 1):
-                params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
-                jac = self.model.jacobians(params, self.x)
-                jm = torch.cat([scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
+                jm = res.jacobian(cur.theta)
                 if cfg.probe_every and it % cfg.probe_every == 0:
-                    # probe: where does the exact output-layer solve land? Kept aside (taking it disturbs LM);
-                    # the best probe is the answer if it beats the final iterate.
-                    dc = torch.zeros_like(theta)
-                    dc[out_cols] = torch.linalg.lstsq(jm[:, out_cols], -r[:, None], driver="gelsd").solution[:, 0]
-                    r_c, vecs_c = rho_at(theta + dc)
-                    loss_c = float(r_c @ r_c)
-                    self._load(theta, keys, shapes, sizes)
-                    if math.isfinite(loss_c) and loss_c < best[0]:
-                        best = (loss_c, theta + dc)
-                        if self._unweighted({n: torch.mean(v**2) for n, v in vecs_c.items()}) < self.cfg.target_loss:
-                            raise _Stop(f"target loss {self.cfg.target_loss:g} reached (output-layer solve)")
-                a = jm @ jm.T
-                accepted = False
-                while mu < 1e16:
-                    try:
-                        s = torch.linalg.solve(a + mu * eye, r)
-                    except RuntimeError:  # singular for tiny mu: damp more
-                        mu, nu = mu * nu, nu * 2
-                        continue
-                    delta = -(jm.T @ s)
-                    lin = r + jm @ delta
-                    pred = loss - float(lin @ lin)
-                    r_new, vecs_new = rho_at(theta + delta)
-                    loss_new = float(r_new @ r_new)
-                    gain = (loss - loss_new) / pred if pred > 0 else -1.0
-                    if math.isfinite(loss_new) and gain > 0:
-                        theta, r, loss, vecs = theta + delta, r_new, loss_new, vecs_new
-                        mu = max(mu * max(1 / 3, 1 - (2 * gain - 1) ** 3), 1e-15)
-                        nu = 2.0
-                        accepted = True
-                        break
-                    mu, nu = mu * nu, nu * 2
-                self._load(theta, keys, shapes, sizes)
-                if not accepted:
+                    best = self._lm_probe(res, cur.theta, cur.r, jm, best)
+                nxt, mu, nu = _lm_step(res, cur, jm, mu, nu)
+                res.flat.load((nxt or cur).theta)
+                if nxt is None:
                     LOGGER.info("levenberg-marquardt: no decrease at step %d (damping %.1e); stopping", it, mu)
                     break
+                cur = nxt
                 self.steps["lm"] = it
-                losses = self._losses(vecs, "lm", it)
+                losses = self._losses(cur.vecs, "lm", it)
                 self._record("lm", it, losses)
-                self.progress.update(1, {"loss": loss})
+                self.progress.update(1, {"loss": cur.loss})
                 self._check_stop(self._unweighted(losses))
         finally:
+            theta, loss = cur.theta, cur.loss
             if cfg.final_linear_solve:
-                theta, loss = self._final_linear_solve(theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes)
+                theta, loss = self._final_linear_solve(res, theta, cur.r, loss)
             if best[0] < loss:
                 LOGGER.info("levenberg-marquardt: keeping the best output-layer probe (loss %.3e)", best[0])
                 theta = best[1]
-            self._load(theta, keys, shapes, sizes)
+            res.flat.load(theta)
 
-    def _final_linear_solve(self, theta, r, loss, rho_at, scale, out_cols, keys, shapes, sizes) -> tuple[Tensor, float]:
+    def _lm_probe(
+        self, res: _WeightedResiduals, theta: Tensor, r: Tensor, jm: Tensor, best: tuple[float, Tensor]
+    ) -> tuple[float, Tensor]:
+        """Where does the exact output-layer solve land? Kept aside (taking it disturbs LM); the best probe is the
+        answer if it beats the final iterate. Stops the stage when the probe reaches the target loss."""
+        dc = res.output_layer_step(jm, r, theta)
+        r_c, vecs_c = res.at(theta + dc)
+        loss_c = float(r_c @ r_c)
+        res.flat.load(theta)
+        if math.isfinite(loss_c) and loss_c < best[0]:
+            best = (loss_c, theta + dc)
+            if self._unweighted({n: torch.mean(v**2) for n, v in vecs_c.items()}) < self.cfg.target_loss:
+                raise _Stop(f"target loss {self.cfg.target_loss:g} reached (output-layer solve)")
+        return best
+
+    def _final_linear_solve(
+        self, res: _WeightedResiduals, theta: Tensor, r: Tensor, loss: float
+    ) -> tuple[Tensor, float]:
         """Exact least squares for the output layer at the end (kept only if the loss decreases)."""
-        params = {k: c.reshape(shapes[k]) for k, c in zip(keys, torch.split(theta, sizes), strict=True)}
-        jac = self.model.jacobians(params, self.x)
-        jc = torch.cat([scale[n] * jac[n][:, out_cols] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
-        dc = torch.zeros_like(theta)
-        dc[out_cols] = torch.linalg.lstsq(jc, -r[:, None], driver="gelsd").solution[:, 0]
-        r_c, _ = rho_at(theta + dc)
+        dc = res.output_layer_step(res.jacobian(theta), r, theta)
+        r_c, _ = res.at(theta + dc)
         loss_c = float(r_c @ r_c)
         if loss_c < loss:
             theta, loss = theta + dc, loss_c
-        self._load(theta, keys, shapes, sizes)
+        res.flat.load(theta)
         return theta, loss
-
-    def _load(self, theta: Tensor, keys, shapes, sizes) -> None:
-        with torch.no_grad():
-            params = dict(self.model.named_parameters())
-            for k, c in zip(keys, torch.split(theta, sizes), strict=True):
-                params[k].copy_(c.reshape(shapes[k]))
 
     def _term_losses(self) -> dict[str, float]:
         vecs = self.model.terms(self.x)
@@ -426,3 +391,100 @@ def solve(
         # deprecates with a FutureWarning on every solve; nothing the user can act on.
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
         return Trainer(problem, config, weighting, progress or NoProgress()).run()
+
+
+class _FlatParameters:
+    """The model's parameters as one flat vector :math:`\theta` (in ``named_parameters`` order) and back."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        named = list(model.named_parameters())
+        self.keys = [k for k, _ in named]
+        self.shapes = {k: p.shape for k, p in named}
+        self.sizes = [p.numel() for _, p in named]
+        self.offsets = np.cumsum([0, *self.sizes])
+
+    def theta(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
+
+    def split(self, theta: Tensor) -> dict[str, Tensor]:
+        return {k: c.reshape(self.shapes[k]) for k, c in zip(self.keys, torch.split(theta, self.sizes), strict=True)}
+
+    def load(self, theta: Tensor) -> None:
+        with torch.no_grad():
+            params = dict(self.model.named_parameters())
+            for k, c in self.split(theta).items():
+                params[k].copy_(c)
+
+    def columns(self, names: set[str]) -> Tensor:
+        """Indices in :math:`\theta` of the named parameters."""
+        return torch.cat(
+            [torch.arange(self.offsets[i], self.offsets[i + 1]) for i, k in enumerate(self.keys) if k in names]
+        )
+
+
+class _WeightedResiduals:
+    r"""The stacked residual :math:`
+    ho(	heta) = [s_n r_n(	heta)/\sqrt{N_n}]_n` of a trainer's terms at its
+        collocation points (:math:`s_n` the square roots of the frozen weights), so that :math:`
+    ho^	op
+    ho` is the
+        weighted loss, and its Jacobian from the model's exact ``torch.func`` Jacobians."""
+
+    def __init__(self, trainer: Trainer, scale: dict[str, float]) -> None:
+        self.trainer, self.scale, self.names = trainer, scale, trainer.names
+        self.flat = _FlatParameters(trainer.model)
+        self.out_cols = self.flat.columns({f"net.{k}" for k in _dde.output_layer_names(trainer.model.net)})
+
+    def at(self, theta: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """:math:`\rho(\theta)` and the unweighted term vectors (the model is left at ``theta``)."""
+        self.flat.load(theta)
+        vecs = {n: v.detach() for n, v in self.trainer.model.terms(self.trainer.x).items()}
+        rho = torch.cat([self.scale[n] * vecs[n] / math.sqrt(vecs[n].numel()) for n in self.names])
+        return rho, vecs
+
+    def jacobian(self, theta: Tensor) -> Tensor:
+        jac = self.trainer.model.jacobians(self.flat.split(theta), self.trainer.x)
+        return torch.cat([self.scale[n] * jac[n] / math.sqrt(jac[n].shape[0]) for n in self.names], 0)
+
+    def output_layer_step(self, jm: Tensor, r: Tensor, theta: Tensor) -> Tensor:
+        """The step that solves the linearised problem exactly in the output layer's parameters only."""
+        dc = torch.zeros_like(theta)
+        dc[self.out_cols] = torch.linalg.lstsq(jm[:, self.out_cols], -r[:, None], driver="gelsd").solution[:, 0]
+        return dc
+
+
+@dataclass
+class _Iterate:
+    """A Levenberg-Marquardt iterate: parameters, weighted residual, loss and the unweighted term vectors."""
+
+    theta: Tensor
+    r: Tensor
+    loss: float
+    vecs: dict[str, Tensor]
+
+
+def _lm_step(
+    res: _WeightedResiduals, cur: _Iterate, jm: Tensor, mu: float, nu: float
+) -> tuple[_Iterate | None, float, float]:
+    r"""Raise the damping :math:`\mu` until a step decreases the loss (gain ratio > 0), then relax it; returns the
+    accepted iterate (``None`` when no damping up to 1e16 decreased the loss) and the new :math:`\mu, \nu`."""
+    a = jm @ jm.T
+    eye = torch.eye(cur.r.shape[0], dtype=cur.r.dtype)
+    while mu < 1e16:
+        try:
+            s = torch.linalg.solve(a + mu * eye, cur.r)
+        except RuntimeError:  # singular for tiny mu: damp more
+            mu, nu = mu * nu, nu * 2
+            continue
+        delta = -(jm.T @ s)
+        lin = cur.r + jm @ delta
+        pred = cur.loss - float(lin @ lin)
+        r_new, vecs_new = res.at(cur.theta + delta)
+        loss_new = float(r_new @ r_new)
+        gain = (cur.loss - loss_new) / pred if pred > 0 else -1.0
+        if math.isfinite(loss_new) and gain > 0:
+            mu = max(mu * max(1 / 3, 1 - (2 * gain - 1) ** 3), 1e-15)
+            return _Iterate(cur.theta + delta, r_new, loss_new, vecs_new), mu, 2.0
+        mu, nu = mu * nu, nu * 2
+    return None, mu, nu
