@@ -348,6 +348,13 @@ def weighted_modes(modes: torch.Tensor, degree_weights: torch.Tensor | None) -> 
     return modes * (degree_weights if degree_weights.ndim == 3 else degree_weights[..., :, None])
 
 
+def coefficient_magnitudes(transform: nn.Module, f: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale`` times the magnitudes of ``transform(f)``, computed in float32 with autocast off (a bf16 SHT loses
+    the small coefficients the spectral CRPS scores)."""
+    with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
+        return transform(f.float()).abs() * scale
+
+
 class SpectralCRPSLoss(nn.Module):
     r"""Ensemble CRPS of spherical-harmonic coefficient magnitudes.
 
@@ -402,8 +409,7 @@ class SpectralCRPSLoss(nn.Module):
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """Magnitudes :math:`|\\hat f_{lm}|` of ``f`` ``[..., C, H, W]`` -> ``[..., C, L, L]`` (float32 SHT)."""
-        with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
-            return self.transform(f.float()).abs() * self.coefficient_scale
+        return coefficient_magnitudes(self.transform, f, self.coefficient_scale)
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecast.ndim != 5:

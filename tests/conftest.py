@@ -13,3 +13,19 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # torch-harmonics compiles Sp
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """The built-in ``tiny`` shallow-water store (33 x 64) with its statistics, built once per test module."""
+    from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
+
+    path = tmp_path_factory.mktemp("data") / "tiny.zarr"
+    ds, _ = simulate(PRESETS["tiny"])
+    src = source_from_dataset(ds, path=path)
+    write_store(src, path)
+    compute_stats(src).save(stats_path(path))
+    return path

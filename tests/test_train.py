@@ -32,15 +32,8 @@ from sciml.forecasting.train import (
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    from sciml.forecasting.data import PRESETS, compute_stats, simulate, source_from_dataset, stats_path, write_store
-
-    path = tmp_path_factory.mktemp("data") / "tiny.zarr"
-    ds, _ = simulate(PRESETS["tiny"])
-    src = source_from_dataset(ds, path=path)
-    write_store(src, path)
-    compute_stats(src).save(stats_path(path))
-    return path
+def store(tiny_store: Path) -> Path:
+    return tiny_store
 
 
 def tiny_config(store: Path, **changes):

@@ -30,6 +30,7 @@ from sciml.forecasting.losses import (
     CRPSKernel,
     GridCRPSLoss,
     SpectralCRPSLoss,
+    coefficient_magnitudes,
     crps_ensemble,
     mode_weights,
     weighted_modes,
@@ -181,8 +182,7 @@ class DistributedSpectralCRPSLoss(nn.Module):
 
     def coefficients(self, f: torch.Tensor) -> torch.Tensor:
         """This rank's :math:`|\\hat f_{lm}|` of tiles ``[..., h, w]`` -> ``[..., L_r, M_r]`` (float32 SHT)."""
-        with torch.autocast(device_type="cuda" if f.is_cuda else "cpu", enabled=False):
-            return self.transform(f.float()).abs() * self.coefficient_scale
+        return coefficient_magnitudes(self.transform, f, self.coefficient_scale)
 
     def per_channel(self, forecast: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecast.ndim != 5:
