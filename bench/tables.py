@@ -227,6 +227,32 @@ def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
 
+def activation_memory(name: str, data: dict) -> list[str]:
+    """Saved-activation bytes per member and step, fp32/bf16 x checkpointing (``bench/activation_memory.py``)."""
+    intro = (
+        "`python bench/activation_memory.py`: bytes autograd keeps after one forward step of one member (weights "
+        "excluded; with block checkpointing the blocks' inputs count), CPU autocast for bf16. Ratios: fp32 without "
+        "checkpointing divided by the variant."
+    )
+    mib = 2.0**20
+    rows = [
+        [
+            r["preset"],
+            r["grid"],
+            _f(r["fp32_none"] / mib),
+            _f(r["bf16_none"] / mib),
+            _f(r["fp32_blocks"] / mib),
+            _f(r["bf16_blocks"] / mib),
+            _f(r["bf16_ratio"], 2),
+            _f(r["blocks_ratio"], 2),
+            _f(r["both_ratio"], 2),
+        ]
+        for r in data["rows"]
+    ]
+    head = ["preset", "grid", "fp32 MiB", "bf16 MiB", "fp32+blocks MiB", "bf16+blocks MiB", "x bf16", "x blocks"]
+    return _section("Activation memory per member and step", name, intro, [*head, "x both"], rows)
+
+
 RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "pinn_weighting": pinn_weighting,
     "forecast_experiments": forecast_experiments,
@@ -236,6 +262,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "spec_vs_class": spec_vs_class,
     "stats_memory": stats_memory,
     "quick_demo": quick_demo,
+    "activation_memory": activation_memory,
 }
 
 
