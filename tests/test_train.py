@@ -227,12 +227,11 @@ def test_whitened_degree_weights_come_from_training_states(store, floor):
     import torch_harmonics as th
 
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.train.data import data_config
 
     over = {"loss.spectral_degrees": "whitened", "loss.spectral_samples": 5}
     cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
     tr = Trainer(cfg, store.parent / "unused")
-    ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
+    ds = ForecastDataset(cfg.data, 1, start=cfg.data.train_start, end=cfg.data.train_end)
     idx = [round(i * (len(ds) - 1) / 4) for i in range(5)]
     x = torch.stack([ds[i]["input"] for i in idx]).double()  # [5, C, 33, 64]
     coeffs = th.RealSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(x)
@@ -254,7 +253,6 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, f
     import torch_harmonics as th
 
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.train.data import data_config
 
     over = {
         "loss.spectral_degrees": "whitened-modes",
@@ -264,7 +262,7 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, f
     cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
     tr = Trainer(cfg, store.parent / "unused")
     assert tr.vector_pairs == ((1, 2),)
-    ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
+    ds = ForecastDataset(cfg.data, 1, start=cfg.data.train_start, end=cfg.data.train_end)
     x = torch.stack([ds[round(i * (len(ds) - 1) / 4)]["input"] for i in range(5)]).double()  # [5, 3, 33, 64]
     z = th.RealSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(x[:, 0])
     st = th.RealVectorSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(torch.stack([-x[:, 2], x[:, 1]], 1))

@@ -15,39 +15,22 @@ import torch
 
 from sciml.errors import UsageError
 from sciml.forecasting.checkpoint import DataFacts
+from sciml.forecasting.data.config import Split
 
 from .config import TrainConfig
 from .hooks import TrainHooks
 
 
-def data_config(cfg: TrainConfig, rollout: int, start: str | None, end: str | None):
-    """The :class:`ForecastDataConfig` of the data layer for windows of ``rollout`` steps in ``[start, end]``."""
-    from sciml.forecasting.data import ForecastDataConfig
-
-    d = cfg.data
-    return ForecastDataConfig(
-        store=d.store,
-        stats=d.stats,
-        channels=d.channels,
-        static=d.static,
-        steps=rollout,
-        step_hours=d.step_hours,
-        start=start,
-        end=end,
-        features=d.features,
-    )
-
-
-def open_dataset(cfg: TrainConfig, rollout: int, split: str, hooks: TrainHooks | None = None):
+def open_dataset(cfg: TrainConfig, rollout: int, split: Split, hooks: TrainHooks | None = None):
     """Training (``split='train'``) or validation windows of ``rollout`` steps, on the rank's tile."""
     from sciml.forecasting.data import ForecastDataset
 
     d = cfg.data
-    start, end = (d.train_start, d.train_end) if split == "train" else (d.valid_start, d.valid_end)
+    start, end = d.time_range(split)
     try:
-        ds = ForecastDataset(data_config(cfg, rollout, start, end))
+        ds = ForecastDataset(d, rollout, start=start, end=end)
         tile = hooks.tile(ds.grid.nlat, ds.grid.nlon) if hooks is not None else None
-        return ds if tile is None else ForecastDataset(data_config(cfg, rollout, start, end), tile=tile)
+        return ds if tile is None else ForecastDataset(d, rollout, start=start, end=end, tile=tile)
     except UsageError as exc:
         if not Path(d.store).exists():
             raise UsageError(
@@ -58,11 +41,9 @@ def open_dataset(cfg: TrainConfig, rollout: int, split: str, hooks: TrainHooks |
 
 
 def data_facts(cfg: TrainConfig, ds) -> DataFacts:
-    from sciml.forecasting.data import stats_path
-
     return DataFacts(
         store=str(cfg.data.store),
-        stats=str(cfg.data.stats or stats_path(cfg.data.store)),
+        stats=str(cfg.data.stats_file),
         channels=tuple(ds.channels),
         static=tuple(ds.static_names),
         features=tuple(cfg.data.features),

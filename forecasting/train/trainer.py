@@ -204,7 +204,7 @@ class Trainer:
         spectral weights need whole fields: every rank computes the same weights from the same states)."""
         if not objective.uses_sample_fields(self.cfg) or ds.tile == ds.tile.full(ds.grid.nlat, ds.grid.nlon):
             return ds
-        return data.open_dataset(self.cfg, ds.cfg.steps, "train")
+        return data.open_dataset(self.cfg, ds.steps, "train")
 
     def dataset(self, rollout: int, split: str):
         key = (rollout, split)
