@@ -24,6 +24,7 @@ from sciml.forecasting.data import (
     stats_path,
     write_store,
 )
+from sciml.forecasting.data.loader import StepBatches, batch_loader, to_device
 from sciml.forecasting.data.testing import synthetic_truth, write_wb2
 
 
@@ -108,6 +109,57 @@ def test_multiworker_loader_matches_single_process(store):
     for a, b in zip(one, two, strict=True):
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+def _order(n: int, batch: int):
+    """A pure step -> indices function like the trainer's (a seeded permutation per epoch)."""
+
+    def indices(step: int) -> list[int]:
+        out = []
+        for p in range(step * batch, (step + 1) * batch):
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(p // n))
+            out.append(int(perm[p % n]))
+        return out
+
+    return indices
+
+
+def _collate(samples):
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batch_loader_with_workers_gives_the_batches_of_a_plain_loop_in_step_order(store):
+    """Reference: ``collate([ds[i] for i in indices(step)])`` in a loop; the loader with 0 and 2 workers (prefetch
+    1 and 3) yields exactly those batches for steps 3..11, and leaves torch's global generator alone."""
+    ds = ForecastDataset(_cfg(store), 2)
+    indices = _order(len(ds), 3)
+    ref = [_collate([ds[i] for i in indices(s)]) for s in range(3, 12)]
+    for workers, prefetch in ((0, 2), (2, 1), (2, 3)):
+        state = torch.get_rng_state()
+        got = list(batch_loader(ds, indices, _collate, 3, 12, workers=workers, prefetch=prefetch))
+        assert torch.equal(torch.get_rng_state(), state)
+        assert len(got) == len(ref) and all(_same(g, r) for g, r in zip(got, ref, strict=True)), workers
+
+
+def test_step_batches_restart_at_the_step_asked_for(store):
+    """Continuing, jumping ahead (a resume) and going back all return the batch of the step asked for."""
+    ds = ForecastDataset(_cfg(store), 1)
+    indices = _order(len(ds), 2)
+    batches = StepBatches(ds, indices, _collate, 10, workers=2, prefetch=2)
+    try:
+        for step in (0, 1, 2, 7, 8, 3, 9):
+            assert _same(batches.get(step), _collate([ds[i] for i in indices(step)])), step
+        with pytest.raises(IndexError, match="outside 0..9"):
+            batches.get(10)
+    finally:
+        batches.close()
+    moved = to_device(batches.get(4), "cpu")
+    assert _same(moved, _collate([ds[i] for i in indices(4)]))
+    batches.close()
 
 
 def test_bad_requests(store, tmp_path):

@@ -220,6 +220,25 @@ def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
         torch.testing.assert_close(spectral.degree_weights, ref.degree_weights)
 
 
+def test_loader_workers_give_the_losses_of_the_in_process_loader(store, tmp_path):
+    """runtime.loader_workers 2 (prefetch 1) trains with exactly the losses of 0 workers (a loop over the dataset
+    in the training process), straight through and resumed mid-stage after a kill."""
+    over = {"checkpoint_every": 3, "stages.0.steps": 4, "stages.1.steps": 2}
+    ref = Trainer(tiny_config(store, **over), tmp_path / "ref")
+    ref.run()
+    cfg = tiny_config(store, **over, **{"runtime.loader_workers": 2, "runtime.prefetch": 1})
+    full = Trainer(cfg, tmp_path / "full")
+    full.run()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "run", hooks=_KillAt(5)).run()  # dies in step 5; last checkpoint at step 3
+    resumed = Trainer(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+    resumed.run()
+    a = [r["loss"] for r in ref.log.train]
+    assert len(a) == 6 and all(math.isfinite(x) for x in a)
+    assert [r["loss"] for r in full.log.train] == a
+    assert [r["loss"] for r in resumed.log.train] == a
+
+
 @pytest.mark.parametrize("floor", [None, 1e-3])
 def test_whitened_degree_weights_come_from_training_states(store, floor):
     """Independent recomputation: the training windows' states through torch-harmonics' SHT, then the formula

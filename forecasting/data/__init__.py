@@ -26,6 +26,7 @@ _EXPORTS = {
     "features": ("CosZenith", "DayOfYear", "HourOfDay", "cos_zenith", "resolve_features"),
     "grid": ("Grid", "detect_grid"),
     "layouts": ("LAYOUTS",),
+    "loader": ("StepBatches", "batch_loader", "to_device"),
     "readers": ("Source", "detect_layout", "open_source"),
     "spec": ("DatasetSpec", "load_spec"),
     "stats": ("NormStats", "StatsConfig", "compute_stats", "stats_path"),

@@ -2,7 +2,9 @@ r"""Training samples: the datasets of a run, the facts a checkpoint keeps about 
 
 The data order is a pure function of ``(seed, stage, step)``: position :math:`p = s B + b` of stage step
 :math:`s` is sample ``perm_e[p mod n]`` of epoch :math:`e = \lfloor p/n \rfloor`, with ``perm_e`` a seeded
-permutation. Resuming therefore only needs the step counter.
+permutation. Resuming therefore only needs the step counter. :func:`stage_batches` serves that order from a
+``DataLoader`` (worker processes, prefetch and pinned memory from the ``runtime`` section,
+:mod:`sciml.forecasting.data.loader`).
 """
 
 from __future__ import annotations
@@ -89,3 +91,20 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         "aux": torch.cat([st, feats], dim=2),
         "time": torch.stack([s["time"] for s in samples]),
     }
+
+
+def stage_batches(cfg: TrainConfig, stage: int, ds, hooks: TrainHooks | None = None):
+    """The batches of stage ``stage`` (:class:`~sciml.forecasting.data.loader.StepBatches`): step ``s`` is
+    ``collate`` of this rank's rows (``hooks.batch_rows``) of :func:`batch_indices`, read by
+    ``runtime.loader_workers`` processes with ``runtime.prefetch`` batches each in flight, pinned for CUDA."""
+    from sciml.forecasting.data.loader import StepBatches, pins_memory
+    from sciml.forecasting.runtime import resolve_device
+
+    sc, rt = cfg.stages[stage], cfg.runtime
+    rows = (hooks or TrainHooks()).batch_rows
+
+    def indices(step: int) -> list[int]:
+        return rows(batch_indices(cfg.seed, stage, step, sc.batch_size, len(ds)))
+
+    pin = pins_memory(resolve_device(rt.device))
+    return StepBatches(ds, indices, collate, sc.steps, workers=rt.loader_workers, prefetch=rt.prefetch, pin_memory=pin)

@@ -115,6 +115,7 @@ class _Stage:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     noise: NoiseStreams | None
     loss: torch.nn.Module
+    batches: Any = None  # the stage's batches in step order (data.stage_batches), read ahead by loader workers
 
 
 class Trainer:
@@ -232,7 +233,10 @@ class Trainer:
                 self.cfg, sc, self.mc, self.weights, self.degree_weights, self.vector_pairs, self.spectral_channels
             )
         )
-        self.stage = _Stage(index, sc, self.dataset(sc.rollout, "train"), opt, sched, noise, loss)
+        if self.stage is not None and self.stage.batches is not None:
+            self.stage.batches.close()  # the previous stage's loader workers
+        ds = self.dataset(sc.rollout, "train")
+        self.stage = _Stage(index, sc, ds, opt, sched, noise, loss, data.stage_batches(self.cfg, index, ds, self.hooks))
         LOGGER.info(
             "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, spectral weight %g, lr %.2e",
             index + 1,
@@ -354,8 +358,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def batch(self, st: _Stage, stage_step: int) -> dict[str, torch.Tensor]:
-        idx = data.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
-        return data.collate([st.data[i] for i in idx])
+        return st.batches.get(stage_step)  # data.batch_indices of the step (this rank's rows), collated
 
     def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None):
         """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states."""
@@ -529,6 +532,8 @@ class Trainer:
                     self.save()
         finally:
             self.progress.close()
+            if self.stage is not None:
+                self.stage.batches.close()  # stop the loader workers; a later run() starts them again
         if status == "interrupted":
             self.save()
             LOGGER.warning("stop requested: checkpoint written at step %d; continue with --resume", self.step)
