@@ -79,9 +79,15 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     ``aux`` is the static fields followed by the time features at each window time (what the model takes as
     auxiliary input when it steps from that time).
     """
-    x = torch.stack([s["input"] for s in samples])
-    y = torch.stack([s["target"] for s in samples])
-    feats = torch.stack([s["features"] for s in samples])  # [B, k+1, F, H, W]
+
+    def stack(ts: list[torch.Tensor]) -> torch.Tensor:
+        # one sample: a view, no copy (in a loader worker the sample is already in shared memory); several:
+        # default_collate stacks, in a worker straight into the shared memory the batch is sent through
+        return ts[0].unsqueeze(0) if len(ts) == 1 else torch.utils.data.default_collate(ts)
+
+    x = stack([s["input"] for s in samples])
+    y = stack([s["target"] for s in samples])
+    feats = stack([s["features"] for s in samples])  # [B, k+1, F, H, W]
     static = samples[0]["static"]  # [S, H, W]
     b, k1 = feats.shape[:2]
     st = static.reshape(1, 1, *static.shape).expand(b, k1, *static.shape)
