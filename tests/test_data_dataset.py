@@ -132,17 +132,22 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_batch_loader_with_workers_gives_the_batches_of_a_plain_loop_in_step_order(store):
-    """Reference: ``collate([ds[i] for i in indices(step)])`` in a loop; the loader with 0 and 2 workers (prefetch
-    1 and 3) yields exactly those batches for steps 3..11, and leaves torch's global generator alone."""
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batch_loader_with_workers_gives_the_batches_of_a_plain_loop_in_step_order(store, batch):
+    """Reference: the trainer's ``collate([ds[i] for i in indices(step)])`` in a loop; the loader with 0 and 2
+    workers (prefetch 1 and 3) yields exactly those batches for steps 3..8, and leaves torch's global generator
+    alone. Batch 1 is a view of the sample (in a worker: its shared memory), batch 3 a stack."""
+    from sciml.forecasting.train.data import collate
+
     ds = ForecastDataset(_cfg(store), 2)
-    indices = _order(len(ds), 3)
-    ref = [_collate([ds[i] for i in indices(s)]) for s in range(3, 12)]
+    indices = _order(len(ds), batch)
+    ref = [collate([ds[i] for i in indices(s)]) for s in range(3, 9)]
     for workers, prefetch in ((0, 2), (2, 1), (2, 3)):
         state = torch.get_rng_state()
-        got = list(batch_loader(ds, indices, _collate, 3, 12, workers=workers, prefetch=prefetch))
+        got = list(batch_loader(ds, indices, collate, 3, 9, workers=workers, prefetch=prefetch))
         assert torch.equal(torch.get_rng_state(), state)
         assert len(got) == len(ref) and all(_same(g, r) for g, r in zip(got, ref, strict=True)), workers
+        assert got[0]["input"].shape[0] == batch
 
 
 def test_step_batches_restart_at_the_step_asked_for(store):
