@@ -74,7 +74,7 @@ class ForecastDataset(torch.utils.data.Dataset):
     features
         Feature objects instead of ``cfg.features`` (:func:`~.features.resolve_features`).
     threads
-        Channels read at once (default: one per CPU, at most :data:`READ_THREADS`).
+        Channels read at once (default: one per CPU this process may use, at most :data:`READ_THREADS`).
     """
 
     def __init__(
@@ -100,7 +100,7 @@ class ForecastDataset(torch.utils.data.Dataset):
         self.tile = tile or Tile.full(g.nlat, g.nlon)
         self.tile.check(g.nlat, g.nlon)
         self.features = features if features is not None else resolve_features(cfg.features)
-        self.threads = threads or max(1, min(READ_THREADS, os.cpu_count() or 1, len(self._meta.channels)))
+        self.threads = threads or max(1, min(READ_THREADS, _usable_cpus(), len(self._meta.channels)))
         self.stats: NormStats | None = None
         self._mean: np.ndarray | None = None
         self._std: np.ndarray | None = None
@@ -281,6 +281,12 @@ class ForecastDataset(torch.utils.data.Dataset):
             "time": torch.as_tensor(times.as_unit("ns").asi8),
             "index": torch.tensor(i),
         }
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a SLURM or taskset allocation, not the whole node)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _sample_buffer(shape: tuple[int, ...]) -> torch.Tensor:
