@@ -46,6 +46,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/model_speed.py --out runs/bench/model_speed.json
 	$(BIN)/python bench/data_synth.py --json runs/bench/data_synth.json
 	$(BIN)/python bench/regrid.py --json runs/bench/regrid.json
+	$(BIN)/python bench/loader.py --size small --json runs/bench/loader.json
 	$(BIN)/python bench/distributed_scaling.py --json runs/bench/distributed_scaling.json
 	$(BIN)/python bench/pinn_weighting.py --quick --json runs/bench/pinn_weighting.json
 	$(BIN)/python bench/pinn_gravity.py --json runs/bench/pinn_gravity.json

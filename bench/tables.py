@@ -201,6 +201,34 @@ def stats_memory(name: str, data: dict) -> list[str]:
     return _section(title, name, intro, head, [row])
 
 
+def loader(name: str, data: dict) -> list[str]:
+    """Samples/s and CPU cost of loading one 0.25° training sample (``bench/loader.py``)."""
+    title = "Loading a training sample at full resolution"
+    intro = (
+        f"`python bench/loader.py`: one sample (input + target, {data['sample_mb']:.0f} MB) of a generated "
+        f"{data['grid']} × {data['channels']}-channel store (random fields quantised to 16 bits, zstd "
+        f"{data['compression']:.2f}×), {data['cpus']} CPUs. Cold: files dropped from the page cache before each "
+        "sample; warm: cached. CPU s per sample counts every thread and loader worker; per core = 1 / CPU s. "
+        f"Cores to feed one GPU at {data['gpu_samples_s']:g} sample/s with `ForecastDataset`: "
+        f"{_f(data['cores_per_gpu'], 2)}. DataLoader rows use the trainer's `collate`, batch 1, prefetch "
+        f"{data['prefetch']}."
+    )
+    rows = [
+        (
+            r["method"],
+            _f(r.get("cold_samples_s"), 2),
+            _f(r["warm_samples_s"], 2),
+            _f(r["warm_mb_s"], 0),
+            _f(r["cpu_s_per_sample"], 2),
+            _f(r["samples_s_per_core"], 2),
+            _f(r["cpu_vs_raw_zarr"], 2),
+        )
+        for r in data["rows"]
+    ]
+    head = ("read", "cold samples/s", "warm samples/s", "warm MB/s", "CPU s/sample", "samples/s per core", "CPU ÷ zarr")
+    return _section(title, name, intro, head, rows)
+
+
 def quick_demo(name: str, data: dict) -> list[str]:
     """Variants of the quick demo against its expectations (``bench/forecast_experiments.py --quick``)."""
     title = "Quick demo variants"
@@ -263,6 +291,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "stats_memory": stats_memory,
     "quick_demo": quick_demo,
     "activation_memory": activation_memory,
+    "loader": loader,
 }
 
 

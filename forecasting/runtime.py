@@ -15,7 +15,8 @@ One :class:`Runtime` per run, built from the ``runtime`` section of a training c
 * ``compile``: :func:`torch.compile` of the network (off by default: compilation takes minutes on large models).
 * ``threads``: torch intra-op threads of the process (``None``: torch's default, which follows ``OMP_NUM_THREADS``).
   A value here makes results independent of the environment the user happens to have.
-* ``loader_workers``, ``prefetch``: data-loading worker processes and batches prefetched per worker.
+* ``loader_workers``, ``prefetch``: data-loading worker processes and batches prefetched per worker (the trainer's
+  ``DataLoader``, :mod:`sciml.forecasting.data.loader`; batches are pinned when the device is CUDA).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 from sciml.errors import UsageError
 from sciml.forecasting.data import (
     PRESETS,
-    ForecastDataConfig,
+    DataConfig,
     ForecastDataset,
     NormStats,
     Tile,
@@ -24,6 +24,7 @@ from sciml.forecasting.data import (
     stats_path,
     write_store,
 )
+from sciml.forecasting.data.loader import StepBatches, batch_loader, to_device
 from sciml.forecasting.data.testing import synthetic_truth, write_wb2
 
 
@@ -39,12 +40,12 @@ def store(tmp_path_factory):
     return path
 
 
-def _cfg(store, **kw) -> ForecastDataConfig:
-    return ForecastDataConfig(store=store, **kw)
+def _cfg(store, **kw) -> DataConfig:
+    return DataConfig(store=store, **kw)
 
 
 def test_tiles_reassemble_the_full_sample(store):
-    full = ForecastDataset(_cfg(store, steps=2))
+    full = ForecastDataset(_cfg(store), 2)
     assert full.grid.nlat == 33 and full.channels == ["z500", "u500", "v500", "vo500"]
     h, w = 2, 3  # uneven splits: 17/16 rows, 22/21/21 columns
     i = len(full) - 1
@@ -52,7 +53,7 @@ def test_tiles_reassemble_the_full_sample(store):
     for rh in range(h):
         for rw in range(w):
             tile = Tile.from_split(33, 64, h, w, rh, rw)
-            part = ForecastDataset(_cfg(store, steps=2), tile=tile)
+            part = ForecastDataset(_cfg(store), 2, tile=tile)
             got = part[i]
             ls, xs = tile.slices
             for key in ("input", "static"):
@@ -68,8 +69,8 @@ def test_tiles_reassemble_the_full_sample(store):
 
 
 def test_samples_are_normalised_windows_inside_one_segment(store):
-    ds = ForecastDataset(_cfg(store, steps=3))
-    raw = ForecastDataset(_cfg(store, steps=3, normalize=False))
+    ds = ForecastDataset(_cfg(store), 3)
+    raw = ForecastDataset(_cfg(store), 3, normalize=False)
     st = NormStats.load(stats_path(store))
     with open_source(store) as src:
         seg = np.concatenate([p["segment"].values for p in src.parts])
@@ -94,14 +95,14 @@ def test_samples_are_normalised_windows_inside_one_segment(store):
 
 
 def test_step_hours_and_time_range(store):
-    ds = ForecastDataset(_cfg(store, steps=1, step_hours=12, start="2001-01-01T12", end="2001-01-03T18"))
+    ds = ForecastDataset(_cfg(store, step_hours=12), 1, start="2001-01-01T12", end="2001-01-03T18")
     t = pd.DatetimeIndex(ds.sample_times())
     assert t[0] == pd.Timestamp("2001-01-01T12") and t[-1] == pd.Timestamp("2001-01-03T06")
     assert (np.diff(ds[0]["time"].numpy()) == 12 * 3600 * 10**9).all()
 
 
 def test_multiworker_loader_matches_single_process(store):
-    ds = ForecastDataset(_cfg(store, steps=1))
+    ds = ForecastDataset(_cfg(store), 1)
     one = list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=0))
     two = list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2))
     assert len(one) == len(two)
@@ -110,27 +111,115 @@ def test_multiworker_loader_matches_single_process(store):
             assert torch.equal(a[k], b[k]), k
 
 
+def _order(n: int, batch: int):
+    """A pure step -> indices function like the trainer's (a seeded permutation per epoch)."""
+
+    def indices(step: int) -> list[int]:
+        out = []
+        for p in range(step * batch, (step + 1) * batch):
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(p // n))
+            out.append(int(perm[p % n]))
+        return out
+
+    return indices
+
+
+def _collate(samples):
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batch_loader_with_workers_gives_the_batches_of_a_plain_loop_in_step_order(store, batch):
+    """Reference: the trainer's ``collate([ds[i] for i in indices(step)])`` in a loop; the loader with 0 and 2
+    workers (prefetch 1 and 3) yields exactly those batches for steps 3..8, and leaves torch's global generator
+    alone. Batch 1 is a view of the sample (in a worker: its shared memory), batch 3 a stack."""
+    from sciml.forecasting.train.data import collate
+
+    ds = ForecastDataset(_cfg(store), 2)
+    indices = _order(len(ds), batch)
+    ref = [collate([ds[i] for i in indices(s)]) for s in range(3, 9)]
+    for workers, prefetch in ((0, 2), (2, 1), (2, 3)):
+        state = torch.get_rng_state()
+        got = list(batch_loader(ds, indices, collate, 3, 9, workers=workers, prefetch=prefetch))
+        assert torch.equal(torch.get_rng_state(), state)
+        assert len(got) == len(ref) and all(_same(g, r) for g, r in zip(got, ref, strict=True)), workers
+        assert got[0]["input"].shape[0] == batch
+
+
+def test_step_batches_restart_at_the_step_asked_for(store):
+    """Continuing, jumping ahead (a resume) and going back all return the batch of the step asked for."""
+    ds = ForecastDataset(_cfg(store), 1)
+    indices = _order(len(ds), 2)
+    batches = StepBatches(ds, indices, _collate, 10, workers=2, prefetch=2)
+    try:
+        for step in (0, 1, 2, 7, 8, 3, 9):
+            assert _same(batches.get(step), _collate([ds[i] for i in indices(step)])), step
+        with pytest.raises(IndexError, match="outside 0..9"):
+            batches.get(10)
+    finally:
+        batches.close()
+    moved = to_device(batches.get(4), "cpu")
+    assert _same(moved, _collate([ds[i] for i in indices(4)]))
+    batches.close()
+
+
 def test_bad_requests(store, tmp_path):
     with pytest.raises(UsageError, match=r"\['q700'\] not in the store; available: \['z500'"):
         ForecastDataset(_cfg(store, channels=("z500", "q700")))
     with pytest.raises(UsageError, match="outside the 33x64 grid"):
         ForecastDataset(_cfg(store), tile=Tile((0, 40), (0, 64)))
     with pytest.raises(UsageError, match="no window of 40 step"):
-        ForecastDataset(_cfg(store, steps=40))
+        ForecastDataset(_cfg(store), 40)
     with pytest.raises(UsageError, match="no statistics file"):
         ForecastDataset(_cfg(store, stats=tmp_path / "none.nc"))
     with pytest.raises(UsageError, match="not a canonical store"):
         ForecastDataset(_cfg(write_wb2(synthetic_truth(), tmp_path / "wb2.zarr")))
     with pytest.raises(ValueError, match="steps must be >= 1"):
-        _cfg(store, steps=0)
+        ForecastDataset(_cfg(store), 0)
 
 
-def test_nan_in_data_is_reported_with_channel_and_time(tmp_path):
+def test_samples_equal_an_independent_xarray_read_normalised_with_numpy(store):
+    """Reference: xarray's own zarr reader and the float32 formula (x - mean) / std in numpy, on the full grid and on
+    a tile, for every sample of a 2-step window: bit-for-bit equal (same IEEE float32 operations)."""
+    import xarray as xr
+
+    st = NormStats.load(stats_path(store))
+    raw = xr.open_zarr(store, consolidated=False)
+    times = raw["time"].values
+    for tile in (None, Tile.from_split(33, 64, 2, 3, 1, 2)):
+        ds = ForecastDataset(_cfg(store), 2, tile=tile, threads=3)
+        ls, xs = ds.tile.slices
+        mean = st.mean[st.index(ds.channels)].astype(np.float32)
+        std = st.std[st.index(ds.channels)].astype(np.float32)
+        for i in range(len(ds)):
+            s = ds[i]
+            t = np.searchsorted(times, s["time"].numpy().astype("datetime64[ns]"))
+            ref = np.stack([raw[c].values[t][:, ls, xs] for c in ds.channels], axis=1)  # [3, C, h, w]
+            ref = (ref - mean[:, None, None]) / std[:, None, None]
+            assert ref.dtype == np.float32
+            assert torch.equal(s["input"], torch.from_numpy(ref[0])), i
+            assert torch.equal(s["target"], torch.from_numpy(ref[1:])), i
+
+
+def test_nan_in_a_sample_is_refused_naming_channel_and_time(tmp_path):
+    """The statistics refuse NaN data; a sample holding one (stats computed before it appeared) is refused with
+    the channel, the count and the time, and the samples around it read normally."""
     truth = synthetic_truth(steps=6)
+    with open_source(write_wb2(truth, tmp_path / "wb2.zarr")) as src:
+        write_store(src, tmp_path / "clean.zarr")
+        stats = compute_stats(src)
     truth["t850"].values[2, 4, 4] = np.nan
     with open_source(write_wb2(truth, tmp_path / "nan_wb2.zarr")) as src:
         write_store(src, tmp_path / "nan.zarr")
-    ds = ForecastDataset(_cfg(tmp_path / "nan.zarr", normalize=False, features=()))
-    assert ds[0]["input"].shape == (6, 9, 16) and ds[0]["static"].shape == (2, 9, 16)
-    with pytest.raises(UsageError, match=r"NaN/inf in channel\(s\) t850 \(1 values\) at \['2001-12-31 12:00:00'\]"):
-        ds[1]
+        with pytest.raises(UsageError, match=r"NaN/inf values in \['t850'\]"):
+            compute_stats(src)
+    stats.save(stats_path(tmp_path / "nan.zarr"))
+    ds = ForecastDataset(_cfg(tmp_path / "nan.zarr", features=()))
+    assert torch.isfinite(ds[0]["input"]).all() and torch.isfinite(ds[3]["input"]).all()
+    when = str(pd.Timestamp(truth.time.values[2]))
+    with pytest.raises(UsageError, match=rf"NaN/inf in channel\(s\) t850 \(1 values\) at \['{when}'\]"):
+        ds[2]

@@ -179,10 +179,10 @@ def test_members_one_or_all(files, ref, tmp_path, capsys):
     assert main(["data", "stats", str(tmp_path / "all.zarr")]) == 2
     assert "--member N" in capsys.readouterr().err
     from sciml.errors import UsageError
-    from sciml.forecasting.data import ForecastDataConfig, ForecastDataset
+    from sciml.forecasting.data import DataConfig, ForecastDataset
 
     with pytest.raises(UsageError, match="2 ensemble members.*--member N"):
-        ForecastDataset(ForecastDataConfig(store=tmp_path / "all.zarr"))
+        ForecastDataset(DataConfig(store=tmp_path / "all.zarr"))
 
 
 def test_expver_pick_one_stream(files, ref, tmp_path, capsys):

@@ -25,7 +25,7 @@ from sciml.forecasting.data import (
     PRESETS as DATA_PRESETS,
 )
 from sciml.forecasting.data import (
-    ForecastDataConfig,
+    DataConfig,
     ForecastDataset,
     compute_stats,
     simulate,
@@ -419,10 +419,10 @@ def _check_hooks(rec: _Recorder, ctx, tag: str) -> None:
 def _check_data(rec: _Recorder, ctx, tag: str, store: str) -> None:
     """Each rank reads only its tile of its batch rows; gathered, that is the full-grid read."""
     hooks = DistributedTrainHooks(ctx)
-    cfg = ForecastDataConfig(store=Path(store), steps=1)
-    full = ForecastDataset(cfg)
+    cfg = DataConfig(store=Path(store))
+    full = ForecastDataset(cfg, 1)
     nlat, nlon = full.grid.nlat, full.grid.nlon
-    mine = ForecastDataset(cfg, tile=hooks.tile(nlat, nlon))
+    mine = ForecastDataset(cfg, 1, tile=hooks.tile(nlat, nlon))
     indices = [len(full) - 1, 0]
     worst = 0.0
     for i in hooks.batch_rows(indices):

@@ -213,6 +213,25 @@ def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
         torch.testing.assert_close(spectral.degree_weights, ref.degree_weights)
 
 
+def test_loader_workers_give_the_losses_of_the_in_process_loader(store, tmp_path):
+    """runtime.loader_workers 2 (prefetch 1) trains with exactly the losses of 0 workers (a loop over the dataset
+    in the training process), straight through and resumed mid-stage after a kill."""
+    over = {"checkpoint_every": 3, "stages.0.steps": 4, "stages.1.steps": 2}
+    ref = Trainer(tiny_config(store, **over), tmp_path / "ref")
+    ref.run()
+    cfg = tiny_config(store, **over, **{"runtime.loader_workers": 2, "runtime.prefetch": 1})
+    full = Trainer(cfg, tmp_path / "full")
+    full.run()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "run", hooks=_KillAt(5)).run()  # dies in step 5; last checkpoint at step 3
+    resumed = Trainer(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+    resumed.run()
+    a = [r["loss"] for r in ref.log.train]
+    assert len(a) == 6 and all(math.isfinite(x) for x in a)
+    assert [r["loss"] for r in full.log.train] == a
+    assert [r["loss"] for r in resumed.log.train] == a
+
+
 @pytest.mark.parametrize("floor", [None, 1e-3])
 def test_whitened_degree_weights_come_from_training_states(store, floor):
     """Independent recomputation: the training windows' states through torch-harmonics' SHT, then the formula
@@ -220,12 +239,11 @@ def test_whitened_degree_weights_come_from_training_states(store, floor):
     import torch_harmonics as th
 
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.train.data import data_config
 
     over = {"loss.spectral_degrees": "whitened", "loss.spectral_samples": 5}
     cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
     tr = Trainer(cfg, store.parent / "unused")
-    ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
+    ds = ForecastDataset(cfg.data, 1, start=cfg.data.train_start, end=cfg.data.train_end)
     idx = [round(i * (len(ds) - 1) / 4) for i in range(5)]
     x = torch.stack([ds[i]["input"] for i in idx]).double()  # [5, C, 33, 64]
     coeffs = th.RealSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(x)
@@ -247,7 +265,6 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, f
     import torch_harmonics as th
 
     from sciml.forecasting.data import ForecastDataset
-    from sciml.forecasting.train.data import data_config
 
     over = {
         "loss.spectral_degrees": "whitened-modes",
@@ -257,7 +274,7 @@ def test_whitened_mode_weights_of_a_wind_pair_come_from_training_states(store, f
     cfg = tiny_config(store, **over, **({} if floor is None else {"loss.spectral_floor": floor}))
     tr = Trainer(cfg, store.parent / "unused")
     assert tr.vector_pairs == ((1, 2),)
-    ds = ForecastDataset(data_config(cfg, 1, cfg.data.train_start, cfg.data.train_end))
+    ds = ForecastDataset(cfg.data, 1, start=cfg.data.train_start, end=cfg.data.train_end)
     x = torch.stack([ds[round(i * (len(ds) - 1) / 4)]["input"] for i in range(5)]).double()  # [5, 3, 33, 64]
     z = th.RealSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(x[:, 0])
     st = th.RealVectorSHT(33, 64, lmax=17, mmax=17, norm="ortho").double()(torch.stack([-x[:, 2], x[:, 1]], 1))

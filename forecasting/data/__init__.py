@@ -8,7 +8,8 @@ Public API (import from here; modules are split by concern):
 - stores: :func:`write_store`
 - statistics: :class:`StatsConfig`, :func:`compute_stats`, :class:`NormStats`, :func:`stats_path`
 - shallow water: :class:`SWEConfig`, :data:`PRESETS`, :func:`simulate`
-- training samples: :class:`ForecastDataConfig`, :class:`ForecastDataset`, :class:`Tile`
+- training samples: :class:`DataConfig` (the ``data`` section), :class:`ForecastDataset`, :class:`Tile`,
+  :func:`batch_loader`, :func:`to_device`
 - specs: :class:`DatasetSpec`, :func:`load_spec`
 
 Nothing is imported at package import time: names resolve lazily (PEP 562), so ``sciml --help`` and the CLI's
@@ -20,10 +21,12 @@ from typing import Any
 
 _EXPORTS = {
     "contract": ("channel_meta", "channel_name", "finalize_canonical"),
-    "dataset": ("ForecastDataConfig", "ForecastDataset", "Tile"),
+    "config": ("DataConfig",),
+    "dataset": ("ForecastDataset", "Tile"),
     "features": ("CosZenith", "DayOfYear", "HourOfDay", "cos_zenith", "resolve_features"),
     "grid": ("Grid", "detect_grid"),
     "layouts": ("LAYOUTS",),
+    "loader": ("StepBatches", "batch_loader", "to_device"),
     "readers": ("Source", "detect_layout", "open_source"),
     "spec": ("DatasetSpec", "load_spec"),
     "stats": ("NormStats", "StatsConfig", "compute_stats", "stats_path"),

@@ -5,7 +5,8 @@ overrides the rest of what touches the grid or the batch:
 
 * the model is built with :class:`.ops.DistributedSphereOps` and datasets read only this rank's tile (the base
   trainer asks ``hooks.sphere_ops()`` and ``hooks.tile()``);
-* a step's global batch is cut to this batch rank's rows (:meth:`DistributedTrainHooks.batch_rows`);
+* a step's global batch is cut to this batch rank's rows (:meth:`DistributedTrainHooks.batch_rows`, which the
+  base trainer's batch loader asks);
 * noise is drawn for the global batch from the per-member streams and mapped to the rows and tile
   (:class:`.noise.TiledEnsembleNoise`), so every rank sees the serial run's noise;
 * validation metrics are reduced over the mesh: ensemble mean and spread from member sums over the ensemble
@@ -25,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from sciml.errors import UsageError
-from sciml.forecasting.train import Trainer, data
+from sciml.forecasting.train import Trainer
 
 from .hooks import DistributedTrainHooks
 from .layout import split_bounds
@@ -61,10 +62,6 @@ class TiledTrainer(Trainer):
         if st.noise is not None:
             st.noise = TiledEnsembleNoise.from_serial(st.noise, self.ctx, st.cfg.batch_size)
         return st
-
-    def batch(self, st, stage_step: int) -> dict[str, torch.Tensor]:
-        idx = data.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
-        return data.collate([st.data[i] for i in self.hooks.batch_rows(idx)])
 
     # ------------------------------------------------------------------ validation
     def validation_noise(self, noise: EnsembleNoise, windows: int) -> TiledEnsembleNoise:

@@ -21,36 +21,13 @@ from typing import Any, Literal
 
 from sciml.config import ConfigError, from_dict, from_yaml, to_dict
 from sciml.errors import UsageError
+from sciml.forecasting.data.config import DataConfig
 from sciml.forecasting.runtime import RuntimeSection
 
 LOGGER = logging.getLogger(__name__)
 
 CRPSName = Literal["standard", "fair", "almost-fair"]
 Schedule = Literal["constant", "cosine", "step"]
-
-
-@dataclass(frozen=True)
-class DataSection:
-    """Which store and channels are used, and which time ranges train and validate.
-
-    Ranges are inclusive ISO times; on the built-in dataset trajectories are laid end to end in time, so a range
-    selects whole held-out trajectories.
-    """
-
-    store: Path = Path("data/swe.zarr")
-    stats: Path | None = None  # default: STORE.stats.nc beside the store
-    channels: tuple[str, ...] | None = None  # default: every dynamic channel of the store
-    static: tuple[str, ...] | None = None  # default: every static field of the store
-    features: tuple[str, ...] = ("cos_zenith", "day_of_year")
-    step_hours: int = 6
-    train_start: str | None = None
-    train_end: str | None = None
-    valid_start: str | None = None
-    valid_end: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.step_hours < 1:
-            raise ValueError(f"data.step_hours must be >= 1, got {self.step_hours}")
 
 
 @dataclass(frozen=True)
@@ -213,7 +190,7 @@ class TrainConfig:
     stages: tuple[StageConfig, ...]
     name: str = "forecast"
     seed: int = 0
-    data: DataSection = DataSection()
+    data: DataConfig = DataConfig()  # the store, channels, features and time ranges (sciml.forecasting.data)
     model: ModelSection = ModelSection()
     noise: NoiseSection = NoiseSection()
     loss: LossSection = LossSection()

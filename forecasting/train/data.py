@@ -2,7 +2,9 @@ r"""Training samples: the datasets of a run, the facts a checkpoint keeps about 
 
 The data order is a pure function of ``(seed, stage, step)``: position :math:`p = s B + b` of stage step
 :math:`s` is sample ``perm_e[p mod n]`` of epoch :math:`e = \lfloor p/n \rfloor`, with ``perm_e`` a seeded
-permutation. Resuming therefore only needs the step counter.
+permutation. Resuming therefore only needs the step counter. :func:`stage_batches` serves that order from a
+``DataLoader`` (worker processes, prefetch and pinned memory from the ``runtime`` section,
+:mod:`sciml.forecasting.data.loader`).
 """
 
 from __future__ import annotations
@@ -15,39 +17,22 @@ import torch
 
 from sciml.errors import UsageError
 from sciml.forecasting.checkpoint import DataFacts
+from sciml.forecasting.data.config import Split
 
 from .config import TrainConfig
 from .hooks import TrainHooks
 
 
-def data_config(cfg: TrainConfig, rollout: int, start: str | None, end: str | None):
-    """The :class:`ForecastDataConfig` of the data layer for windows of ``rollout`` steps in ``[start, end]``."""
-    from sciml.forecasting.data import ForecastDataConfig
-
-    d = cfg.data
-    return ForecastDataConfig(
-        store=d.store,
-        stats=d.stats,
-        channels=d.channels,
-        static=d.static,
-        steps=rollout,
-        step_hours=d.step_hours,
-        start=start,
-        end=end,
-        features=d.features,
-    )
-
-
-def open_dataset(cfg: TrainConfig, rollout: int, split: str, hooks: TrainHooks | None = None):
+def open_dataset(cfg: TrainConfig, rollout: int, split: Split, hooks: TrainHooks | None = None):
     """Training (``split='train'``) or validation windows of ``rollout`` steps, on the rank's tile."""
     from sciml.forecasting.data import ForecastDataset
 
     d = cfg.data
-    start, end = (d.train_start, d.train_end) if split == "train" else (d.valid_start, d.valid_end)
+    start, end = d.time_range(split)
     try:
-        ds = ForecastDataset(data_config(cfg, rollout, start, end))
+        ds = ForecastDataset(d, rollout, start=start, end=end)
         tile = hooks.tile(ds.grid.nlat, ds.grid.nlon) if hooks is not None else None
-        return ds if tile is None else ForecastDataset(data_config(cfg, rollout, start, end), tile=tile)
+        return ds if tile is None else ForecastDataset(d, rollout, start=start, end=end, tile=tile)
     except UsageError as exc:
         if not Path(d.store).exists():
             raise UsageError(
@@ -58,11 +43,9 @@ def open_dataset(cfg: TrainConfig, rollout: int, split: str, hooks: TrainHooks |
 
 
 def data_facts(cfg: TrainConfig, ds) -> DataFacts:
-    from sciml.forecasting.data import stats_path
-
     return DataFacts(
         store=str(cfg.data.store),
-        stats=str(cfg.data.stats or stats_path(cfg.data.store)),
+        stats=str(cfg.data.stats_file),
         channels=tuple(ds.channels),
         static=tuple(ds.static_names),
         features=tuple(cfg.data.features),
@@ -96,9 +79,15 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     ``aux`` is the static fields followed by the time features at each window time (what the model takes as
     auxiliary input when it steps from that time).
     """
-    x = torch.stack([s["input"] for s in samples])
-    y = torch.stack([s["target"] for s in samples])
-    feats = torch.stack([s["features"] for s in samples])  # [B, k+1, F, H, W]
+
+    def stack(ts: list[torch.Tensor]) -> torch.Tensor:
+        # one sample: a view, no copy (in a loader worker the sample is already in shared memory); several:
+        # default_collate stacks, in a worker straight into the shared memory the batch is sent through
+        return ts[0].unsqueeze(0) if len(ts) == 1 else torch.utils.data.default_collate(ts)
+
+    x = stack([s["input"] for s in samples])
+    y = stack([s["target"] for s in samples])
+    feats = stack([s["features"] for s in samples])  # [B, k+1, F, H, W]
     static = samples[0]["static"]  # [S, H, W]
     b, k1 = feats.shape[:2]
     st = static.reshape(1, 1, *static.shape).expand(b, k1, *static.shape)
@@ -108,3 +97,20 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         "aux": torch.cat([st, feats], dim=2),
         "time": torch.stack([s["time"] for s in samples]),
     }
+
+
+def stage_batches(cfg: TrainConfig, stage: int, ds, hooks: TrainHooks | None = None):
+    """The batches of stage ``stage`` (:class:`~sciml.forecasting.data.loader.StepBatches`): step ``s`` is
+    ``collate`` of this rank's rows (``hooks.batch_rows``) of :func:`batch_indices`, read by
+    ``runtime.loader_workers`` processes with ``runtime.prefetch`` batches each in flight, pinned for CUDA."""
+    from sciml.forecasting.data.loader import StepBatches, pins_memory
+    from sciml.forecasting.runtime import resolve_device
+
+    sc, rt = cfg.stages[stage], cfg.runtime
+    rows = (hooks or TrainHooks()).batch_rows
+
+    def indices(step: int) -> list[int]:
+        return rows(batch_indices(cfg.seed, stage, step, sc.batch_size, len(ds)))
+
+    pin = pins_memory(resolve_device(rt.device))
+    return StepBatches(ds, indices, collate, sc.steps, workers=rt.loader_workers, prefetch=rt.prefetch, pin_memory=pin)

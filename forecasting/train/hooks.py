@@ -33,6 +33,10 @@ class TrainHooks:
         """Whether this rank writes checkpoints, metrics and plots."""
         return True
 
+    def batch_rows(self, indices: list[int]) -> list[int]:
+        """This rank's share of a step's global batch of sample indices (serially all of them)."""
+        return list(indices)
+
     def member_indices(self, members: int) -> list[int] | None:
         """Global indices of the ensemble members held here (``None``: all)."""
         return None

@@ -115,6 +115,7 @@ class _Stage:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     noise: NoiseStreams | None
     loss: torch.nn.Module
+    batches: Any = None  # the stage's batches in step order (data.stage_batches), read ahead by loader workers
 
 
 class Trainer:
@@ -214,7 +215,7 @@ class Trainer:
         spectral weights need whole fields: every rank computes the same weights from the same states)."""
         if not objective.uses_sample_fields(self.cfg) or ds.tile == ds.tile.full(ds.grid.nlat, ds.grid.nlon):
             return ds
-        return data.open_dataset(self.cfg, ds.cfg.steps, "train")
+        return data.open_dataset(self.cfg, ds.steps, "train")
 
     def dataset(self, rollout: int, split: str):
         key = (rollout, split)
@@ -242,7 +243,10 @@ class Trainer:
                 self.cfg, sc, self.mc, self.weights, self.degree_weights, self.vector_pairs, self.spectral_channels
             )
         ).to(self.runtime.device)
-        self.stage = _Stage(index, sc, self.dataset(sc.rollout, "train"), opt, sched, noise, loss)
+        if self.stage is not None and self.stage.batches is not None:
+            self.stage.batches.close()  # the previous stage's loader workers
+        ds = self.dataset(sc.rollout, "train")
+        self.stage = _Stage(index, sc, ds, opt, sched, noise, loss, data.stage_batches(self.cfg, index, ds, self.hooks))
         LOGGER.info(
             "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, spectral weight %g, lr %.2e",
             index + 1,
@@ -364,12 +368,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def batch(self, st: _Stage, stage_step: int) -> dict[str, torch.Tensor]:
-        idx = data.batch_indices(self.cfg.seed, st.index, stage_step, st.cfg.batch_size, len(st.data))
-        return data.collate([st.data[i] for i in idx])
+        return st.batches.get(stage_step)  # data.batch_indices of the step (this rank's rows), collated
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The batch's tensors on the run's device (asynchronous from pinned memory)."""
-        return {k: v.to(self.runtime.device, non_blocking=True) for k, v in batch.items()}
+        from sciml.forecasting.data.loader import to_device
+
+        return to_device(batch, self.runtime.device)
 
     def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None):
         """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states."""
@@ -551,6 +556,8 @@ class Trainer:
                     self.save()
         finally:
             self.progress.close()
+            if self.stage is not None:
+                self.stage.batches.close()  # stop the loader workers; a later run() starts them again
         if status == "interrupted":
             self.save()
             LOGGER.warning("stop requested: checkpoint written at step %d; continue with --resume", self.step)
