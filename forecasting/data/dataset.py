@@ -237,7 +237,7 @@ class ForecastDataset(torch.utils.data.Dataset):
             out = np.empty((len(idx), len(chans), *self.tile.shape), dtype=np.float32)
         mean, std = self._mean, self._std
 
-        def one(c: int) -> None:
+        def one(c: int) -> bool:
             a = arrays[chans[c]]
             x = a.get_basic_selection((times, ls, xs)) if regular else a.get_orthogonal_selection((idx, ls, xs))
             dst = out[:, c]
