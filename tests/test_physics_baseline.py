@@ -267,3 +267,26 @@ def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
     np.testing.assert_allclose([iv.low, iv.high], exact, rtol=0.01)
     wide = ratio_interval(a, b, resamples=40000, level=0.99, seed=1)
     assert wide.low < iv.low < iv.value < iv.high < wide.high
+
+
+def test_full_demo_report_gives_ratios_to_the_perfect_model_with_intervals(scored, tmp_path):
+    import json
+
+    from sciml.forecasting.demo import FULL_DEMO, MISSED_EXIT, demo_report, summary
+    from sciml.forecasting.eval.bootstrap import ratio_interval
+
+    _, _, _, _, _, s = scored
+    assert "physics" in FULL_DEMO.baselines and FULL_DEMO.n_inits >= 48
+    lines, status = summary(FULL_DEMO, s, tmp_path, [tmp_path / "skill.png"])
+    text = "\n".join(lines)
+    assert "CRPS ratios, 95% bootstrap intervals over cases:" in text and "CRPS / physics" in text
+    z6 = next(ln for ln in lines[2].splitlines() if ln.startswith("z500") and " 6h" in ln)
+    a = s["crps_cases"].sel(channel="z500").isel(prediction_timedelta=0).values
+    b = s["crps_physics_cases"].sel(channel="z500").isel(prediction_timedelta=0).values
+    assert ratio_interval(a, b).text() in z6
+    _, ok = FULL_DEMO.expectations.report(s)
+    assert status == (0 if ok else MISSED_EXIT)
+    rep = json.loads(json.dumps(demo_report(FULL_DEMO, s, {"members": 4}, {"score_s": 1.0})))
+    assert rep["passed"] is ok and len(rep["ratios"]) == 3 * 4 and rep["timings"] == {"score_s": 1.0}
+    row = rep["ratios"][0]
+    assert set(row) >= {"crps", "crps_physics", "ratio_physics", "ratio_persistence", "ratio_climatology"}
