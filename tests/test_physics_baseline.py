@@ -243,7 +243,7 @@ def test_physics_is_refused_on_a_store_not_written_by_synth(scored, tmp_path, ca
     from sciml.cli import main
     from sciml.forecasting.data import source_from_dataset, write_store
 
-    ds, _, root, _, _, _ = scored
+    ds, store, root, _, _, _ = scored
     other = tmp_path / "plain.zarr"
     write_store(source_from_dataset(ds.assign_attrs(swe_config=""), path=other), other)
     args = ["forecast", "score", str(root / "fc.zarr"), "--truth", str(other), "--out", str(tmp_path / "s.nc")]
@@ -252,6 +252,10 @@ def test_physics_is_refused_on_a_store_not_written_by_synth(scored, tmp_path, ca
     assert len(err) == 1 and "sciml data synth" in err[0] and "--baselines" in err[0]
     assert main([*args, "--baselines", "persistence,physic"]) == 2
     assert "unknown baseline" in capsys.readouterr().err
+    ok = ["-q", "forecast", "score", str(root / "fc.zarr"), "--truth", str(store), "--out", str(tmp_path / "p.nc")]
+    assert main([*ok, "--baselines", "physics"]) == 0
+    out = capsys.readouterr().out
+    assert "phys-det" in out and "CRPS / physics" in out and "persist" not in out.splitlines()[0]
 
 
 def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():

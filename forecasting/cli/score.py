@@ -46,5 +46,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     scores = score_forecast(cfg, default_progress(getattr(args, "quiet", False)))
     print(format_table(scores))
+    if "crps_physics_cases" in scores:
+        from sciml.forecasting.eval.bootstrap import format_ratio_rows, ratio_rows
+
+        print(format_ratio_rows(ratio_rows(scores)))
     print(f"wrote {args.out}")
     return 0
