@@ -294,3 +294,24 @@ def test_full_demo_report_gives_ratios_to_the_perfect_model_with_intervals(score
     assert rep["passed"] is ok and len(rep["ratios"]) == 3 * 4 and rep["timings"] == {"score_s": 1.0}
     row = rep["ratios"][0]
     assert set(row) >= {"crps", "crps_physics", "ratio_physics", "ratio_persistence", "ratio_climatology"}
+
+
+def test_cases_without_a_verifying_time_are_left_out_of_means_and_intervals(scored, tmp_path):
+    from sciml.forecasting.eval.bootstrap import ratio_rows
+    from sciml.forecasting.eval.score import ScoreConfig, score_forecast
+
+    ds, store, _, _, _, _ = scored
+    inits = pd.DatetimeIndex([ds["time"].values[4], ds["time"].values[-2]])  # the second verifies at 6 h only
+    leads = [pd.Timedelta(hours=6), pd.Timedelta(hours=12)]
+    y = np.stack([ds["z500"].sel(time=inits[0] + lead).values for lead in leads])
+    fc = np.broadcast_to(y[None, :, None], (2, 2, 3, *y.shape[-2:])) + np.arange(3.0)[:, None, None] * 50.0
+    coords = {"time": inits, "prediction_timedelta": leads, "realization": np.arange(3)}
+    dims = ("time", "prediction_timedelta", "realization", "lat", "lon")
+    f = xr.Dataset({"z500": (dims, fc.astype(np.float32))}, coords={**coords, "lat": ds["lat"], "lon": ds["lon"]})
+    f.to_zarr(tmp_path / "f.zarr", zarr_format=3, consolidated=False)
+    s = score_forecast(ScoreConfig(tmp_path / "f.zarr", store, tmp_path / "s.nc", baselines=("physics",)))
+    assert s["n_cases"].values.tolist() == [2, 1]
+    cases = s["crps_physics_cases"].sel(channel="z500").values
+    assert np.isfinite(cases[0]).all() and np.isfinite(cases[1, 0]) and np.isnan(cases[1, 1])
+    np.testing.assert_allclose(s["crps_physics"].sel(channel="z500").values, np.nanmean(cases, axis=1), rtol=1e-12)
+    assert [r["n_cases"] for r in ratio_rows(s)] == [2, 1]

@@ -299,7 +299,8 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
                     if all(k in out[c] for c in channels)
                 }
             )
-            lead_ds = lead_ds.rename(time="init_time")
+            # every case on one axis (NaN where this lead cannot be verified), so leads concatenate exactly
+            lead_ds = lead_ds.rename(time="init_time").reindex(init_time=inits.values)
             lead_ds["n_cases"] = len(cases)
             per_lead.append(lead_ds.expand_dims(prediction_timedelta=[lead]))
             progress.update(1)
