@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -290,10 +292,19 @@ def test_full_demo_report_gives_ratios_to_the_perfect_model_with_intervals(score
     assert ratio_interval(a, b).text() in z6
     _, ok = FULL_DEMO.expectations.report(s)
     assert status == (0 if ok else MISSED_EXIT)
-    rep = json.loads(json.dumps(demo_report(FULL_DEMO, s, {"members": 4}, {"score_s": 1.0})))
-    assert rep["passed"] is ok and len(rep["ratios"]) == 3 * 4 and rep["timings"] == {"score_s": 1.0}
+    timings = {f"{k}{u}": 1.0 for k in ("train", "infer", "score") for u in ("_s", "_cpu_s")}
+    facts = {"config": "demo", "members": 4, "steps": 540, "inits": ["2004-01-01"]}
+    rep = json.loads(json.dumps(demo_report(FULL_DEMO, s, facts, timings)))
+    assert rep["passed"] is ok and len(rep["ratios"]) == 3 * 4 and rep["timings"] == timings
     row = rep["ratios"][0]
     assert set(row) >= {"crps", "crps_physics", "ratio_physics", "ratio_persistence", "ratio_climatology"}
+    # bench/tables.py renders the report (copied to bench/results/full_demo.json) at the printed leads
+    tables = runpy.run_path(str(Path(__file__).resolve().parents[1] / "bench" / "tables.py"))
+    table = tables["full_demo"]("full_demo.json", rep)
+    assert len([ln for ln in table if ln.startswith("| z500 |")]) == 2  # 6 h and 24 h of the 4 leads scored
+    assert f"{row['ratio_physics'][0]:.2f} [{row['ratio_physics'][1]:.2f}, {row['ratio_physics'][2]:.2f}]" in (
+        "\n".join(table)
+    )
 
 
 def test_cases_without_a_verifying_time_are_left_out_of_means_and_intervals(scored, tmp_path):
