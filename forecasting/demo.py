@@ -80,7 +80,7 @@ QUICK_DEMO = DemoSpec(
     "plus 3 min to build its year of data the first time",
 )
 #: 48 weekly cases (2004-01-01 .. 2004-11-25): bootstrap intervals over cases need tens of them; the physics
-#: baseline's 48 x 9 generator runs cost about as much as building the data (docs/forecasting-demo.md).
+#: baseline's 48 x 9 five-day generator runs cost about 3 CPU minutes (bench/results/physics_baseline.json).
 FULL_DEMO = DemoSpec(
     config="demo",
     store=FULL_STORE,

@@ -20,8 +20,9 @@ Adams-Bashforth history starts empty (forward Euler, then AB2), as at the genera
 time has its own random stream, seeded from ``(seed, t0)``: a case's members do not depend on which other cases
 are scored. The runs use torch's current thread count (the scores do not depend on it beyond round-off).
 
-Cost: ``cases x (M + 1)`` trajectories of the generator's dynamics over the longest lead, about 2 ms of one core
-per trajectory and internal step at the built-in T32 (``bench/results/physics_baseline.json``).
+Cost: ``cases x (M + 1)`` trajectories of the generator's dynamics over the longest lead, about 1.1 ms of one
+core per trajectory and internal step at the built-in T32: 168 CPU s for the full demo's 48 cases x 9 runs x 5 days
+(``bench/physics_baseline.py``, ``bench/results/physics_baseline.json``).
 """
 
 from __future__ import annotations
