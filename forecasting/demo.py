@@ -3,12 +3,15 @@
 1. ``sciml data synth``: a shallow-water store (quick: 2 trajectories x 30 days; full: the default 4 x 365 days);
 2. ``sciml forecast train`` with the ``quick`` (or ``demo``) config; an existing run is resumed, not redone;
 3. ``sciml forecast infer`` from initial times spread over the held-out trajectory, 5-day lead;
-4. ``sciml forecast score`` with persistence and climatology baselines;
+4. ``sciml forecast score`` with persistence and climatology baselines (the full demo: also the perfect-model
+   ``physics`` ensemble of the generator, :mod:`sciml.forecasting.eval.physics`);
 5. ``sciml plot forecast``;
 
 then the scores are checked against the demo's own :class:`~sciml.forecasting.eval.expectations.Expectations` (the
 quick demo: a pipeline that runs in minutes and gives a sensible ensemble; the full demo: the skill targets), and
-the command exits 1 if any is missed.
+the command exits 1 if any is missed. Where the physics baseline was scored, the report also gives the model's
+CRPS over the perfect-model ensemble's (and over persistence and climatology) with bootstrap intervals over the
+cases (:mod:`sciml.forecasting.eval.bootstrap`): how far the learned ensemble is from the bound.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from sciml.forecasting.eval.bootstrap import format_ratio_rows, ratio_rows
 from sciml.forecasting.eval.expectations import FULL, QUICK, Expectations
+from sciml.forecasting.eval.score import DEFAULT_BASELINES
+from sciml.io import atomic_write_json
 from sciml.progress import default_progress
 
 LOGGER = logging.getLogger(__name__)
@@ -31,6 +37,10 @@ QUICK_DATA = dict(days=30.0, trajectories=2, spinup_days=10.0)
 FULL_STORE = Path("data/swe.zarr")
 #: Exit status of a demo that ran but missed its expectations.
 MISSED_EXIT = 1
+#: The demo's measurements as JSON in its output folder (:func:`demo_report`).
+REPORT_NAME = "report.json"
+#: Leads (hours) of the printed score tables.
+REPORT_LEADS = [6.0, 24.0, 72.0, 120.0]
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,8 @@ class DemoSpec:
 
     ``store`` ``None`` means a store of its own in the output folder (``data/swe-CONFIG.zarr``); a missing store
     is built with the data preset ``data_preset`` and the ``data`` overrides. Initial times are every
-    ``init_every``-th 00 UTC of the held-out period, ``n_inits`` of them, each forecast ``members`` x 5 days.
+    ``init_every``-th 00 UTC of the held-out period, ``n_inits`` of them, each forecast ``members`` x 5 days, and
+    scored with ``baselines`` (:data:`~sciml.forecasting.eval.score.BASELINES`).
     """
 
     config: str
@@ -51,6 +62,7 @@ class DemoSpec:
     next_step: str
     members: int = 8
     data_preset: str = "default"
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
 
     def store_path(self, out: Path) -> Path:
         """The demo's data store (its own under ``out`` unless the spec names a shared one)."""
@@ -67,14 +79,17 @@ QUICK_DEMO = DemoSpec(
     next_step="full demo: sciml forecast demo --full (make demo-forecast), about 11 min on an idle 2-core machine "
     "plus 3 min to build its year of data the first time",
 )
+#: 48 weekly cases (2004-01-01 .. 2004-11-25): bootstrap intervals over cases need tens of them; the physics
+#: baseline's 48 x 9 five-day generator runs cost about 3 CPU minutes (bench/results/physics_baseline.json).
 FULL_DEMO = DemoSpec(
     config="demo",
     store=FULL_STORE,
     data={},
-    init_every=30,
-    n_inits=12,
+    init_every=7,
+    n_inits=48,
     expectations=FULL,
     next_step="the variants behind this config: python bench/forecast_experiments.py --list (bench/README.md)",
+    baselines=("persistence", "climatology", "physics"),
 )
 
 
@@ -109,13 +124,27 @@ def summary(spec: DemoSpec, scores, plots_dir: Path, files: list[Path]) -> tuple
     newcomer acts on: where the plots are, and what to run next (``spec.next_step``).
     """
     report, ok = spec.expectations.report(scores)
-    lines = [
-        spec.expectations.describe(),
-        report,
-        f"plots: {plots_dir}/ ({', '.join(Path(f).name for f in files)})",
-        spec.next_step,
-    ]
+    lines = [spec.expectations.describe(), report]
+    if "crps_physics_cases" in scores:
+        lines.append(format_ratio_rows(ratio_rows(scores, REPORT_LEADS)))
+    lines += [f"plots: {plots_dir}/ ({', '.join(Path(f).name for f in files)})", spec.next_step]
     return lines, 0 if ok else MISSED_EXIT
+
+
+def demo_report(spec: DemoSpec, scores, facts: dict, timings: dict) -> dict:
+    """What the demo measured, as JSON-ready data: its facts (config, cases, members), timings (wall and CPU
+    seconds per stage), every check of its expectations, and the CRPS ratio rows with bootstrap intervals
+    (:func:`~sciml.forecasting.eval.bootstrap.ratio_rows`, every lead) where the scores have per-case CRPS."""
+    checks = spec.expectations.checks(scores)
+    return {
+        "demo": spec.expectations.name,
+        **facts,
+        "baselines": list(spec.baselines),
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+        "checks": [dataclasses.asdict(c) for c in checks],
+        "passed": bool(checks) and all(c.passed for c in checks),
+        "ratios": ratio_rows(scores) if "crps_cases" in scores else [],
+    }
 
 
 def run_demo(
@@ -151,8 +180,9 @@ def run_demo(
     write_run_dir(run_dir, cfg, RunInfo(command="sciml forecast demo", seed=cfg.seed))
     trainer.run()
     last = trainer.log.valid[-1] if trainer.log.valid else {}
+    timings = {"train_s": time.monotonic() - t0, "train_cpu_s": time.process_time() - cpu0}
     print(
-        f"[2/5] train: {trainer.step} steps ({time.monotonic() - t0:.0f} s, {time.process_time() - cpu0:.0f} CPU s), "
+        f"[2/5] train: {trainer.step} steps ({timings['train_s']:.0f} s, {timings['train_cpu_s']:.0f} CPU s), "
         "last validation " + " ".join(f"{k}={v:.3g}" for k, v in last.items() if k != "step")
     )
 
@@ -162,7 +192,7 @@ def run_demo(
     with open_canonical(store) as ds:
         inits = demo_inits(pd.DatetimeIndex(ds["time"].values), cfg.data.valid_start, spec, lead)
     fc_path = out / "forecast.zarr"
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     members = members or spec.members
     run_inference(
         InferConfig(
@@ -176,22 +206,32 @@ def run_demo(
         ),
         default_progress(),
     )
+    timings.update(infer_s=time.monotonic() - t0, infer_cpu_s=time.process_time() - cpu0)
     print(
         f"[3/5] infer: {len(inits)} initial times x {members} members x 5 days -> {fc_path} "
-        f"({time.monotonic() - t0:.0f} s)"
+        f"({timings['infer_s']:.0f} s)"
     )
 
     scores_path = out / "scores.nc"
-    scores = score_forecast(ScoreConfig(forecast=fc_path, truth=store, out=scores_path), default_progress())
-    print(f"[4/5] score: {scores_path}")
-    print(format_table(scores, [6.0, 24.0, 72.0, 120.0]))
+    t0, cpu0 = time.monotonic(), time.process_time()
+    score_cfg = ScoreConfig(forecast=fc_path, truth=store, out=scores_path, baselines=spec.baselines)
+    scores = score_forecast(score_cfg, default_progress())
+    timings.update(score_s=time.monotonic() - t0, score_cpu_s=time.process_time() - cpu0)
+    print(
+        f"[4/5] score: {scores_path} ({len(inits)} cases, baselines {','.join(spec.baselines)}; "
+        f"{timings['score_s']:.0f} s, {timings['score_cpu_s']:.0f} CPU s)"
+    )
+    print(format_table(scores, REPORT_LEADS))
 
     files = plot_all(scores_path, out / "plots", fc_path, store)
     print(
         f"[5/5] plots written; forecasting demo done in {time.monotonic() - t_start:.0f} s "
         f"({time.process_time() - cpu_start:.0f} CPU s); outputs in {out}/ (train/ checkpoint and metrics, "
-        "forecast.zarr, scores.nc, plots/)"
+        f"forecast.zarr, scores.nc, {REPORT_NAME}, plots/)"
     )
     lines, status = summary(spec, scores, out / "plots", files)
     print("\n".join(lines))
+    timings.update(total_s=time.monotonic() - t_start, total_cpu_s=time.process_time() - cpu_start)
+    facts = {"config": spec.config, "store": str(store), "members": members, "inits": [str(t) for t in inits]}
+    atomic_write_json(out / REPORT_NAME, demo_report(spec, scores, {**facts, "steps": trainer.step}, timings))
     return status

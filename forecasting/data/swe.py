@@ -233,6 +233,17 @@ class BatchedShallowWater(torch.nn.Module):
         phi[:, 0, 0] = GRAVITY * self.cfg.mean_depth * math.sqrt(4 * math.pi)
         return torch.stack((phi, vrt, torch.zeros_like(vrt)), dim=1) * self.tril
 
+    def stationary_forcing(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+        r"""A draw ``[batch, L, M]`` from the stationary distribution of :meth:`forcing_step`'s AR(1) process.
+
+        With :math:`f_{n+1} = \phi f_n + \sqrt{1-\phi^2}\,\sigma\xi_n`, the stationary law is that of
+        :math:`\sigma\xi` (same band, same per-coefficient variance): rms forcing_amplitude over the sphere.
+        """
+        L, M = self.lap.shape
+        xi = torch.randn(batch, L, M, dtype=torch.complex128, generator=gen)
+        xi[..., 0] = xi[..., 0].real.to(xi.dtype) * math.sqrt(2)
+        return self.forcing_sigma * xi * self.band
+
     def forcing_step(self, f: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """AR(1) update of the spectral vorticity forcing; stationary rms = forcing_amplitude."""
         phi = math.exp(-self.cfg.dt / (self.cfg.forcing_tau_days * 86400.0))
@@ -274,10 +285,14 @@ class Integrator:
         self.lam = -model.lap
         self.phibar = GRAVITY * model.cfg.mean_depth
 
+    def next_forcing(self) -> torch.Tensor:
+        """The forcing of the next step (the generator's AR(1) update; replays override it)."""
+        return self.m.forcing_step(self.forcing, self.gen)
+
     def step(self, seasonal: torch.Tensor) -> None:
         """Advance by dt; ``seasonal`` [B] is each trajectory's seasonal factor (held over a sampling step)."""
         m, s, dt = self.m, self.s, self.m.cfg.dt
-        self.forcing = m.forcing_step(self.forcing, self.gen)
+        self.forcing = self.next_forcing()
         d = m.tendency(s, seasonal, self.forcing)
         # explicit part: total tendency minus the linear gravity-wave terms
         d[:, 0] = d[:, 0] + self.phibar * s[:, 2]
@@ -299,14 +314,19 @@ class Integrator:
         self.s = torch.stack((phi, vrt * m.hyperdiff, div * m.hyperdiff), dim=1)
 
 
+def _output_sht_kw(cfg: SWEConfig) -> dict:
+    """torch-harmonics settings of the transforms on the output grid (band limit: the model's truncation)."""
+    g = Grid(cfg.grid, cfg.nlat, cfg.nlon)  # type: ignore[arg-type]
+    return dict(lmax=cfg.truncation, mmax=cfg.truncation, grid=g.th_grid, csphase=False)
+
+
 class OutputSynth:
     """Spectral state -> (z, u, v, vo) on the output grid (exact synthesis of the band-limited fields)."""
 
     def __init__(self, cfg: SWEConfig) -> None:
         import torch_harmonics as th
 
-        g = Grid(cfg.grid, cfg.nlat, cfg.nlon)  # type: ignore[arg-type]
-        kw = dict(lmax=cfg.truncation, mmax=cfg.truncation, grid=g.th_grid, csphase=False)
+        kw = _output_sht_kw(cfg)
         self.isht = th.InverseRealSHT(cfg.nlat, cfg.nlon, **kw).double()
         self.ivsht = th.InverseRealVectorSHT(cfg.nlat, cfg.nlon, **kw).double()
 
@@ -315,6 +335,54 @@ class OutputSynth:
         uv = self.ivsht(model.invlap * s[:, 1:] / RADIUS)
         # [B, 4, nlat, nlon] in channel order z, u, v, vo
         return torch.cat((phi_vrt[:, :1], uv, phi_vrt[:, 1:2]), dim=1).numpy()
+
+
+class StateAnalysis:
+    r"""Output fields (z, u, v) -> spectral state ``[B, 3, L, M]`` (Phi, zeta, delta): the inverse of
+    :class:`OutputSynth`.
+
+    The stored fields are band-limited at T\ ``truncation`` and the output grid's quadrature is exact for products
+    of two such harmonics (Clenshaw-Curtis with ``nlat >= 2T``, or Gauss), so :math:`\Phi_{lm}` and, from the
+    vector transform of (u, v), :math:`(\zeta, \delta)_{lm} = -l(l+1)/R\,(\cdot)` are recovered to the
+    rounding of the stored float32 values.
+    """
+
+    def __init__(self, cfg: SWEConfig) -> None:
+        import torch_harmonics as th
+
+        kw = _output_sht_kw(cfg)
+        self.sht = th.RealSHT(cfg.nlat, cfg.nlon, **kw).double()
+        self.vsht = th.RealVectorSHT(cfg.nlat, cfg.nlon, **kw).double()
+
+    def __call__(self, model: BatchedShallowWater, zuv: torch.Tensor) -> torch.Tensor:
+        """``zuv [B, 3, nlat, nlon]`` float64 (z, u, v on the output grid) -> state ``[B, 3, L, M]``."""
+        phi = self.sht(zuv[:, 0])
+        vrtdiv = model.lap * RADIUS * self.vsht(zuv[:, 1:3])
+        return torch.cat((phi[:, None], vrtdiv), dim=1) * model.tril
+
+
+def config_from_attrs(attrs: dict) -> SWEConfig | None:
+    """The generator settings a store written by ``sciml data synth`` records (``swe_config``), or ``None``.
+
+    The attribute is the settings' ``repr``; it is parsed as literals only (never evaluated). A store whose
+    attribute names settings this version does not know raises :class:`UsageError`.
+    """
+    import ast
+
+    text = attrs.get("swe_config")
+    if not text:
+        return None
+    try:
+        call = ast.parse(str(text), mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "SWEConfig"):
+            raise ValueError("not a SWEConfig(...) call")
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+        return SWEConfig(**kwargs)
+    except (SyntaxError, ValueError, TypeError) as exc:
+        raise UsageError(
+            f"the store's swe_config attribute ({str(text)[:60]}...) cannot be read as generator settings ({exc}); "
+            "rebuild the store with `sciml data synth`"
+        ) from None
 
 
 def group_members(cfg: SWEConfig) -> list[list[int]]:

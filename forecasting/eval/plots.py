@@ -1,7 +1,7 @@
 """Forecast verification plots (matplotlib, Agg backend; PNG by default).
 
-* :func:`plot_skill`: CRPS, ensemble-mean RMSE (with persistence and climatology baselines) and spread-skill
-  ratio against lead time, one column per channel;
+* :func:`plot_skill`: CRPS, ensemble-mean RMSE (with the persistence, climatology and, where scored, the
+  perfect-model ``physics`` baselines) and spread-skill ratio against lead time, one column per channel;
 * :func:`plot_rank_histograms`: normalised rank histograms at a few leads (flat = calibrated);
 * :func:`plot_spectra`: angular power spectra :math:`P(l)` of truth, single members and the ensemble mean at
   several leads, log-log, per channel;
@@ -64,6 +64,8 @@ def plot_skill(scores: xr.Dataset, out: Path) -> Path:
         "persistence": ("tab:gray", "--"),
         "climatology": ("tab:green", ":"),
         "climatology_ensemble": ("tab:olive", "-."),
+        "physics": ("tab:red", "-"),  # the perfect-model ensemble: the bound, not a baseline to beat
+        "physics_deterministic": ("tab:orange", "--"),
     }
     for j, c in enumerate(chans):
         s = scores.sel(channel=c)
@@ -77,6 +79,8 @@ def plot_skill(scores: xr.Dataset, out: Path) -> Path:
                     ax.plot(
                         days, s["ssr_corrected"].values, "s-", color="tab:purple", ms=3, label=r"$\sqrt{(M+1)/M}$ SSR"
                     )
+                if "ssr_physics" in s:
+                    ax.plot(days, s["ssr_physics"].values, "-", color="tab:red", label="physics SSR")
                 ax.axhline(1.0, color="k", lw=0.8)
                 ax.set_ylabel("spread-skill ratio")
             else:

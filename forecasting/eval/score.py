@@ -13,8 +13,18 @@ roots (:mod:`sciml.forecasting.eval.metrics`):
 * ``*_climatology_ensemble``: a probabilistic climatology of ``M`` truth states at the same hour and within
   ``window_days`` of the same day of year, drawn from the climatology period (default: the training period of
   the forecast's checkpoint), as in WB2's probabilistic climatology baseline;
+* ``*_physics``: on stores written by ``sciml data synth``, the perfect-model ensemble of ``M`` members (the
+  generator's dynamics from the exact initial state, independent forcing streams; :mod:`.physics`), scored with
+  the same metrics as the model (``crps``, ``rmse``, ``spread``, ``ssr``, ``ssr_corrected``);
+  ``*_physics_deterministic``: the generator's dynamics without forcing (deterministic, CRPS = MAE);
+* ``crps_cases``, ``crps_*_cases``: the CRPS of every case (dimension ``init_time``; NaN where the lead cannot be
+  verified), whose mean over cases is ``crps``: what bootstrap intervals over cases resample
+  (:mod:`.bootstrap`);
 * ``psd_truth``, ``psd_member``, ``psd_ensmean``: angular power spectra :math:`P(l)` averaged over cases (and
   members), to check that single members keep the truth's small-scale variance.
+
+Which baselines are computed is :attr:`ScoreConfig.baselines` (persistence, climatology, physics; physics costs
+``cases x (M+1)`` runs of the generator and only exists for synth stores, so it is not in the default).
 
 Only one lead time of the forecast is held in memory at a time.
 """
@@ -37,6 +47,18 @@ from sciml.progress import NoProgress, Progress
 
 LOGGER = logging.getLogger(__name__)
 FC_DIMS = ("time", "prediction_timedelta", "realization", "lat", "lon")
+#: Baselines ``sciml forecast score --baselines`` knows; :data:`DEFAULT_BASELINES` are computed unless told.
+BASELINES = ("persistence", "climatology", "physics")
+DEFAULT_BASELINES = ("persistence", "climatology")
+
+
+def parse_baselines(text: str) -> tuple[str, ...]:
+    """``"persistence,physics"`` -> ``("persistence", "physics")``; a usage error for an unknown name."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise UsageError(f"unknown baseline(s) {unknown}; choose from {','.join(BASELINES)} (comma-separated)")
+    return names
 
 
 @dataclass(frozen=True)
@@ -51,6 +73,11 @@ class ScoreConfig:
     clim_end: str | None = None
     window_days: float = 15.0
     seed: int = 0
+    baselines: tuple[str, ...] = DEFAULT_BASELINES  # any of BASELINES
+    physics_threads: int | None = None  # torch threads of the physics runs (default: the current setting)
+
+    def __post_init__(self) -> None:
+        parse_baselines(",".join(self.baselines))
 
 
 def open_forecast(path: str | os.PathLike[str]) -> xr.Dataset:
@@ -122,11 +149,36 @@ def climatology_members(
     return np.sort(rng.choice(pool, size=min(members, pool.size), replace=False))
 
 
-def _det_scores(f: xr.DataArray, y: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+def _det_scores(f: xr.DataArray, y: xr.DataArray, name: str) -> dict[str, xr.DataArray]:
+    """CRPS (= MAE: the CRPS of a single value), its per-case values and RMSE of a deterministic forecast."""
     from sciml.forecasting.eval.metrics import rmse, spatial_mean
 
-    mae = spatial_mean(abs(f - y)).mean("time")
-    return mae, rmse(f, y, mean_dims=("time",))
+    mae = spatial_mean(abs(f - y))
+    rms = rmse(f, y, mean_dims=("time",))
+    return {f"crps_{name}": mae.mean("time"), f"crps_{name}_cases": mae, f"rmse_{name}": rms}
+
+
+def _ensemble_scores(fe: xr.DataArray, y: xr.DataArray, suffix: str = "") -> dict[str, xr.DataArray]:
+    """The ensemble scores of the module docstring (``crps``, ``rmse``, ``spread``, ``ssr``...) of ``fe`` against
+    ``y``, each key ending in ``suffix``: one code path for the model and the ensemble baselines."""
+    from sciml.forecasting.eval import metrics as M
+
+    m = fe.sizes["realization"]
+    kw = {"mean_dims": ("time",)}
+    cases = M.crps(fe, y) if m > 1 else M.spatial_mean(abs(fe.isel(realization=0) - y))
+    row = {"crps": cases.mean("time"), "crps_cases": cases, "rmse": M.ensemble_mean_rmse(fe, y, **kw)}
+    if m > 1:
+        row["spread"] = M.spread(fe, **kw)
+        row["ssr"] = row["spread"] / row["rmse"]
+        row["ssr_corrected"] = row["ssr"] * np.sqrt((m + 1) / m)
+    return {_suffixed(k, suffix): v for k, v in row.items()}
+
+
+def _suffixed(key: str, suffix: str) -> str:
+    """``crps_cases`` + ``_physics`` -> ``crps_physics_cases``; other keys get the suffix at the end."""
+    if not suffix:
+        return key
+    return f"crps{suffix}_cases" if key == "crps_cases" else key + suffix
 
 
 def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dataset:
@@ -175,6 +227,11 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
             f"initial times {[str(t) for t, i in zip(inits, init_idx, strict=True) if i is None]} "
             f"are not in the truth store {cfg.truth}; persistence needs the analysis at t0"
         )
+    physics = None
+    if "physics" in cfg.baselines:
+        from sciml.forecasting.eval.physics import PhysicsEnsemble
+
+        physics = PhysicsEnsemble(truth, inits, m, channels, cfg.seed, cfg.truth, cfg.physics_threads)
     start = cfg.clim_start or _attr(fc, "train_start")
     end = cfg.clim_end or _attr(fc, "train_end")
     candidates = _clim_candidates(ttimes, start, end)
@@ -183,7 +240,7 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
     leads = fc["prediction_timedelta"].values
     per_lead: list[xr.Dataset] = []
     masked: dict[str, list] = {}
-    progress.start(len(leads), "scoring")
+    progress.start(len(leads), "scoring" + (f" (physics: {len(inits)} x {m + 1} runs)" if physics else ""))
     try:
         for j, lead in enumerate(leads):
             valid = inits + pd.Timedelta(lead)
@@ -196,37 +253,43 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
             y = truth[channels].isel(time=[vidx[i] for i in cases]).load().assign_coords(time=f["time"].values)
             p = persist.isel(time=cases)
             _count_nonfinite_truth(y, channels, cfg.truth, masked, valid[cases])
+            if physics is not None:
+                ens, det = (a[cases] for a in physics.advance(pd.Timedelta(lead)))
             out: dict[str, Any] = {}
             for c in channels:
                 fe, yc = f[c], y[c]
                 kw = {"mean_dims": ("time",)}
-                row = {
-                    "crps": M.crps(fe, yc, **kw) if m > 1 else _det_scores(fe.isel(realization=0), yc)[0],
-                    "rmse": M.ensemble_mean_rmse(fe, yc, **kw),
-                }
+                row = _ensemble_scores(fe, yc)
                 if m > 1:
-                    row["spread"] = M.spread(fe, **kw)
-                    row["ssr"] = row["spread"] / row["rmse"]
-                    row["ssr_corrected"] = row["ssr"] * np.sqrt((m + 1) / m)
                     row["rank_histogram"] = M.rank_histogram(fe, yc, reduce_dims=["time", "lat", "lon"], seed=cfg.seed)
-                row["crps_persistence"], row["rmse_persistence"] = _det_scores(p[c], yc)
+                if "persistence" in cfg.baselines:
+                    row.update(_det_scores(p[c], yc, "persistence"))
+                clim = None
                 if stats is not None and c in stats.channels:
                     clim = xr.DataArray(stats.climatology(valid[cases], [c])[:, 0], dims=yc.dims, coords=yc.coords)
-                    row["crps_climatology"], row["rmse_climatology"] = _det_scores(clim, yc)
                     row["acc"] = M.acc(fe.mean("realization"), yc, clim, **kw)
+                if clim is not None and "climatology" in cfg.baselines:
+                    row.update(_det_scores(clim, yc, "climatology"))
+                if clim is not None and "persistence" in cfg.baselines:
                     row["acc_persistence"] = M.acc(p[c], yc, clim, **kw)
+                if physics is not None:
+                    k = channels.index(c)
+                    row.update(_ensemble_scores(fe.copy(data=ens[:, :, k]), yc, "_physics"))
+                    row.update(_det_scores(yc.copy(data=det[:, k]), yc, "physics_deterministic"))
                 spec = M.angular_power_spectrum
                 row["psd_truth"] = spec(yc).mean("time")
                 row["psd_member"] = spec(fe).mean(("time", "realization"))
                 row["psd_ensmean"] = spec(fe.mean("realization")).mean("time")
                 out[c] = row
-            if m > 1 and candidates.size >= 2:
+            if m > 1 and candidates.size >= 2 and "climatology" in cfg.baselines:
                 members = [climatology_members(ttimes, candidates, valid[i], m, cfg.window_days, rng) for i in cases]
                 if all(len(a) == m for a in members):
                     for c in channels:
                         ens = np.stack([truth[c].isel(time=a).values for a in members])  # [T, M, H, W]
                         ce = xr.DataArray(ens, dims=("time", "realization", "lat", "lon"), coords=y[c].coords)
-                        out[c]["crps_climatology_ensemble"] = M.crps(ce, y[c], mean_dims=("time",))
+                        cases_crps = M.crps(ce, y[c])
+                        out[c]["crps_climatology_ensemble"] = cases_crps.mean("time")
+                        out[c]["crps_climatology_ensemble_cases"] = cases_crps
                         out[c]["rmse_climatology_ensemble"] = M.ensemble_mean_rmse(ce, y[c], mean_dims=("time",))
             names = list(dict.fromkeys(k for r in out.values() for k in r))
             lead_ds = xr.Dataset(
@@ -236,6 +299,8 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
                     if all(k in out[c] for c in channels)
                 }
             )
+            # every case on one axis (NaN where this lead cannot be verified), so leads concatenate exactly
+            lead_ds = lead_ds.rename(time="init_time").reindex(init_time=inits.values)
             lead_ds["n_cases"] = len(cases)
             per_lead.append(lead_ds.expand_dims(prediction_timedelta=[lead]))
             progress.update(1)
@@ -263,6 +328,7 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
         forecast=str(cfg.forecast),
         truth=str(cfg.truth),
         members=m,
+        baselines=",".join(cfg.baselines),
         climatology_period=f"{start} .. {end}",
         climatology_window_days=cfg.window_days,
         ssr_definition="spread / ensemble-mean RMSE (WB2); ssr_corrected multiplies by sqrt((M+1)/M)",
@@ -289,6 +355,8 @@ def format_table(scores: xr.Dataset, leads_hours: list[float] | None = None) -> 
         ("crps_persistence", "persist"),
         ("crps_climatology", "clim"),
         ("crps_climatology_ensemble", "clim-ens"),
+        ("crps_physics", "physics"),
+        ("crps_physics_deterministic", "phys-det"),
         ("rmse", "RMSE"),
         ("ssr", "SSR"),
         ("ssr_corrected", "SSRc"),
