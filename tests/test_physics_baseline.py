@@ -249,6 +249,7 @@ def test_physics_is_refused_on_a_store_not_written_by_synth(scored, tmp_path, ca
     other = tmp_path / "plain.zarr"
     write_store(source_from_dataset(ds.assign_attrs(swe_config=""), path=other), other)
     args = ["forecast", "score", str(root / "fc.zarr"), "--truth", str(other), "--out", str(tmp_path / "s.nc")]
+    capsys.readouterr()  # the store writer's log line
     assert main([*args, "--baselines", "persistence,physics"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sciml data synth" in err[0] and "--baselines" in err[0]

@@ -181,13 +181,35 @@ def _suffixed(key: str, suffix: str) -> str:
     return f"crps{suffix}_cases" if key == "crps_cases" else key + suffix
 
 
-def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dataset:
-    """Compute the scores of the module docstring and write them to ``cfg.out`` (NetCDF); returns the dataset."""
+@dataclass
+class _Inputs:
+    """The forecast and truth of a scoring run, checked against each other, with what every lead needs."""
+
+    cfg: ScoreConfig
+    fc: xr.Dataset
+    truth: xr.Dataset
+    channels: list[str]
+    stats: Any  # NormStats or None
+    inits: pd.DatetimeIndex
+    ttimes: pd.DatetimeIndex
+    tpos: dict[int, int]  # truth time (ns) -> index
+    persist: xr.Dataset
+    physics: Any  # PhysicsEnsemble or None
+    clim_period: tuple[str | None, str | None]
+    candidates: np.ndarray
+    rng: np.random.Generator
+
+    @property
+    def members(self) -> int:
+        return int(self.fc.sizes["realization"])
+
+
+def _open_inputs(cfg: ScoreConfig) -> _Inputs:
+    """Open forecast, truth and statistics; refuse what cannot be scored (missing channels, another grid, initial
+    times not in the truth) with one line each."""
     from sciml.forecasting.data import NormStats, stats_path
     from sciml.forecasting.data.dataset import open_canonical
-    from sciml.forecasting.eval import metrics as M
 
-    progress = progress or NoProgress()
     fc = open_forecast(cfg.forecast)
     if not Path(cfg.truth).exists():
         raise UsageError(f"truth store {cfg.truth} does not exist")
@@ -217,7 +239,6 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
         stats = NormStats.load(spath)
     elif cfg.stats:
         raise UsageError(f"statistics file {spath} does not exist")
-    m = fc.sizes["realization"]
     inits = pd.DatetimeIndex(fc["time"].values)
     ttimes = pd.DatetimeIndex(truth["time"].values)
     tpos = {t: i for i, t in enumerate(ttimes.as_unit("ns").asi8)}
@@ -231,82 +252,45 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
     if "physics" in cfg.baselines:
         from sciml.forecasting.eval.physics import PhysicsEnsemble
 
+        m = int(fc.sizes["realization"])
         physics = PhysicsEnsemble(truth, inits, m, channels, cfg.seed, cfg.truth, cfg.physics_threads)
     start = cfg.clim_start or _attr(fc, "train_start")
     end = cfg.clim_end or _attr(fc, "train_end")
-    candidates = _clim_candidates(ttimes, start, end)
-    rng = np.random.default_rng(cfg.seed)
-    persist = truth[channels].isel(time=init_idx).load().assign_coords(time=inits)
-    leads = fc["prediction_timedelta"].values
+    return _Inputs(
+        cfg=cfg,
+        fc=fc,
+        truth=truth,
+        channels=channels,
+        stats=stats,
+        inits=inits,
+        ttimes=ttimes,
+        tpos=tpos,
+        persist=truth[channels].isel(time=init_idx).load().assign_coords(time=inits),
+        physics=physics,
+        clim_period=(start, end),
+        candidates=_clim_candidates(ttimes, start, end),
+        rng=np.random.default_rng(cfg.seed),
+    )
+
+
+def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dataset:
+    """Compute the scores of the module docstring and write them to ``cfg.out`` (NetCDF); returns the dataset."""
+    progress = progress or NoProgress()
+    inp = _open_inputs(cfg)
+    leads = inp.fc["prediction_timedelta"].values
     per_lead: list[xr.Dataset] = []
     masked: dict[str, list] = {}
-    progress.start(len(leads), "scoring" + (f" (physics: {len(inits)} x {m + 1} runs)" if physics else ""))
+    runs = f" (physics: {len(inp.inits)} x {inp.members + 1} runs)" if inp.physics else ""
+    progress.start(len(leads), "scoring" + runs)
     try:
         for j, lead in enumerate(leads):
-            valid = inits + pd.Timedelta(lead)
-            vidx = [tpos.get(t.as_unit("ns").value) for t in valid]
-            cases = [i for i, v in enumerate(vidx) if v is not None]
-            if not cases:
-                LOGGER.warning("lead %s: no verification time in the truth store; skipped", pd.Timedelta(lead))
-                continue
-            f = fc.isel(prediction_timedelta=j, time=cases).load()
-            y = truth[channels].isel(time=[vidx[i] for i in cases]).load().assign_coords(time=f["time"].values)
-            p = persist.isel(time=cases)
-            _count_nonfinite_truth(y, channels, cfg.truth, masked, valid[cases])
-            if physics is not None:
-                ens, det = (a[cases] for a in physics.advance(pd.Timedelta(lead)))
-            out: dict[str, Any] = {}
-            for c in channels:
-                fe, yc = f[c], y[c]
-                kw = {"mean_dims": ("time",)}
-                row = _ensemble_scores(fe, yc)
-                if m > 1:
-                    row["rank_histogram"] = M.rank_histogram(fe, yc, reduce_dims=["time", "lat", "lon"], seed=cfg.seed)
-                if "persistence" in cfg.baselines:
-                    row.update(_det_scores(p[c], yc, "persistence"))
-                clim = None
-                if stats is not None and c in stats.channels:
-                    clim = xr.DataArray(stats.climatology(valid[cases], [c])[:, 0], dims=yc.dims, coords=yc.coords)
-                    row["acc"] = M.acc(fe.mean("realization"), yc, clim, **kw)
-                if clim is not None and "climatology" in cfg.baselines:
-                    row.update(_det_scores(clim, yc, "climatology"))
-                if clim is not None and "persistence" in cfg.baselines:
-                    row["acc_persistence"] = M.acc(p[c], yc, clim, **kw)
-                if physics is not None:
-                    k = channels.index(c)
-                    row.update(_ensemble_scores(fe.copy(data=ens[:, :, k]), yc, "_physics"))
-                    row.update(_det_scores(yc.copy(data=det[:, k]), yc, "physics_deterministic"))
-                spec = M.angular_power_spectrum
-                row["psd_truth"] = spec(yc).mean("time")
-                row["psd_member"] = spec(fe).mean(("time", "realization"))
-                row["psd_ensmean"] = spec(fe.mean("realization")).mean("time")
-                out[c] = row
-            if m > 1 and candidates.size >= 2 and "climatology" in cfg.baselines:
-                members = [climatology_members(ttimes, candidates, valid[i], m, cfg.window_days, rng) for i in cases]
-                if all(len(a) == m for a in members):
-                    for c in channels:
-                        ens = np.stack([truth[c].isel(time=a).values for a in members])  # [T, M, H, W]
-                        ce = xr.DataArray(ens, dims=("time", "realization", "lat", "lon"), coords=y[c].coords)
-                        cases_crps = M.crps(ce, y[c])
-                        out[c]["crps_climatology_ensemble"] = cases_crps.mean("time")
-                        out[c]["crps_climatology_ensemble_cases"] = cases_crps
-                        out[c]["rmse_climatology_ensemble"] = M.ensemble_mean_rmse(ce, y[c], mean_dims=("time",))
-            names = list(dict.fromkeys(k for r in out.values() for k in r))
-            lead_ds = xr.Dataset(
-                {
-                    k: xr.concat([_plain(out[c][k]) for c in channels], dim=pd.Index(channels, name="channel"))
-                    for k in names
-                    if all(k in out[c] for c in channels)
-                }
-            )
-            # every case on one axis (NaN where this lead cannot be verified), so leads concatenate exactly
-            lead_ds = lead_ds.rename(time="init_time").reindex(init_time=inits.values)
-            lead_ds["n_cases"] = len(cases)
-            per_lead.append(lead_ds.expand_dims(prediction_timedelta=[lead]))
-            progress.update(1)
+            lead_ds = _score_lead(inp, j, lead, masked)
+            if lead_ds is not None:
+                per_lead.append(lead_ds)
+                progress.update(1)
     finally:
         progress.close()
-        truth.close()
+        inp.truth.close()
     for c, (n, first) in masked.items():
         LOGGER.warning(
             "truth store %s: %d NaN value(s) of %s at verification times (first %s) are left out of the scores",
@@ -319,22 +303,123 @@ def score_forecast(cfg: ScoreConfig, progress: Progress | None = None) -> xr.Dat
         raise UsageError(
             f"no forecast lead time can be verified: the truth store {cfg.truth} has none of the valid times"
         )
+    res = _assemble(inp, per_lead)
+    with atomic_path(cfg.out) as tmp:
+        res.to_netcdf(tmp, engine="h5netcdf")
+    return res
+
+
+def _score_lead(inp: _Inputs, j: int, lead: np.timedelta64, masked: dict[str, list]) -> xr.Dataset | None:
+    """Every score of lead ``j`` on the cases it can be verified on (``None`` when there is none), with the
+    cases on one ``init_time`` axis (NaN where this lead cannot be verified), so that leads concatenate exactly."""
+    cfg, channels = inp.cfg, inp.channels
+    valid = inp.inits + pd.Timedelta(lead)
+    vidx = [inp.tpos.get(t.as_unit("ns").value) for t in valid]
+    cases = [i for i, v in enumerate(vidx) if v is not None]
+    if not cases:
+        LOGGER.warning("lead %s: no verification time in the truth store; skipped", pd.Timedelta(lead))
+        return None
+    f = inp.fc.isel(prediction_timedelta=j, time=cases).load()
+    y = inp.truth[channels].isel(time=[vidx[i] for i in cases]).load().assign_coords(time=f["time"].values)
+    _count_nonfinite_truth(y, channels, cfg.truth, masked, valid[cases])
+    physics = None
+    if inp.physics is not None:
+        physics = tuple(a[cases] for a in inp.physics.advance(pd.Timedelta(lead)))
+    out = {
+        c: _channel_scores(inp, c, f[c], y[c], inp.persist.isel(time=cases)[c], valid[cases], physics) for c in channels
+    }
+    if inp.members > 1 and inp.candidates.size >= 2 and "climatology" in cfg.baselines:
+        _climatology_ensemble_scores(inp, out, y, valid, cases)
+    names = list(dict.fromkeys(k for r in out.values() for k in r))
+    lead_ds = xr.Dataset(
+        {
+            k: xr.concat([_plain(out[c][k]) for c in channels], dim=pd.Index(channels, name="channel"))
+            for k in names
+            if all(k in out[c] for c in channels)
+        }
+    )
+    lead_ds = lead_ds.rename(time="init_time").reindex(init_time=inp.inits.values)
+    lead_ds["n_cases"] = len(cases)
+    return lead_ds.expand_dims(prediction_timedelta=[lead])
+
+
+def _channel_scores(
+    inp: _Inputs,
+    c: str,
+    fe: xr.DataArray,
+    yc: xr.DataArray,
+    persisted: xr.DataArray,
+    valid: pd.DatetimeIndex,
+    physics: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, xr.DataArray]:
+    """The model's scores of channel ``c`` at one lead and those of the asked-for baselines on the same cases."""
+    from sciml.forecasting.eval import metrics as M
+
+    cfg = inp.cfg
+    kw = {"mean_dims": ("time",)}
+    row = _ensemble_scores(fe, yc)
+    if inp.members > 1:
+        row["rank_histogram"] = M.rank_histogram(fe, yc, reduce_dims=["time", "lat", "lon"], seed=cfg.seed)
+    if "persistence" in cfg.baselines:
+        row.update(_det_scores(persisted, yc, "persistence"))
+    clim = None
+    if inp.stats is not None and c in inp.stats.channels:
+        clim = xr.DataArray(inp.stats.climatology(valid, [c])[:, 0], dims=yc.dims, coords=yc.coords)
+        row["acc"] = M.acc(fe.mean("realization"), yc, clim, **kw)
+    if clim is not None and "climatology" in cfg.baselines:
+        row.update(_det_scores(clim, yc, "climatology"))
+    if clim is not None and "persistence" in cfg.baselines:
+        row["acc_persistence"] = M.acc(persisted, yc, clim, **kw)
+    if physics is not None:
+        ens, det = physics
+        k = inp.channels.index(c)
+        row.update(_ensemble_scores(fe.copy(data=ens[:, :, k]), yc, "_physics"))
+        row.update(_det_scores(yc.copy(data=det[:, k]), yc, "physics_deterministic"))
+    spec = M.angular_power_spectrum
+    row["psd_truth"] = spec(yc).mean("time")
+    row["psd_member"] = spec(fe).mean(("time", "realization"))
+    row["psd_ensmean"] = spec(fe.mean("realization")).mean("time")
+    return row
+
+
+def _climatology_ensemble_scores(
+    inp: _Inputs, out: dict[str, dict], y: xr.Dataset, valid: pd.DatetimeIndex, cases: list[int]
+) -> None:
+    """The probabilistic climatology (members = truth states near the valid date in the climatology period),
+    scored into ``out`` when every case has enough candidates."""
+    from sciml.forecasting.eval import metrics as M
+
+    m, cfg = inp.members, inp.cfg
+    members = [climatology_members(inp.ttimes, inp.candidates, valid[i], m, cfg.window_days, inp.rng) for i in cases]
+    if not all(len(a) == m for a in members):
+        return
+    for c in inp.channels:
+        ens = np.stack([inp.truth[c].isel(time=a).values for a in members])  # [T, M, H, W]
+        ce = xr.DataArray(ens, dims=("time", "realization", "lat", "lon"), coords=y[c].coords)
+        cases_crps = M.crps(ce, y[c])
+        out[c]["crps_climatology_ensemble"] = cases_crps.mean("time")
+        out[c]["crps_climatology_ensemble_cases"] = cases_crps
+        out[c]["rmse_climatology_ensemble"] = M.ensemble_mean_rmse(ce, y[c], mean_dims=("time",))
+
+
+def _assemble(inp: _Inputs, per_lead: list[xr.Dataset]) -> xr.Dataset:
+    """The leads on one ``prediction_timedelta`` axis, with lead hours, units and the run's provenance."""
+    cfg = inp.cfg
     res = xr.concat(per_lead, dim="prediction_timedelta")
     res = res.assign_coords(
         lead_hours=("prediction_timedelta", res["prediction_timedelta"].values / np.timedelta64(1, "h"))
     )
-    res["units"] = ("channel", [str(truth[c].attrs.get("units", "")) for c in channels])
+    res["units"] = ("channel", [str(inp.truth[c].attrs.get("units", "")) for c in inp.channels])
+    start, end = inp.clim_period
     res.attrs.update(
         forecast=str(cfg.forecast),
         truth=str(cfg.truth),
-        members=m,
+        members=inp.members,
         baselines=",".join(cfg.baselines),
         climatology_period=f"{start} .. {end}",
         climatology_window_days=cfg.window_days,
         ssr_definition="spread / ensemble-mean RMSE (WB2); ssr_corrected multiplies by sqrt((M+1)/M)",
     )
-    with atomic_path(cfg.out) as tmp:
-        res.to_netcdf(tmp, engine="h5netcdf")
     return res
 
 
