@@ -300,6 +300,12 @@ def test_shipped_gravity_specs_find_their_moving_points():
     # P1 = P2 - c^2 y^2 (the sound horizon) is trained; P2 = y^2 - 1 + x vanishes at x = 0 by y(0) = 1
     assert sympy.expand(moving["s1"].factor - (x - 3 * y**2 - 1)) == 0 and moving["s1"].imposed
     assert sympy.expand(moving["s2"].factor - (x + y**2 - 1)) == 0 and not moving["s2"].imposed
+    # the crossing relation is B = 0 without the factor y of the equation: y = 0 on the sound horizon means x = 1,
+    # where P2 vanishes too (a degenerate point); kept, y = 0 would satisfy the crossing terms at x_s = 1
+    g, crossing = moving["s1"].relations
+    yp = sympy.Symbol("y__1")
+    b = -(y**2 - 1 + x) * x**2 * yp**2 + x**2 * (y * yp + sympy.Rational(1, 2)) ** 2 + 2 * (y**2 - 1 + x) ** 2
+    assert sympy.simplify(crossing / b).is_number
     b = load_spec(problems / "bondi.yaml")
     a = analyze_spec(b, b.parameters)
     # the horizon r = 2M lies outside [20, 140.5]; f + w^2 > 0 and exp(L) > 0 are recognised as never zero: only

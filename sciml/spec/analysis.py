@@ -190,6 +190,35 @@ def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
     return None
 
 
+def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr], system: System) -> sympy.Expr:
+    r"""What must vanish at a regular crossing of the moving singular point :math:`g = 0`: ``rest`` (the equation
+    with its highest derivatives dropped) without the factors :math:`h` that can vanish on :math:`g = 0` only where
+    another factor :math:`f` of the leading coefficient vanishes too (:math:`f` in the ideal of :math:`g, h`).
+
+    There two singular loci meet (a degenerate point, not a simple crossing); kept, such a factor lets the trained
+    location slide to that point and satisfy the crossing terms trivially. Example (khronon, :math:`c = 2`):
+    ``rest`` :math:`= 4 y B`, :math:`g = x - 3y^2 - 1`; :math:`y = 0` on :math:`g = 0` means :math:`x = 1`, where
+    :math:`P_2 = x + y^2 - 1` vanishes as well, so the relation is :math:`B = 0`. Factors sympy cannot treat as
+    polynomials are kept.
+    """
+    if not others:
+        return rest
+    state = set(system.state_symbols())
+    gens = [system.var, *system.state_symbols()]
+    try:
+        coeff, factors = sympy.factor_list(rest, *gens)
+        dropped = [
+            (h, m)
+            for h, m in factors
+            if h.free_symbols & state and any(sympy.groebner([g, h], *gens, order="lex").contains(f) for f in others)
+        ]
+    except (sympy.PolynomialError, sympy.GeneratorsNeeded, sympy.CoercionFailed, TypeError, ValueError):
+        return rest  # not polynomial in the state (exp, fractional powers): nothing is divided out
+    if not dropped:
+        return rest
+    return sympy.factor(coeff * sympy.Mul(*(h**m for h, m in factors if (h, m) not in dropped)))
+
+
 # -- the analysis ------------------------------------------------------------------------------------------
 def analyze(system: System) -> Analysis:
     """Find and classify the singular points of ``system`` and decide what the engine imposes where.
@@ -214,9 +243,12 @@ def analyze(system: System) -> Analysis:
     _, factors = sympy.factor_list(sympy.fraction(sympy.together(det))[0])  # the denominator never vanishes
     fixed_part = sympy.Integer(1)
     moving = []
+    singular_factors = []
     for fac, _mult in factors:
         if never_zero(fac, x, system.domain, system.state_symbols()):
             continue
+        if fac.has(x) or fac.free_symbols & state:
+            singular_factors.append(fac)
         if fac.free_symbols & state:
             moving.append(fac)
         elif fac.has(x):
@@ -268,7 +300,8 @@ def analyze(system: System) -> Analysis:
         )
         pinned = _pinned_by_condition(system, g)
         # where g = 0 the highest derivatives drop out of these rows: what is left must vanish too
-        rest = tuple(system.residuals[j].subs(tops) for j in rows)
+        others = [f for f in singular_factors if f != g]
+        rest = tuple(_crossing_relation(system.residuals[j].subs(tops), g, others, system) for j in rows)
         points.append(
             SingularPoint(
                 label=f"s{i}",
