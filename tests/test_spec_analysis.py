@@ -318,3 +318,48 @@ def test_constant_denominators_are_not_multiplied_and_weights_must_be_positive()
     assert a.system.multiplied_by == (1,)
     with pytest.raises(UsageError, match="positive"):
         analysis(equation="y'' + y = 0", domain=[-1, 1], conditions=["y(1) = 1", "y(-1) = 1"], weight="x")
+
+
+PARKER = dict(
+    variable="r",
+    functions=["v"],
+    equation="(v - 1/v)*v' = 2/r - 2/r**2",
+    domain=[0.5, 3],
+    regular_at=["s1"],
+)
+
+
+def test_branch_picks_a_root_of_the_lhopital_quadratic():
+    """Parker wind: at the sonic point r = 1, v = 1 the two crossing solutions have v' = +1 (the accelerating wind)
+    and v' = -1 (the decelerating branch): v'^2 = 1 from differentiating (v^2 - 1) v' = 2 v (r - 1)/r^2 there."""
+    plain = analysis(**PARKER)
+    s1 = plain.points[0]
+    assert s1.label == "s1" and s1.slopes == "r = 1, v = 1: v' = -1, 1" and len(s1.relations) == 2
+    assert "no branch chosen" in plain.to_text()
+    r, v, vp = sympy.symbols("r v__0 v__1")
+    for choice, good, bad in (("larger", 1, -1), ("smaller", -1, 1)):
+        p = analysis(**PARKER, branch={"s1": choice}).points[0]
+        assert p.slope_choice == choice and len(p.relations) == 3
+        rel = compile_expr(p.relations[2])
+        at = {"r": torch.tensor(1.0, dtype=torch.float64), "v__0": torch.tensor(1.0, dtype=torch.float64)}
+        assert abs(float(rel({**at, "v__1": torch.tensor(float(good), dtype=torch.float64)}))) < 1e-14
+        assert abs(float(rel({**at, "v__1": torch.tensor(float(bad), dtype=torch.float64)}))) > 1.0
+    # the crossing relation has no factor v: v = 0 cannot meet v = 1
+    assert sympy.simplify(plain.points[0].relations[1] * r**2 / (r - 1)).is_number
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({**PARKER, "branch": {"s3": "larger"}}, "s3 is not a moving singular point"),
+        ({**PARKER, "branch": {"s1": "up"}}, "larger, smaller"),
+        # second order with a leading coefficient free of y': the crossing fixes y'' by a linear relation
+        (
+            dict(equation="(y - x)*y'' + y' - 1 = 0", domain=[0, 1], conditions=["y(0) = 1"], branch={"s1": "larger"}),
+            "no L'Hôpital quadratic",
+        ),
+    ],
+)
+def test_bad_branches_are_usage_errors(kw, match):
+    with pytest.raises((UsageError, ValueError), match=match):
+        analysis(**kw)

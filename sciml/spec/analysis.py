@@ -32,6 +32,7 @@ from typing import Any
 import sympy
 
 from sciml.errors import UsageError
+from sciml.spec.format import BRANCHES
 from sciml.spec.frobenius import frobenius, zeros
 from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, never_zero, show
 
@@ -52,6 +53,8 @@ class SingularPoint:
     rows: tuple[int, ...] = ()
     imposed: bool = False
     action: str = ""
+    slopes: str = ""
+    slope_choice: str = ""
 
     @property
     def term(self) -> str:
@@ -109,6 +112,8 @@ class Analysis:
                     "branch": p.branch,
                     "relation": p.relation_text(s.functions, var),
                     "factor": None if p.factor is None else show(p.factor),
+                    "slopes": p.slopes,
+                    "slope_choice": p.slope_choice,
                     "regular_requested": p.imposed,
                     "engine": p.action,
                 }
@@ -143,6 +148,13 @@ class Analysis:
                 lines.append(f"      exponents  : {', '.join(p['exponents'])}" + (f"; {p['log']}" if p["log"] else ""))
             if p["branch"]:
                 lines.append(f"      branch     : {p['branch']}")
+            if p["slopes"]:
+                pick = (
+                    f"the {p['slope_choice']} root imposed (branch)"
+                    if p["slope_choice"]
+                    else f"no branch chosen (branch: {{{p['label']}: larger}} or smaller picks one)"
+                )
+                lines.append(f"      slopes     : {p['slopes']}; {pick}")
             if p["relation"]:
                 lines.append(f"      relation   : {p['relation']}")
             lines.append(f"      engine     : {p['engine']}")
@@ -205,6 +217,7 @@ def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr]
         return rest
     state = set(system.state_symbols())
     gens = [system.var, *system.state_symbols()]
+    rest, den = sympy.fraction(sympy.together(rest))  # the denominator never vanishes (symbolic.parse_system)
     try:
         coeff, factors = sympy.factor_list(rest, *gens)
         dropped = [
@@ -213,10 +226,69 @@ def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr]
             if h.free_symbols & state and any(sympy.groebner([g, h], *gens, order="lex").contains(f) for f in others)
         ]
     except (sympy.PolynomialError, sympy.GeneratorsNeeded, sympy.CoercionFailed, TypeError, ValueError):
-        return rest  # not polynomial in the state (exp, fractional powers): nothing is divided out
+        return rest / den  # not polynomial in the state (exp, fractional powers): nothing is divided out
     if not dropped:
-        return rest
-    return sympy.factor(coeff * sympy.Mul(*(h**m for h, m in factors if (h, m) not in dropped)))
+        return rest / den
+    return sympy.factor(coeff * sympy.Mul(*(h**m for h, m in factors if (h, m) not in dropped))) / den
+
+
+def _slope_quadratic(system: System, residual: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr] | None:
+    r"""Coefficients :math:`(a, b, c)` of the L'Hôpital quadratic :math:`a Z^2 + b Z + c = 0` for the highest
+    derivative :math:`Z = y^{(n)}` at a moving singular point of one equation :math:`R = A Z + \ldots = 0`.
+
+    Along a solution :math:`R \equiv 0`, so :math:`dR/dx = 0`; at the point :math:`A = 0` removes :math:`y^{(n+1)}`,
+    and what is left, :math:`\partial_x R + \sum_{k<n} \partial_{y^{(k)}} R\, y^{(k+1)}`, is quadratic in
+    :math:`Z`: its two roots are the slopes of the two solutions crossing there (Parker wind: :math:`v' = \pm 1` at
+    the sonic point). ``None`` for a system or an equation not linear in :math:`Z`.
+    """
+    if len(system.functions) != 1:
+        return None
+    f = system.functions[0]
+    n = system.orders[f]
+    z = sympy.Symbol(deriv_name(f, n))
+    num = sympy.fraction(sympy.together(residual))[0]  # the never-vanishing denominator does not move the roots
+    if sympy.diff(num, z, 2) != 0:
+        return None
+    d = sympy.diff(num, system.var) + sum(
+        sympy.diff(num, sympy.Symbol(deriv_name(f, k))) * sympy.Symbol(deriv_name(f, k + 1)) for k in range(n)
+    )
+    try:
+        poly = sympy.Poly(sympy.expand(d), z)
+    except sympy.PolynomialError:
+        return None
+    if poly.degree() != 2:
+        return None
+    a, b, c = poly.all_coeffs()
+    return a, b, c
+
+
+def _slopes_text(system: System, relations: tuple[sympy.Expr, ...], quad) -> str:
+    """Both roots of the quadratic where the crossing relations fix the point, e.g. ``r = 1, v = 1: v' = -1, 1``;
+    otherwise which derivative the quadratic is for."""
+    f = system.functions[0]
+    z = sympy.Symbol(deriv_name(f, system.orders[f]))
+    zname = show(z)
+    used = set().union(*(r.free_symbols for r in relations))
+    unknowns = [system.var] + [s for s in system.state_symbols() if s != z and s in used]
+    if len(relations) == len(unknowns):
+        try:
+            sols = sympy.solve(list(relations), unknowns, dict=True)
+        except (NotImplementedError, TypeError, ValueError):
+            sols = []
+        a, b = system.domain
+        out = []
+        for sol in sols:
+            if len(sol) != len(unknowns) or not all(v.is_real for v in sol.values()):
+                continue
+            if not a <= float(sol[system.var]) <= b:
+                continue
+            roots = sympy.Poly(sum(co.subs(sol) * z ** (2 - i) for i, co in enumerate(quad)), z).nroots()
+            where = ", ".join(f"{show(k)} = {sympy.sstr(v)}" for k, v in sol.items())
+            vals = sorted(float(sympy.re(r)) for r in roots if abs(sympy.im(r)) < 1e-12)
+            out.append(f"{where}: {zname} = " + (", ".join(f"{v:.6g}" for v in vals) or "no real root"))
+        if out:
+            return "; ".join(out)
+    return f"two roots {zname} of a quadratic at the point (where the solution fixes it)"
 
 
 # -- the analysis ------------------------------------------------------------------------------------------
@@ -302,9 +374,24 @@ def analyze(system: System) -> Analysis:
         # where g = 0 the highest derivatives drop out of these rows: what is left must vanish too
         others = [f for f in singular_factors if f != g]
         rest = tuple(_crossing_relation(system.residuals[j].subs(tops), g, others, system) for j in rows)
+        label = f"s{i}"
+        quad = _slope_quadratic(system, system.residuals[0]) if pinned is None else None
+        slopes, choice = "", system.spec.branch.get(label, "")
+        if quad is not None:
+            slopes = _slopes_text(system, (g, *rest), quad)
+            if choice:
+                a_, b_, c_ = quad
+                root = sympy.sqrt(sympy.Max(b_**2 - 4 * a_ * c_, 0))  # clipped: a negative value mid-training
+                z = system.top(system.functions[0])
+                rest = (*rest, 2 * a_ * z + b_ - BRANCHES[choice] * sympy.sign(a_) * root)
+        elif choice:
+            raise UsageError(
+                f"branch: the crossing at {label} has no L'Hôpital quadratic for one highest derivative (a system, "
+                "an equation not linear in its highest derivative, or a point a condition fixes); remove it"
+            )
         points.append(
             SingularPoint(
-                label=f"s{i}",
+                label=label,
                 x=None,
                 exact="",
                 kind="moving singular point (its position depends on the solution)",
@@ -312,6 +399,8 @@ def analyze(system: System) -> Analysis:
                 factor=g,
                 rows=rows,
                 imposed=pinned is None,
+                slopes=slopes,
+                slope_choice=choice,
                 branch=(
                     "regular crossing: the factor and what is left of the equation(s) it multiplies vanish together"
                     if pinned is None
@@ -320,6 +409,10 @@ def analyze(system: System) -> Analysis:
                 ),
             )
         )
+    unknown = sorted(set(system.spec.branch) - {p.label for p in points if p.x is None})
+    if unknown:
+        labels = ", ".join(p.label for p in points if p.x is None) or "none"
+        raise UsageError(f"branch: {unknown[0]} is not a moving singular point (moving points: {labels})")
     points = _apply_requests(system, points)
     n_constants = (
         sum(system.orders.values()) + len(system.unknowns) + sum(1 for p in points if p.imposed and p.x is None)
