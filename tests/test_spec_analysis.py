@@ -6,6 +6,7 @@ and Euler-Cauchy (roots of r(r-1) + a r + b) from the textbooks (DLMF 18.8, 15.1
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import sympy
@@ -15,8 +16,10 @@ from sciml.cli import main
 from sciml.config import from_dict
 from sciml.errors import UsageError
 from sciml.spec.analysis import analyze_spec
-from sciml.spec.format import Spec
+from sciml.spec.format import Spec, load_spec
 from sciml.spec.totorch import compile_expr
+
+PROBLEMS = Path(__file__).resolve().parents[1] / "problems"
 
 
 def analysis(**kw):
@@ -363,3 +366,27 @@ def test_branch_picks_a_root_of_the_lhopital_quadratic():
 def test_bad_branches_are_usage_errors(kw, match):
     with pytest.raises((UsageError, ValueError), match=match):
         analysis(**kw)
+
+
+def test_forced_series_at_a_degenerate_point():
+    """khronon at x = 0: a_1..a_3 = -1/2, -1/8, -1/16 are forced through double roots for every c, a_4 is free.
+    Independent reference: the classical solver's origin series (problems/_khronon_reference.py), whose first four
+    coefficients do not depend on the free charge k."""
+    import numpy as np
+
+    from sciml.problems._khronon_reference import origin_series
+
+    k = load_spec(PROBLEMS / "khronon_bh.yaml")
+    for c in (2.0, 10.0):
+        (p0,) = [p for p in analyze_spec(k, {"c": c}).points if p.x == 0.0]
+        got = np.array([float(a) for a in p0.series.coeffs])
+        for charge in (-0.3, 0.1):
+            np.testing.assert_allclose(got, origin_series(charge, 1 / c**2)[:4], rtol=0, atol=1e-15)
+        assert p0.series.order == 4 and p0.series.scale == 1 / 16
+    assert origin_series(-0.3, 0.25)[4] != origin_series(0.1, 0.25)[4]  # a_4: the free charge
+    # x y'' + (y' - 1)^2 = 0, y(0) = 0: (a_1 - 1)^2 = 0 at the lowest order (a double root), then a_2 = 0 (simple)
+    (p,) = analysis(equation="x*y'' + (y' - 1)**2 = 0", domain=[0, 1], conditions=["y(0) = 0", "y(1) = 1"]).points
+    assert p.series.coeffs == (0, 1)
+    # linear equations: every coefficient is a simple root, pinned linearly by the residual: nothing built in
+    leg = analysis(equation="(1 - x**2)*y'' - 2*x*y' + 12*y = 0", domain=[-1, 1], conditions=["y(1) = 1"])
+    assert all(p.series is None for p in leg.points)

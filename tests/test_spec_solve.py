@@ -222,3 +222,19 @@ def test_parker_wind_trains_the_transonic_branch():
     assert abs(float(result.model.unknown_values()["x_s1"].detach()) - 1.0) < 1e-5
     # the spec's mpmath reference is the same closed form
     np.testing.assert_allclose(cls().reference_solution(r[::20])[:, 0], exact[::20], rtol=1e-12)
+
+
+def test_forced_series_is_built_into_the_trial_function():
+    # khronon: y = 1 - x/2 - x^2/8 - x^3/16 + x^4 N/16, as the class builds it by hand (with N/8)
+    k = problem_class(load_spec(PROBLEMS / "khronon_bh.yaml"))()
+    x = torch.linspace(0, 1.4, 7, dtype=torch.float64)[:, None]
+    nn = torch.randn(7, 1, dtype=torch.float64)
+    s3 = 1 - x / 2 - x**2 / 8 - x**3 / 16
+    torch.testing.assert_close(k.trial(x, nn, {}), s3 + x**4 * nn / 16, rtol=1e-14, atol=1e-15)
+    # with a second hard value: y(0) = 0, y'(0) = 1 (forced) and y(1) = 1 hold for any network output
+    p = spec_problem(equation="x*y'' + (y' - 1)**2 = 0", domain=[0, 1], conditions=["y(0) = 0", "y(1) = 1"])()
+    x = torch.tensor([[0.0], [0.3], [1.0]], dtype=torch.float64, requires_grad=True)
+    y = p.trial(x, torch.tensor([[0.7], [-2.0], [5.0]], dtype=torch.float64), {})
+    (dy,) = torch.autograd.grad(y.sum(), x)
+    y = y.detach()
+    assert float(y[0]) == 0.0 and abs(float(y[2]) - 1.0) < 1e-15 and abs(float(dy[0]) - 1.0) < 1e-15

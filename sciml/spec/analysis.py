@@ -34,6 +34,7 @@ import sympy
 from sciml.errors import UsageError
 from sciml.spec.format import BRANCHES
 from sciml.spec.frobenius import frobenius, zeros
+from sciml.spec.series import ForcedSeries, forced_series
 from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, never_zero, show
 
 
@@ -55,6 +56,7 @@ class SingularPoint:
     action: str = ""
     slopes: str = ""
     slope_choice: str = ""
+    series: ForcedSeries | None = None
 
     @property
     def term(self) -> str:
@@ -112,6 +114,7 @@ class Analysis:
                     "branch": p.branch,
                     "relation": p.relation_text(s.functions, var),
                     "factor": None if p.factor is None else show(p.factor),
+                    "series": "" if p.series is None else _series_text(p.series, s),
                     "slopes": p.slopes,
                     "slope_choice": p.slope_choice,
                     "regular_requested": p.imposed,
@@ -148,6 +151,8 @@ class Analysis:
                 lines.append(f"      exponents  : {', '.join(p['exponents'])}" + (f"; {p['log']}" if p["log"] else ""))
             if p["branch"]:
                 lines.append(f"      branch     : {p['branch']}")
+            if p["series"]:
+                lines.append(f"      series     : {p['series']}")
             if p["slopes"]:
                 pick = (
                     f"the {p['slope_choice']} root imposed (branch)"
@@ -168,6 +173,16 @@ class Analysis:
         )
         lines += [f"  note        : {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _series_text(series: ForcedSeries, system: System) -> str:
+    """``y = 1 - x/2 + O(x**2), forced by multiple roots: built into the trial function``."""
+    var = system.var
+    t = var - series.point
+    head = f"{series.function} = {show(series.expr(var))} + O({show(t**series.order)})"
+    if series.function in (system.trials or {}):
+        return f"{head}, forced by multiple roots (the spec's own trial function is used)"
+    return f"{head}, forced by multiple roots: built into the trial function"
 
 
 def _how(c, system: System) -> str:
@@ -230,6 +245,20 @@ def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr]
     if not dropped:
         return rest / den
     return sympy.factor(coeff * sympy.Mul(*(h**m for h, m in factors if (h, m) not in dropped))) / den
+
+
+def _series_at(system: System, x0: sympy.Expr, value: float) -> ForcedSeries | None:
+    """The Taylor terms forced at ``x0`` through multiple roots (:mod:`sciml.spec.series`), for one equation with
+    a plain value condition there."""
+    if len(system.functions) != 1:
+        return None
+    f = system.functions[0]
+    for c in system.conditions:
+        if c.hard is not None and c.hard[0] == f and abs(c.point - value) <= 1e-12 * max(1.0, abs(value)):
+            if c.hard[1].free_symbols:
+                return None
+            return forced_series(system.residuals[0], system.var, f, x0, sympy.nsimplify(c.hard[1]))
+    return None
 
 
 def _slope_quadratic(system: System, residual: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr] | None:
@@ -357,6 +386,7 @@ def analyze(system: System) -> Analysis:
                 branch=info.get("branch", ""),
                 relations=rel,
                 imposed=info["regular_ok"],
+                series=_series_at(system, x0, value),
             )
         )
     A_rows = [list(A.row(i)) for i in range(A.shape[0])]
