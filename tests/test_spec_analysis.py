@@ -390,3 +390,20 @@ def test_forced_series_at_a_degenerate_point():
     # linear equations: every coefficient is a simple root, pinned linearly by the residual: nothing built in
     leg = analysis(equation="(1 - x**2)*y'' - 2*x*y' + 12*y = 0", domain=[-1, 1], conditions=["y(1) = 1"])
     assert all(p.series is None for p in leg.points)
+
+
+def test_riemann_p_equation_has_the_exponents_it_is_built_from():
+    """Riemann's (Papperitz's) equation with singular points 0, 1, infinity is built from its exponents:
+    y'' + ((1 - al - al2)/x + (1 - be - be2)/(x - 1)) y' + (-al al2/x + be be2/(x - 1) + g) y/(x (x - 1)) = 0
+    has exponents {al, al2} at x = 0 and {be, be2} at x = 1 (DLMF 15.11.1, with c -> infinity)."""
+    al, al2, be, be2 = sympy.Rational(1, 3), sympy.Rational(1, 4), sympy.Rational(2, 5), sympy.Rational(-1, 7)
+    a = analysis(
+        equation="y'' + ((1 - al - al2)/x + (1 - be - be2)/(x - 1))*y' "
+        "+ (-al*al2/x + be*be2/(x - 1) + g)*y/(x*(x - 1))",
+        domain=[0, 1],
+        parameters={"al": 1 / 3, "al2": 0.25, "be": 0.4, "be2": -1 / 7, "g": 0.3},
+        conditions=["y(1/2) = 1", "y'(1/2) = 0"],
+        regular_at="none",
+    )
+    assert exps(a, 0.0)[0] == {al, al2} and exps(a, 1.0)[0] == {be, be2}
+    assert exps(a, 0.0)[1].log.startswith("no logarithm")
