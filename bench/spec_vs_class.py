@@ -44,6 +44,7 @@ CASES = {
         {},
     ),
     "khronon-bh-c2": ("khronon_bh.yaml", "khronon-bh", {"c": 2.0}, {}),
+    "khronon-bh-c5": ("khronon_bh.yaml", "khronon-bh", {"c": 5.0}, {}),
     "bondi": ("bondi.yaml", "bondi", {}, {}),
 }
 
