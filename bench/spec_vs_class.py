@@ -45,6 +45,7 @@ CASES = {
     ),
     "khronon-bh-c2": ("khronon_bh.yaml", "khronon-bh", {"c": 2.0}, {}),
     "khronon-bh-c5": ("khronon_bh.yaml", "khronon-bh", {"c": 5.0}, {}),
+    "khronon-bh-c1.2": ("khronon_bh.yaml", "khronon-bh", {"c": 1.2}, {}),
     "bondi": ("bondi.yaml", "bondi", {}, {}),
 }
 

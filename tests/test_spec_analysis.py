@@ -248,6 +248,7 @@ def test_no_singular_points_and_soft_conditions():
         (dict(equation="(1 - x**2)*y'' - 2*x*y' + 6*y = 0", conditions=[], regular_at="none"), "too few conditions"),
         (dict(equation="(1 - x**2)*y'' - 2*x*y' + 6*y = 0", regular_at=[0.5]), "not a singular point"),
         (dict(equation="y = x"), "no derivative"),
+        (dict(equation="(y - x)*y' = 1", parameters={"c": 2}, moving={"s1": "1 + 2/c"}), "2 is outside the domain"),
     ],
 )
 def test_bad_specs_are_usage_errors(kw, match):
@@ -303,6 +304,9 @@ def test_shipped_gravity_specs_find_their_moving_points():
     # P1 = P2 - c^2 y^2 (the sound horizon) is trained; P2 = y^2 - 1 + x vanishes at x = 0 by y(0) = 1
     assert sympy.expand(moving["s1"].factor - (x - 3 * y**2 - 1)) == 0 and moving["s1"].imposed
     assert sympy.expand(moving["s2"].factor - (x + y**2 - 1)) == 0 and not moving["s2"].imposed
+    # the trained point is s1 whatever order sympy factors in (at c = 1.2 it lists P2 first)
+    (s1,) = [p for p in analyze_spec(k, {"c": 1.2}).points if p.label == "s1"]
+    assert s1.imposed and sympy.expand(s1.factor - (25 * x - 11 * y**2 - 25)) == 0  # 25 P1
     # the crossing relation is B = 0 without the factor y of the equation: y = 0 on the sound horizon means x = 1,
     # where P2 vanishes too (a degenerate point); kept, y = 0 would satisfy the crossing terms at x_s = 1
     g, crossing = moving["s1"].relations

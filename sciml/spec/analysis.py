@@ -391,6 +391,9 @@ def analyze(system: System) -> Analysis:
         )
     A_rows = [list(A.row(i)) for i in range(A.shape[0])]
     tops = {system.top(f): 0 for f in system.functions}
+    # the points a condition pins are listed last, so that s1, s2, ... name the trained points whatever order
+    # sympy factors in (khronon: the sound horizon is s1 for every c)
+    moving.sort(key=lambda g: _pinned_by_condition(system, g) is not None)
     for i, g in enumerate(moving, 1):
         rows = tuple(
             j

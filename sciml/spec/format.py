@@ -61,8 +61,8 @@ class Spec:
         Optional reference solution: an mpmath expression in the variable and parameters (one per function,
         as a mapping, for systems).
     moving
-        Starting positions of moving singular points by label (``{s1: 40}``; ``sciml analyze`` lists the labels);
-        default: the middle of the domain.
+        Starting positions of moving singular points by label (``{s1: 40}``, or an expression in the parameters,
+        ``{s1: "1 + (1 - 1/c)/3"}``; ``sciml analyze`` lists the labels); default: the middle of the domain.
     branch
         Which of the two solutions crossing a moving singular point to keep, by label: ``larger`` or ``smaller``
         root of the L'Hôpital quadratic for the highest derivative there (``{s1: larger}``: the accelerating,
@@ -93,7 +93,7 @@ class Spec:
     regular_at: str | tuple[float | str, ...] = "all"
     unknowns: dict[str, float] = field(default_factory=dict)
     reference: str | dict[str, str] = ""
-    moving: dict[str, float] = field(default_factory=dict)
+    moving: dict[str, float | str] = field(default_factory=dict)
     branch: dict[str, str] = field(default_factory=dict)
     weight: str = ""
     trial: dict[str, str] = field(default_factory=dict)

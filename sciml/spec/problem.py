@@ -198,7 +198,7 @@ class SpecProblem(AbstractProblem):
         out = [Unknown(k, float(v), "unknown constant of the spec") for k, v in self.spec.unknowns.items()]
         for p in self.analysis.imposed():
             if p.x is None:
-                start = float(self.spec.moving.get(p.label, 0.5 * (a + b)))
+                start = (self.analysis.system.moving or {}).get(p.label, 0.5 * (a + b))
                 out.append(Unknown(f"x_{p.label}", start, f"moving singular point {p.label}"))
         return tuple(out)
 
