@@ -232,6 +232,7 @@ def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr]
         return rest
     state = set(system.state_symbols())
     gens = [system.var, *system.state_symbols()]
+    original = rest
     rest, den = sympy.fraction(sympy.together(rest))  # the denominator never vanishes (symbolic.parse_system)
     try:
         coeff, factors = sympy.factor_list(rest, *gens)
@@ -241,9 +242,9 @@ def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr]
             if h.free_symbols & state and any(sympy.groebner([g, h], *gens, order="lex").contains(f) for f in others)
         ]
     except (sympy.PolynomialError, sympy.GeneratorsNeeded, sympy.CoercionFailed, TypeError, ValueError):
-        return rest / den  # not polynomial in the state (exp, fractional powers): nothing is divided out
+        return original  # not polynomial in the state (exp, fractional powers): nothing is divided out
     if not dropped:
-        return rest / den
+        return original
     return sympy.factor(coeff * sympy.Mul(*(h**m for h, m in factors if (h, m) not in dropped))) / den
 
 
