@@ -6,6 +6,7 @@ and Euler-Cauchy (roots of r(r-1) + a r + b) from the textbooks (DLMF 18.8, 15.1
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import sympy
@@ -15,8 +16,10 @@ from sciml.cli import main
 from sciml.config import from_dict
 from sciml.errors import UsageError
 from sciml.spec.analysis import analyze_spec
-from sciml.spec.format import Spec
+from sciml.spec.format import Spec, load_spec
 from sciml.spec.totorch import compile_expr
+
+PROBLEMS = Path(__file__).resolve().parents[1] / "problems"
 
 
 def analysis(**kw):
@@ -245,6 +248,7 @@ def test_no_singular_points_and_soft_conditions():
         (dict(equation="(1 - x**2)*y'' - 2*x*y' + 6*y = 0", conditions=[], regular_at="none"), "too few conditions"),
         (dict(equation="(1 - x**2)*y'' - 2*x*y' + 6*y = 0", regular_at=[0.5]), "not a singular point"),
         (dict(equation="y = x"), "no derivative"),
+        (dict(equation="(y - x)*y' = 1", parameters={"c": 2}, moving={"s1": "1 + 2/c"}), "2 is outside the domain"),
     ],
 )
 def test_bad_specs_are_usage_errors(kw, match):
@@ -300,6 +304,15 @@ def test_shipped_gravity_specs_find_their_moving_points():
     # P1 = P2 - c^2 y^2 (the sound horizon) is trained; P2 = y^2 - 1 + x vanishes at x = 0 by y(0) = 1
     assert sympy.expand(moving["s1"].factor - (x - 3 * y**2 - 1)) == 0 and moving["s1"].imposed
     assert sympy.expand(moving["s2"].factor - (x + y**2 - 1)) == 0 and not moving["s2"].imposed
+    # the trained point is s1 whatever order sympy factors in (at c = 1.2 it lists P2 first)
+    (s1,) = [p for p in analyze_spec(k, {"c": 1.2}).points if p.label == "s1"]
+    assert s1.imposed and sympy.expand(s1.factor - (25 * x - 11 * y**2 - 25)) == 0  # 25 P1
+    # the crossing relation is B = 0 without the factor y of the equation: y = 0 on the sound horizon means x = 1,
+    # where P2 vanishes too (a degenerate point); kept, y = 0 would satisfy the crossing terms at x_s = 1
+    g, crossing = moving["s1"].relations
+    yp = sympy.Symbol("y__1")
+    b = -(y**2 - 1 + x) * x**2 * yp**2 + x**2 * (y * yp + sympy.Rational(1, 2)) ** 2 + 2 * (y**2 - 1 + x) ** 2
+    assert sympy.simplify(crossing / b).is_number
     b = load_spec(problems / "bondi.yaml")
     a = analyze_spec(b, b.parameters)
     # the horizon r = 2M lies outside [20, 140.5]; f + w^2 > 0 and exp(L) > 0 are recognised as never zero: only
@@ -312,3 +325,91 @@ def test_constant_denominators_are_not_multiplied_and_weights_must_be_positive()
     assert a.system.multiplied_by == (1,)
     with pytest.raises(UsageError, match="positive"):
         analysis(equation="y'' + y = 0", domain=[-1, 1], conditions=["y(1) = 1", "y(-1) = 1"], weight="x")
+
+
+PARKER = dict(
+    variable="r",
+    functions=["v"],
+    equation="(v - 1/v)*v' = 2/r - 2/r**2",
+    domain=[0.5, 3],
+    regular_at=["s1"],
+)
+
+
+def test_branch_picks_a_root_of_the_lhopital_quadratic():
+    """Parker wind: at the sonic point r = 1, v = 1 the two crossing solutions have v' = +1 (the accelerating wind)
+    and v' = -1 (the decelerating branch): v'^2 = 1 from differentiating (v^2 - 1) v' = 2 v (r - 1)/r^2 there."""
+    plain = analysis(**PARKER)
+    s1 = plain.points[0]
+    assert s1.label == "s1" and s1.slopes == "r = 1, v = 1: v' = -1, 1" and len(s1.relations) == 2
+    assert "no branch chosen" in plain.to_text()
+    r, v, vp = sympy.symbols("r v__0 v__1")
+    for choice, good, bad in (("larger", 1, -1), ("smaller", -1, 1)):
+        p = analysis(**PARKER, branch={"s1": choice}).points[0]
+        assert p.slope_choice == choice and len(p.relations) == 3
+        rel = compile_expr(p.relations[2])
+        at = {"r": torch.tensor(1.0, dtype=torch.float64), "v__0": torch.tensor(1.0, dtype=torch.float64)}
+        assert abs(float(rel({**at, "v__1": torch.tensor(float(good), dtype=torch.float64)}))) < 1e-14
+        assert abs(float(rel({**at, "v__1": torch.tensor(float(bad), dtype=torch.float64)}))) > 1.0
+    # the crossing relation has no factor v: v = 0 cannot meet v = 1
+    assert sympy.simplify(plain.points[0].relations[1] * r**2 / (r - 1)).is_number
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({**PARKER, "branch": {"s3": "larger"}}, "s3 is not a moving singular point"),
+        ({**PARKER, "branch": {"s1": "up"}}, "larger, smaller"),
+        # second order with a leading coefficient free of y': the crossing fixes y'' by a linear relation
+        (
+            dict(equation="(y - x)*y'' + y' - 1 = 0", domain=[0, 1], conditions=["y(0) = 1"], branch={"s1": "larger"}),
+            "no L'Hôpital quadratic",
+        ),
+    ],
+)
+def test_bad_branches_are_usage_errors(kw, match):
+    with pytest.raises((UsageError, ValueError), match=match):
+        analysis(**kw)
+
+
+def test_forced_series_at_a_degenerate_point():
+    """khronon at x = 0: a_1..a_3 = -1/2, -1/8, -1/16 are forced through double roots for every c, a_4 is free.
+    Independent reference: the classical solver's origin series (problems/_khronon_reference.py), whose first four
+    coefficients do not depend on the free charge k."""
+    import numpy as np
+
+    from sciml.problems._khronon_reference import origin_series
+
+    k = load_spec(PROBLEMS / "khronon_bh.yaml")
+    for c in (2.0, 10.0):
+        a = analyze_spec(k, {"c": c})
+        assert "series     : y = -x**3/16 - x**2/8 - x/2 + 1 + O(x**4)" in a.to_text()
+        (p0,) = [p for p in a.points if p.x == 0.0]
+        got = np.array([float(a) for a in p0.series.coeffs])
+        for charge in (-0.3, 0.1):
+            np.testing.assert_allclose(got, origin_series(charge, 1 / c**2)[:4], rtol=0, atol=1e-15)
+        assert p0.series.order == 4 and p0.series.scale == 1 / 16
+    assert origin_series(-0.3, 0.25)[4] != origin_series(0.1, 0.25)[4]  # a_4: the free charge
+    # x y'' + (y' - 1)^2 = 0, y(0) = 0: (a_1 - 1)^2 = 0 at the lowest order (a double root), then a_2 = 0 (simple)
+    (p,) = analysis(equation="x*y'' + (y' - 1)**2 = 0", domain=[0, 1], conditions=["y(0) = 0", "y(1) = 1"]).points
+    assert p.series.coeffs == (0, 1)
+    # linear equations: every coefficient is a simple root, pinned linearly by the residual: nothing built in
+    leg = analysis(equation="(1 - x**2)*y'' - 2*x*y' + 12*y = 0", domain=[-1, 1], conditions=["y(1) = 1"])
+    assert all(p.series is None for p in leg.points)
+
+
+def test_riemann_p_equation_has_the_exponents_it_is_built_from():
+    """Riemann's (Papperitz's) equation with singular points 0, 1, infinity is built from its exponents:
+    y'' + ((1 - al - al2)/x + (1 - be - be2)/(x - 1)) y' + (-al al2/x + be be2/(x - 1) + g) y/(x (x - 1)) = 0
+    has exponents {al, al2} at x = 0 and {be, be2} at x = 1 (DLMF 15.11.1, with c -> infinity)."""
+    al, al2, be, be2 = sympy.Rational(1, 3), sympy.Rational(1, 4), sympy.Rational(2, 5), sympy.Rational(-1, 7)
+    a = analysis(
+        equation="y'' + ((1 - al - al2)/x + (1 - be - be2)/(x - 1))*y' "
+        "+ (-al*al2/x + be*be2/(x - 1) + g)*y/(x*(x - 1))",
+        domain=[0, 1],
+        parameters={"al": 1 / 3, "al2": 0.25, "be": 0.4, "be2": -1 / 7, "g": 0.3},
+        conditions=["y(1/2) = 1", "y'(1/2) = 0"],
+        regular_at="none",
+    )
+    assert exps(a, 0.0)[0] == {al, al2} and exps(a, 1.0)[0] == {be, be2}
+    assert exps(a, 0.0)[1].log.startswith("no logarithm")

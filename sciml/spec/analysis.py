@@ -32,7 +32,9 @@ from typing import Any
 import sympy
 
 from sciml.errors import UsageError
+from sciml.spec.format import BRANCHES
 from sciml.spec.frobenius import frobenius, zeros
+from sciml.spec.series import ForcedSeries, forced_series
 from sciml.spec.symbolic import System, deriv_name, exact, is_linear, leading_matrix, never_zero, show
 
 
@@ -52,6 +54,9 @@ class SingularPoint:
     rows: tuple[int, ...] = ()
     imposed: bool = False
     action: str = ""
+    slopes: str = ""
+    slope_choice: str = ""
+    series: ForcedSeries | None = None
 
     @property
     def term(self) -> str:
@@ -109,6 +114,9 @@ class Analysis:
                     "branch": p.branch,
                     "relation": p.relation_text(s.functions, var),
                     "factor": None if p.factor is None else show(p.factor),
+                    "series": "" if p.series is None else _series_text(p.series, s),
+                    "slopes": p.slopes,
+                    "slope_choice": p.slope_choice,
                     "regular_requested": p.imposed,
                     "engine": p.action,
                 }
@@ -143,6 +151,15 @@ class Analysis:
                 lines.append(f"      exponents  : {', '.join(p['exponents'])}" + (f"; {p['log']}" if p["log"] else ""))
             if p["branch"]:
                 lines.append(f"      branch     : {p['branch']}")
+            if p["series"]:
+                lines.append(f"      series     : {p['series']}")
+            if p["slopes"]:
+                pick = (
+                    f"the {p['slope_choice']} root imposed (branch)"
+                    if p["slope_choice"]
+                    else f"no branch chosen (branch: {{{p['label']}: larger}} or smaller picks one)"
+                )
+                lines.append(f"      slopes     : {p['slopes']}; {pick}")
             if p["relation"]:
                 lines.append(f"      relation   : {p['relation']}")
             lines.append(f"      engine     : {p['engine']}")
@@ -156,6 +173,16 @@ class Analysis:
         )
         lines += [f"  note        : {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _series_text(series: ForcedSeries, system: System) -> str:
+    """``y = 1 - x/2 + O(x**2), forced by multiple roots: built into the trial function``."""
+    var = system.var
+    t = var - series.point
+    head = f"{series.function} = {show(series.expr(var))} + O({show(t**series.order)})"
+    if series.function in (system.trials or {}):
+        return f"{head}, forced by multiple roots (the spec's own trial function is used)"
+    return f"{head}, forced by multiple roots: built into the trial function"
 
 
 def _how(c, system: System) -> str:
@@ -190,6 +217,110 @@ def _pinned_by_condition(system: System, g: sympy.Expr) -> str | None:
     return None
 
 
+def _crossing_relation(rest: sympy.Expr, g: sympy.Expr, others: list[sympy.Expr], system: System) -> sympy.Expr:
+    r"""What must vanish at a regular crossing of the moving singular point :math:`g = 0`: ``rest`` (the equation
+    with its highest derivatives dropped) without the factors :math:`h` that can vanish on :math:`g = 0` only where
+    another factor :math:`f` of the leading coefficient vanishes too (:math:`f` in the ideal of :math:`g, h`).
+
+    There two singular loci meet (a degenerate point, not a simple crossing); kept, such a factor lets the trained
+    location slide to that point and satisfy the crossing terms trivially. Example (khronon, :math:`c = 2`):
+    ``rest`` :math:`= 4 y B`, :math:`g = x - 3y^2 - 1`; :math:`y = 0` on :math:`g = 0` means :math:`x = 1`, where
+    :math:`P_2 = x + y^2 - 1` vanishes as well, so the relation is :math:`B = 0`. Factors sympy cannot treat as
+    polynomials are kept.
+    """
+    if not others:
+        return rest
+    state = set(system.state_symbols())
+    gens = [system.var, *system.state_symbols()]
+    original = rest
+    rest, den = sympy.fraction(sympy.together(rest))  # the denominator never vanishes (symbolic.parse_system)
+    try:
+        coeff, factors = sympy.factor_list(rest, *gens)
+        dropped = [
+            (h, m)
+            for h, m in factors
+            if h.free_symbols & state and any(sympy.groebner([g, h], *gens, order="lex").contains(f) for f in others)
+        ]
+    except (sympy.PolynomialError, sympy.GeneratorsNeeded, sympy.CoercionFailed, TypeError, ValueError):
+        return original  # not polynomial in the state (exp, fractional powers): nothing is divided out
+    if not dropped:
+        return original
+    return sympy.factor(coeff * sympy.Mul(*(h**m for h, m in factors if (h, m) not in dropped))) / den
+
+
+def _series_at(system: System, x0: sympy.Expr, value: float) -> ForcedSeries | None:
+    """The Taylor terms forced at ``x0`` through multiple roots (:mod:`sciml.spec.series`), for one equation with
+    a plain value condition there."""
+    if len(system.functions) != 1:
+        return None
+    f = system.functions[0]
+    for c in system.conditions:
+        if c.hard is not None and c.hard[0] == f and abs(c.point - value) <= 1e-12 * max(1.0, abs(value)):
+            if c.hard[1].free_symbols:
+                return None
+            return forced_series(system.residuals[0], system.var, f, x0, sympy.nsimplify(c.hard[1]))
+    return None
+
+
+def _slope_quadratic(system: System, residual: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr] | None:
+    r"""Coefficients :math:`(a, b, c)` of the L'Hôpital quadratic :math:`a Z^2 + b Z + c = 0` for the highest
+    derivative :math:`Z = y^{(n)}` at a moving singular point of one equation :math:`R = A Z + \ldots = 0`.
+
+    Along a solution :math:`R \equiv 0`, so :math:`dR/dx = 0`; at the point :math:`A = 0` removes :math:`y^{(n+1)}`,
+    and what is left, :math:`\partial_x R + \sum_{k<n} \partial_{y^{(k)}} R\, y^{(k+1)}`, is quadratic in
+    :math:`Z`: its two roots are the slopes of the two solutions crossing there (Parker wind: :math:`v' = \pm 1` at
+    the sonic point). ``None`` for a system or an equation not linear in :math:`Z`.
+    """
+    if len(system.functions) != 1:
+        return None
+    f = system.functions[0]
+    n = system.orders[f]
+    z = sympy.Symbol(deriv_name(f, n))
+    num = sympy.fraction(sympy.together(residual))[0]  # the never-vanishing denominator does not move the roots
+    if sympy.diff(num, z, 2) != 0:
+        return None
+    d = sympy.diff(num, system.var) + sum(
+        sympy.diff(num, sympy.Symbol(deriv_name(f, k))) * sympy.Symbol(deriv_name(f, k + 1)) for k in range(n)
+    )
+    try:
+        poly = sympy.Poly(sympy.expand(d), z)
+    except sympy.PolynomialError:
+        return None
+    if poly.degree() != 2:
+        return None
+    a, b, c = poly.all_coeffs()
+    return a, b, c
+
+
+def _slopes_text(system: System, relations: tuple[sympy.Expr, ...], quad) -> str:
+    """Both roots of the quadratic where the crossing relations fix the point, e.g. ``r = 1, v = 1: v' = -1, 1``;
+    otherwise which derivative the quadratic is for."""
+    f = system.functions[0]
+    z = sympy.Symbol(deriv_name(f, system.orders[f]))
+    zname = show(z)
+    used = set().union(*(r.free_symbols for r in relations))
+    unknowns = [system.var] + [s for s in system.state_symbols() if s != z and s in used]
+    if len(relations) == len(unknowns):
+        try:
+            sols = sympy.solve(list(relations), unknowns, dict=True)
+        except (NotImplementedError, TypeError, ValueError):
+            sols = []
+        a, b = system.domain
+        out = []
+        for sol in sols:
+            if len(sol) != len(unknowns) or not all(v.is_real for v in sol.values()):
+                continue
+            if not a <= float(sol[system.var]) <= b:
+                continue
+            roots = sympy.Poly(sum(co.subs(sol) * z ** (2 - i) for i, co in enumerate(quad)), z).nroots()
+            where = ", ".join(f"{show(k)} = {sympy.sstr(v)}" for k, v in sol.items())
+            vals = sorted(float(sympy.re(r)) for r in roots if abs(sympy.im(r)) < 1e-12)
+            out.append(f"{where}: {zname} = " + (", ".join(f"{v:.6g}" for v in vals) or "no real root"))
+        if out:
+            return "; ".join(out)
+    return f"two roots {zname} of a quadratic at the point (where the solution fixes it)"
+
+
 # -- the analysis ------------------------------------------------------------------------------------------
 def analyze(system: System) -> Analysis:
     """Find and classify the singular points of ``system`` and decide what the engine imposes where.
@@ -214,9 +345,12 @@ def analyze(system: System) -> Analysis:
     _, factors = sympy.factor_list(sympy.fraction(sympy.together(det))[0])  # the denominator never vanishes
     fixed_part = sympy.Integer(1)
     moving = []
+    singular_factors = []
     for fac, _mult in factors:
         if never_zero(fac, x, system.domain, system.state_symbols()):
             continue
+        if fac.has(x) or fac.free_symbols & state:
+            singular_factors.append(fac)
         if fac.free_symbols & state:
             moving.append(fac)
         elif fac.has(x):
@@ -253,10 +387,14 @@ def analyze(system: System) -> Analysis:
                 branch=info.get("branch", ""),
                 relations=rel,
                 imposed=info["regular_ok"],
+                series=_series_at(system, x0, value),
             )
         )
     A_rows = [list(A.row(i)) for i in range(A.shape[0])]
     tops = {system.top(f): 0 for f in system.functions}
+    # the points a condition pins are listed last, so that s1, s2, ... name the trained points whatever order
+    # sympy factors in (khronon: the sound horizon is s1 for every c)
+    moving.sort(key=lambda g: _pinned_by_condition(system, g) is not None)
     for i, g in enumerate(moving, 1):
         rows = tuple(
             j
@@ -268,10 +406,26 @@ def analyze(system: System) -> Analysis:
         )
         pinned = _pinned_by_condition(system, g)
         # where g = 0 the highest derivatives drop out of these rows: what is left must vanish too
-        rest = tuple(system.residuals[j].subs(tops) for j in rows)
+        others = [f for f in singular_factors if f != g]
+        rest = tuple(_crossing_relation(system.residuals[j].subs(tops), g, others, system) for j in rows)
+        label = f"s{i}"
+        quad = _slope_quadratic(system, system.residuals[0]) if pinned is None else None
+        slopes, choice = "", system.spec.branch.get(label, "")
+        if quad is not None:
+            slopes = _slopes_text(system, (g, *rest), quad)
+            if choice:
+                a_, b_, c_ = quad
+                root = sympy.sqrt(sympy.Max(b_**2 - 4 * a_ * c_, 0))  # clipped: a negative value mid-training
+                z = system.top(system.functions[0])
+                rest = (*rest, 2 * a_ * z + b_ - BRANCHES[choice] * sympy.sign(a_) * root)
+        elif choice:
+            raise UsageError(
+                f"branch: the crossing at {label} has no L'Hôpital quadratic for one highest derivative (a system, "
+                "an equation not linear in its highest derivative, or a point a condition fixes); remove it"
+            )
         points.append(
             SingularPoint(
-                label=f"s{i}",
+                label=label,
                 x=None,
                 exact="",
                 kind="moving singular point (its position depends on the solution)",
@@ -279,6 +433,8 @@ def analyze(system: System) -> Analysis:
                 factor=g,
                 rows=rows,
                 imposed=pinned is None,
+                slopes=slopes,
+                slope_choice=choice,
                 branch=(
                     "regular crossing: the factor and what is left of the equation(s) it multiplies vanish together"
                     if pinned is None
@@ -287,6 +443,10 @@ def analyze(system: System) -> Analysis:
                 ),
             )
         )
+    unknown = sorted(set(system.spec.branch) - {p.label for p in points if p.x is None})
+    if unknown:
+        labels = ", ".join(p.label for p in points if p.x is None) or "none"
+        raise UsageError(f"branch: {unknown[0]} is not a moving singular point (moving points: {labels})")
     points = _apply_requests(system, points)
     n_constants = (
         sum(system.orders.values()) + len(system.unknowns) + sum(1 for p in points if p.imposed and p.x is None)

@@ -27,6 +27,7 @@ from sciml.config import ConfigError, from_dict, load_yaml
 from sciml.errors import UsageError
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+BRANCHES = {"larger": 1, "smaller": -1}  # root of the L'Hôpital quadratic at a moving point -> sign in the relation
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,12 @@ class Spec:
         Optional reference solution: an mpmath expression in the variable and parameters (one per function,
         as a mapping, for systems).
     moving
-        Starting positions of moving singular points by label (``{s1: 40}``; ``sciml analyze`` lists the labels);
-        default: the middle of the domain.
+        Starting positions of moving singular points by label (``{s1: 40}``, or an expression in the parameters,
+        ``{s1: "1 + (1 - 1/c)/3"}``; ``sciml analyze`` lists the labels); default: the middle of the domain.
+    branch
+        Which of the two solutions crossing a moving singular point to keep, by label: ``larger`` or ``smaller``
+        root of the L'Hôpital quadratic for the highest derivative there (``{s1: larger}``: the accelerating,
+        transonic Parker wind); ``sciml analyze`` lists both. Default: no choice (either branch may be trained).
     weight
         Optional positive weight :math:`w(x)` of the collocation residual (an expression in the variable and the
         parameters): the loss sees :math:`w R` with :math:`R` multiplied through. For equations whose terms all
@@ -88,7 +93,8 @@ class Spec:
     regular_at: str | tuple[float | str, ...] = "all"
     unknowns: dict[str, float] = field(default_factory=dict)
     reference: str | dict[str, str] = ""
-    moving: dict[str, float] = field(default_factory=dict)
+    moving: dict[str, float | str] = field(default_factory=dict)
+    branch: dict[str, str] = field(default_factory=dict)
     weight: str = ""
     trial: dict[str, str] = field(default_factory=dict)
     solver: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +127,10 @@ class Spec:
             raise ValueError(f"trial names unknown function(s) {sorted(set(self.trial) - set(self.functions))}")
         if self.trial and "N" in names:
             raise ValueError("N is the network output in trial expressions; rename the parameter or unknown N")
+        bad = {k: v for k, v in self.branch.items() if v not in BRANCHES}
+        if bad:
+            k, v = next(iter(bad.items()))
+            raise ValueError(f"branch of {k} must be one of {', '.join(BRANCHES)}, got {v!r}")
         if isinstance(self.reference, dict) and set(self.reference) != set(self.functions):
             raise ValueError(f"reference must give one expression per function ({', '.join(self.functions)})")
 

@@ -82,6 +82,17 @@ class SpecProblem(AbstractProblem):
                 self._soft.append(c)
         a, b = system.domain
         self._h, self._b = 0.5 * (b - a), b
+        # Taylor terms forced through multiple roots at a singular point (sciml.spec.series): built in
+        self._series = {
+            p.series.function: (
+                float(p.series.point),
+                p.series.order,
+                compile_expr(p.series.expr(system.var)),
+                p.series.scale,
+            )
+            for p in self.analysis.points
+            if p.series is not None and p.series.function not in self._trials
+        }
 
     # -- the ODE ------------------------------------------------------------------------------------------
     def domain(self) -> tuple[float, float]:
@@ -113,15 +124,23 @@ class SpecProblem(AbstractProblem):
             if not pts:
                 cols.append(net)
                 continue
+            series, x0, m = 0.0, None, 0
+            if f in self._series:  # y = S(x) + corrections at the other points + (x - x0)^m N: a_m = N(x0) is free
+                x0, m, s_expr, scale = self._series[f]
+                series = s_expr({self._var: x})
+                pts = [(ai, v) for ai, v in pts if abs(ai - x0) > 1e-12]
             vals = [v(u) for _, v in pts]
-            base = 0.0
+            base = series
             for i, (ai, _) in enumerate(pts):
                 li = 1.0
                 for j, (aj, _) in enumerate(pts):
                     if j != i:
                         li = li * (x - aj) / (ai - aj)
+                if x0 is not None:  # keeps the series' order at x0; the value at ai is v_i - S(ai) + S(ai)
+                    li = li * ((x - x0) / (ai - x0)) ** m
+                    vals[i] = vals[i] - self._series[f][2]({self._var: torch.full_like(x[:1], ai)})
                 base = base + vals[i] * li
-            mult = 1.0
+            mult = 1.0 if x0 is None else scale * ((x0 - x) if x0 >= self._b else (x - x0)) ** m
             for ai, _ in pts:  # each factor positive inside the domain (a right-end point gives (b - x)/h)
                 mult = mult * ((ai - x) if ai >= self._b else (x - ai)) / self._h
             cols.append(base + mult * net)
@@ -179,7 +198,7 @@ class SpecProblem(AbstractProblem):
         out = [Unknown(k, float(v), "unknown constant of the spec") for k, v in self.spec.unknowns.items()]
         for p in self.analysis.imposed():
             if p.x is None:
-                start = float(self.spec.moving.get(p.label, 0.5 * (a + b)))
+                start = (self.analysis.system.moving or {}).get(p.label, 0.5 * (a + b))
                 out.append(Unknown(f"x_{p.label}", start, f"moving singular point {p.label}"))
         return tuple(out)
 

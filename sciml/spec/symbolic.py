@@ -83,6 +83,7 @@ class System:
     domain: tuple[float, float]
     weight: sympy.Expr | None = None
     trials: dict[str, sympy.Expr] | None = None
+    moving: dict[str, float] | None = None
 
     def state_symbols(self) -> list[sympy.Symbol]:
         """``f, f', ...`` up to the highest order of every function."""
@@ -195,15 +196,14 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         _check_symbols(expr, allowed, where, "")
         local[name] = expr
 
-    domain = []
-    for i, d in enumerate(spec.domain):
-        v = _parse(str(d), "domain", values).evalf() if isinstance(d, str) else sympy.Float(d)
-        if not v.is_number or not v.is_real:
-            raise UsageError(f"domain[{i}] = {d!r} is not a real number with these parameters")
-        domain.append(float(v))
+    domain = [_number(d, f"domain[{i}]", values) for i, d in enumerate(spec.domain)]
     a, b = domain
     if not a < b:
         raise UsageError(f"domain [{a:g}, {b:g}] must have a < b")
+    moving = {k: _number(v, f"moving {k}", values) for k, v in spec.moving.items()}
+    for k, v in moving.items():
+        if not a <= v <= b:
+            raise UsageError(f"moving {k}: the starting position {v:g} is outside the domain [{a:g}, {b:g}]")
 
     residuals, dens = [], []
     for i, text in enumerate(spec.eq_texts):
@@ -264,7 +264,16 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
         domain=(a, b),
         weight=weight,
         trials=trials,
+        moving=moving,
     )
+
+
+def _number(d: float | str, where: str, values: Mapping[str, sympy.Expr]) -> float:
+    """A number of the spec, or an expression in the parameters (``4/3 + 0.3/c``)."""
+    v = _parse(str(d), where, values).evalf() if isinstance(d, str) else sympy.Float(d)
+    if not v.is_number or not v.is_real:
+        raise UsageError(f"{where} = {d!r} is not a real number with these parameters")
+    return float(v)
 
 
 def _find_calls(text: str, functions: tuple[str, ...]) -> list[tuple[int, int, str, int, str]]:
