@@ -422,6 +422,49 @@ def glance_rows(results: Path = RESULTS) -> list[tuple[str, str, str]]:
                     "`python bench/pinn_ranges.py`",
                 )
             )
+    sv = results / "spec_vs_class.json"
+    if sv.exists():
+        data = json.loads(sv.read_text())
+        pairs = [
+            (r["spec"]["rel_l2_vs_class_reference"], r["class"]["rel_l2"], r["case"])
+            for r in data["rows"]
+            if r["spec"].get("rel_l2_vs_class_reference") is not None and r["class"].get("rel_l2") is not None
+        ]
+        better = sum(1 for sp, cl, _ in pairs if sp <= 1.5 * cl)
+        worst = max(pairs, key=lambda p: p[0] / p[1])
+        rows.append(
+            (
+                "PINN, built-in problems solved from their spec files vs their classes",
+                f"{better} of {len(pairs)} cases within x1.5 of the class's rel. L2 or better; furthest: "
+                f"{worst[2]} {_e(worst[0])} vs {_e(worst[1])}",
+                "`python bench/spec_vs_class.py`",
+            )
+        )
+    ld = results / "loader.json"
+    if ld.exists():
+        data = json.loads(ld.read_text())
+        by = {r["method"]: r for r in data["rows"]}
+        ds = by["ForecastDataset"]
+        rows.append(
+            (
+                f"Forecasting: reading one {data['grid']} x {data['channels']} sample ({_f(data['sample_mb'], 0)} MB)",
+                f"{_f(ds['cpu_s_per_sample'], 2)} CPU s, x{_f(ds['cpu_vs_raw_zarr'], 2)} a raw zarr read "
+                f"(former path {_f(by['old dataset path']['cpu_s_per_sample'], 2)} s); about "
+                f"{_f(data['cores_per_gpu'])} loader cores per GPU at 1 sample/s",
+                "`python bench/loader.py`",
+            )
+        )
+    am = results / "activation_memory.json"
+    if am.exists():
+        data = json.loads(am.read_text())
+        r = max(data["rows"], key=lambda x: int(x["grid"].split("x")[0]) * (x["preset"] == "fcn3"))
+        rows.append(
+            (
+                f"Forecasting: activation memory per member-step ({r['preset']} widths, {r['grid']})",
+                f"block checkpointing x{_f(r['blocks_ratio'], 2)} less, bf16 x{_f(r['bf16_ratio'], 2)} less",
+                "`python bench/activation_memory.py`",
+            )
+        )
     f = results / "forecast_experiments.json"
     if f.exists():
         data = json.loads(f.read_text())

@@ -200,10 +200,10 @@ def parse_system(spec: Spec, params: Mapping[str, float]) -> System:
     a, b = domain
     if not a < b:
         raise UsageError(f"domain [{a:g}, {b:g}] must have a < b")
-    moving = {k: _number(v, f"moving {k}", values) for k, v in spec.moving.items()}
-    for k, v in moving.items():
-        if not a <= v <= b:
-            raise UsageError(f"moving {k}: the starting position {v:g} is outside the domain [{a:g}, {b:g}]")
+    moving = {label: _number(v, f"moving {label}", values) for label, v in spec.moving.items()}
+    for label, start in moving.items():
+        if not a <= start <= b:
+            raise UsageError(f"moving {label}: the starting position {start:g} is outside the domain [{a:g}, {b:g}]")
 
     residuals, dens = [], []
     for i, text in enumerate(spec.eq_texts):
