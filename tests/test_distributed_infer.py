@@ -95,8 +95,8 @@ def _two_ranks(ckpt: str, root: str, report: str) -> None:
         run_distributed_inference(bad, ParallelConfig(ensemble=2, timeout_s=60))
     except UsageError as e:
         errors.append(str(e))
-    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/ens.zarr"), seed=SEED)
-    res = run_distributed_inference(cfg, ParallelConfig(ensemble=2, timeout_s=60))
+    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/ens.zarr"), seed=SEED, device="cpu")
+    res = run_distributed_inference(cfg, ParallelConfig(ensemble=2, timeout_s=60))  # gloo: the CPU, as asked
     Path(f"{report}.{int(res['writer'])}").write_text(json.dumps({"errors": errors, "layout": res["layout"]}))
     base.close()
 
@@ -158,3 +158,25 @@ def test_only_rank_0_writes(distributed):
     """No per-rank leftovers: the stores written (atomically, by rank 0), the reports, nothing else."""
     names = sorted(p.name for p in distributed.iterdir())
     assert names == ["eb.zarr", "ens.zarr", "four.json", "hw.zarr", "two.json.0", "two.json.1"]
+
+
+def test_device_must_match_the_backend():
+    """Every rank computes on its context's device; a --device of another kind is refused alike on all ranks."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from sciml.forecasting.distributed.infer import check_device
+
+    gloo = SimpleNamespace(backend="gloo", device=torch.device("cpu"), world_size=2)
+    nccl = SimpleNamespace(backend="nccl", device=torch.device("cuda", 1), world_size=2)
+    for spec, ctx in (("auto", gloo), ("cpu", gloo), ("auto", nccl), ("cuda", nccl)):
+        check_device(spec, ctx)
+    refused = [
+        ("cuda", gloo, "communicates with gloo on cpu; use --device cpu or auto"),
+        ("cpu", nccl, "communicates with nccl on cuda; use --device cuda"),
+        ("cuda:1", nccl, "each rank uses cuda:LOCAL_RANK"),
+    ]
+    for spec, ctx, msg in refused:
+        with pytest.raises(UsageError, match=msg):
+            check_device(spec, ctx)

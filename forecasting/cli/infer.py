@@ -25,6 +25,15 @@ def register_infer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (needs an even --members)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    g = p.add_argument_group("device and writing")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available, default), cpu, cuda or cuda:N")
+    g.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast for the network")
+    g.add_argument(
+        "--overlap-writes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write lead k on a writer thread while lead k+1 is computed (default: on)",
+    )
     from sciml.forecasting.cli.parallel import add_parallel_arguments
 
     add_parallel_arguments(p)
@@ -45,6 +54,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
         seed=args.seed,
         centered=args.antithetic,
         overwrite=args.overwrite,
+        device=args.device,
+        precision=args.precision,
+        overlap_writes=args.overlap_writes,
     )
     from sciml.forecasting.cli.parallel import parallel_config, wants_parallel
 
