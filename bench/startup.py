@@ -66,6 +66,14 @@ def run_once(argv: list[str]) -> tuple[float, float, int]:
     return wall, cpu, code
 
 
+def _revision() -> str | None:
+    """``git describe --always --dirty`` of the checkout measured (None outside a git checkout)."""
+    run = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    return run.stdout.strip() or None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=None, help="processes per case, median reported (default 5)")
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in load],  # 1-minute load of the machine before and after
+        "revision": _revision(),
     }
     atomic_write_json(out, {"settings": settings, "rows": kept + rows})
     print(f"wrote {out}")

@@ -253,7 +253,10 @@ def infer_overhead(name: str, data: dict) -> list[str]:
 def startup(name: str, data: dict) -> list[str]:
     """Fixed start-up of commands and imports in fresh processes (``bench/startup.py``)."""
     labels = list(dict.fromkeys(r["label"] for r in data["rows"]))
-    runs = ", ".join(f"{lab}: {data['settings'][lab]['runs']}" for lab in labels)
+    runs = ", ".join(
+        f"{lab}: {st['runs']}" + (f" at `{st['revision']}`" if st.get("revision") else "")
+        for lab, st in ((lab, data["settings"][lab]) for lab in labels)
+    )
     intro = (
         f"`python bench/startup.py --label LABEL`: each command in a fresh process, median wall and CPU seconds "
         f"(runs per case, {runs}). Labels are states of the code measured on the same machine."

@@ -131,20 +131,22 @@ def test_overlapped_writer_writes_the_sequential_store_bit_for_bit(setup, tmp_pa
     assert all(stores[True][k] == stores[False][k] for k in stores[False])
 
 
-def test_writer_errors_reach_the_caller_and_leave_no_store(setup, tmp_path):
-    """An error on the writer thread is raised by run_inference; no store, temporary or thread is left behind."""
+@pytest.mark.parametrize("fail_at", [1, 3], ids=["second-lead", "last-lead"])
+def test_writer_errors_reach_the_caller_and_leave_no_store(setup, tmp_path, fail_at):
+    """An error on the writer thread is raised by run_inference (at the next lead, or when waiting for the last);
+    no store, temporary or thread is left behind."""
     import threading
 
-    class FailsAtLead2(ZarrForecastWriter):
+    class FailingWriter(ZarrForecastWriter):
         def append(self, lead, fields):
-            if self.n == 1:
+            if self.n == fail_at:
                 raise OSError(28, "No space left on device")
             super().append(lead, fields)
 
     out = tmp_path / "f.zarr"
     cfg = InferConfig(checkpoint=setup["ckpt"], inits=INITS[:1], lead="1d", members=2, out=out, overlap_writes=True)
     with pytest.raises(OSError, match="No space left"):
-        run_inference(cfg, writer_cls=FailsAtLead2)
+        run_inference(cfg, writer_cls=FailingWriter)
     assert not out.exists() and list(tmp_path.iterdir()) == []
     assert not [t for t in threading.enumerate() if t.name == "sciml-forecast-writer"]
 
