@@ -316,6 +316,55 @@ def physics_baseline(name: str, data: dict) -> list[str]:
     return _section(title, name, intro, head, rows)
 
 
+def infer_overhead(name: str, data: dict) -> list[str]:
+    """The network alone versus ``sciml forecast infer`` end to end (``bench/infer_overhead.py``)."""
+    s = data["settings"]
+    title = f"Inference overhead, `{s['preset']}` preset on {s['device']}"
+    intro = (
+        f"`python bench/infer_overhead.py{' --quick' if s.get('quick') else ''}`: {s['members']} members × "
+        f"{s['inits']} initial time × {s['steps']} steps ({s['lead']}) on the {s['grid']} grid, {s['precision']}, "
+        f"{s['threads']} thread(s), median of {s['repeats']} runs. `model only`: the network's ensemble steps; "
+        "`no writing`: the whole inference with a writer that drops each lead; `end to end`: the CLI's entry point "
+        "writing the zarr store, leads written in turn or on the writer thread. × model: time over the model-only "
+        "time (target ≤ 1.2 end to end)."
+    )
+    rows = [
+        (
+            r["case"],
+            _f(r["wall_s"], 2),
+            _f(r["cpu_s"], 2),
+            _f(1e3 * r["wall_s_per_member_step"]),
+            _f(r["ratio_to_model"], 2),
+            _f(r["cpu_ratio_to_model"], 2),
+        )
+        for r in data["rows"]
+    ]
+    head = ("case", "wall s", "CPU s", "ms per member-step (wall)", "× model (wall)", "× model (CPU)")
+    return _section(title, name, intro, head, rows)
+
+
+def startup(name: str, data: dict) -> list[str]:
+    """Fixed start-up of commands and imports in fresh processes (``bench/startup.py``)."""
+    labels = list(dict.fromkeys(r["label"] for r in data["rows"]))
+    runs = ", ".join(
+        f"{lab}: {st['runs']}" + (f" at `{st['revision']}`" if st.get("revision") else "")
+        for lab, st in ((lab, data["settings"][lab]) for lab in labels)
+    )
+    intro = (
+        f"`python bench/startup.py --label LABEL`: each command in a fresh process, median wall and CPU seconds "
+        f"(runs per case, {runs}). Labels are states of the code measured on the same machine."
+    )
+    by = {(r["label"], r["case"]): r for r in data["rows"]}
+    cases = list(dict.fromkeys(r["case"] for r in data["rows"]))
+    rows = [(c, *(v for lab in labels for v in _startup_cells(by.get((lab, c))))) for c in cases]
+    head = ("case", *(f"{lab} {what}" for lab in labels for what in ("wall s", "CPU s")))
+    return _section("CLI start-up", name, intro, head, rows)
+
+
+def _startup_cells(row: dict | None) -> tuple[str, str]:
+    return ("-", "-") if row is None else (_f(row["wall_s"], 2), _f(row["cpu_s"], 2))
+
+
 def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
@@ -359,6 +408,8 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "loader": loader,
     "full_demo": full_demo,
     "physics_baseline": physics_baseline,
+    "infer_overhead": infer_overhead,
+    "startup": startup,
 }
 
 

@@ -16,6 +16,20 @@ initialisation time, ``prediction_timedelta`` the lead (``Δ, 2Δ, ...``; lead 0
 written), chunks ``(1, 1, M, nlat, nlon)``. Each lead is appended as soon as it is computed, so memory holds one
 state per member, whatever the lead; the store is renamed into place only when complete.
 
+Device and precision (``InferConfig.device``, ``.precision``; :mod:`sciml.forecasting.runtime`): the network, its
+state, the noise process, the normalisation and the aux features live on the device; each lead is denormalised
+there and copied to the host only to be written. ``bf16`` runs the network under bfloat16 autocast; the state
+carried from step to step stays float32. The noise does not depend on the device: every member's innovations
+:math:`\xi^e_k` are drawn from a seeded *CPU* generator (:class:`~sciml.forecasting.noise.EnsembleNoise`, one
+stream per member) and only then moved to the device, where the AR(1) update and the inverse SHT run, so a seed
+gives the same members on CPU and GPU up to floating-point rounding.
+
+Writing overlaps the compute (``InferConfig.overlap_writes``, default on): lead :math:`k` is written to zarr by a
+writer thread (:class:`BackgroundWriter`) while lead :math:`k+1` is computed. At most one lead waits or is being
+written, so memory holds two leads of output at most; an error of the writer is raised in the caller at the next
+lead, and the store is written by the same calls in the same order as without the thread (bit for bit the same
+store, renamed into place only when complete).
+
 Rank-dependent choices go through :class:`InferHooks` (serial defaults here); the distributed twin
 :class:`sciml.forecasting.distributed.infer.DistributedInferHooks` puts each rank on its tile, members and initial
 times and gathers every lead to rank 0, which writes the same store.
@@ -23,11 +37,15 @@ times and gathers every lead to rank 0, which writes the same store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import re
-from contextlib import nullcontext
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +56,7 @@ import xarray as xr
 
 from sciml import __version__
 from sciml.errors import SciMLError, UsageError
+from sciml.forecasting.runtime import Precision, Runtime, parse_device_spec, resolve_device
 from sciml.forecasting.tiles import Tile
 from sciml.io import atomic_path
 from sciml.progress import NoProgress, Progress
@@ -83,8 +102,14 @@ class InferConfig:
     seed: int = 0
     centered: bool = False
     overwrite: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (sciml.forecasting.runtime)
+    precision: Precision = "fp32"  # bf16: bfloat16 autocast for the network
+    overlap_writes: bool = True  # write lead k on a writer thread while lead k+1 is computed
 
     def __post_init__(self) -> None:
+        parse_device_spec(self.device)
+        if self.precision not in ("fp32", "bf16"):
+            raise UsageError(f"--precision must be fp32 or bf16, got {self.precision!r}")
         if self.members < 1:
             raise UsageError(f"--members must be >= 1, got {self.members}")
         if not self.inits:
@@ -94,14 +119,19 @@ class InferConfig:
 
 
 class LoadedModel:
-    """A trained model rebuilt from a checkpoint, with everything inference needs to check and normalise."""
+    """A trained model rebuilt from a checkpoint, with everything inference needs to check and normalise.
+
+    The checkpoint is read onto the CPU (``map_location="cpu"``), whatever device it was saved from; ``model`` is
+    built on first use (so that bad input is refused before the network and torch-harmonics are loaded) and can
+    then be moved to any device.
+    """
 
     def __init__(self, checkpoint: str | os.PathLike[str], ops: Any = None) -> None:
         from sciml.config import from_dict
         from sciml.forecasting.checkpoint import DataFacts, load_checkpoint
-        from sciml.forecasting.models import FCN3, FCN3Config
+        from sciml.forecasting.models.config import FCN3Config
 
-        ck = load_checkpoint(checkpoint)
+        ck = load_checkpoint(checkpoint, map_location="cpu")
         self.path = Path(checkpoint)
         self.facts = DataFacts.from_dict({k: v for k, v in ck["data"].items() if k not in ("mean", "std")})
         self.mean = ck["data"]["mean"].double().reshape(1, -1, 1, 1)
@@ -110,14 +140,23 @@ class LoadedModel:
         self.model_config = from_dict(FCN3Config, ck["model_config"])
         self.noise_scales = tuple(float(s) for s in ck.get("noise_scales_km", []))
         self.step_count = int(ck["position"]["step"])
-        self.model = FCN3(self.model_config, ops)  # ops: SphereOps (None: serial; a tile's twins when distributed)
+        self._weights = ck["model"]
+        self._ops = ops  # SphereOps (None: serial; a tile's twins when distributed)
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        """The network with the checkpoint's weights, in eval mode, on the CPU."""
+        from sciml.forecasting.models import FCN3
+
+        model = FCN3(self.model_config, self._ops)
         try:
-            self.model.load_state_dict(ck["model"])
+            model.load_state_dict(self._weights)
         except RuntimeError as exc:
             raise UsageError(
-                f"checkpoint {checkpoint}: its weights do not fit its model config ({str(exc).splitlines()[0]})"
+                f"checkpoint {self.path}: its weights do not fit its model config ({str(exc).splitlines()[0]})"
             ) from None
-        self.model.eval()
+        del self._weights
+        return model.eval()
 
     @property
     def step(self) -> pd.Timedelta:
@@ -231,7 +270,8 @@ class InferHooks:
     latitude x longitude tile, its members, its initial times, and gathers each lead on the writing rank.
     """
 
-    device = torch.device("cpu")
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
 
     def sphere_ops(self) -> Any:
         """``SphereOps`` the model is built with (None: the serial layers)."""
@@ -263,8 +303,78 @@ class InferHooks:
         return bool(flag)
 
     def gather(self, fields: torch.Tensor, members: int, n_inits: int, nlat: int, nlon: int) -> np.ndarray | None:
-        """``[E_r, B_r, C, h, w]`` local fields -> ``[B, M, C, nlat, nlon]`` float32 on the writer, else None."""
+        """``[E_r, B_r, C, h, w]`` local fields (on the device) -> ``[B, M, C, nlat, nlon]`` float32 host array on
+        the writer, else None."""
         return fields.float().transpose(0, 1).cpu().numpy()
+
+
+class BackgroundWriter:
+    """Hands each lead to ``writer.append`` on a thread of its own, so that the next lead is computed meanwhile.
+
+    :meth:`append` waits until the previous lead is written, then queues this one and returns: one lead is written
+    while the next is computed, never more (memory holds two leads of output at most), and the inner writer sees
+    the same calls in the same order as without the thread. An exception of the inner writer is re-raised in the
+    caller's thread by the next :meth:`append` or by :meth:`finish`; later leads are then dropped.
+    """
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+        self._queue: queue.Queue[tuple[pd.Timedelta, np.ndarray] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="sciml-forecast-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self.writer.append(*item)
+            except BaseException as exc:  # handed to the caller's thread, which decides
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def append(self, lead: pd.Timedelta, fields: np.ndarray) -> None:
+        self._queue.join()  # the previous lead is written (or failed)
+        self._raise()
+        self._queue.put((lead, fields))
+
+    def stop(self) -> None:
+        """Let the lead in hand be written, then end the thread (errors stay stored)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self) -> None:
+        """Wait for the last lead and end the thread; raise the writer's error, if any."""
+        self.stop()
+        self._raise()
+
+
+@contextlib.contextmanager
+def lead_sink(writer: Any, overlap: bool) -> Iterator[Any]:
+    """``writer`` itself, or with ``overlap`` a :class:`BackgroundWriter` around it that is finished on leaving.
+
+    On an exception in the block the thread is stopped first (so nothing writes into a store being removed) and
+    the block's exception propagates; otherwise the last lead is waited for and a writer error is raised.
+    """
+    if writer is None or not overlap:
+        yield writer
+        return
+    bg = BackgroundWriter(writer)
+    try:
+        yield bg
+    except BaseException:
+        bg.stop()
+        raise
+    bg.finish()
 
 
 def _template(lm: LoadedModel, ds: xr.Dataset, init_times: pd.DatetimeIndex, members: int, attrs: dict) -> xr.Dataset:
@@ -374,25 +484,28 @@ def run_inference(
 ) -> dict[str, Any]:
     """Run the ensemble forecasts of ``cfg`` and write ``cfg.out``; returns a summary dict.
 
-    ``hooks`` (default :class:`InferHooks`, serial) decide what this process computes and who writes.
+    ``hooks`` (default :class:`InferHooks` on ``cfg.device``, serial) decide what this process computes, on which
+    device, and who writes. Bad input is refused before the network is built.
     """
     progress = progress or NoProgress()
-    hooks = hooks or InferHooks()
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    hooks = hooks or InferHooks(resolve_device(cfg.device))
+    runtime = Runtime(hooks.device, cfg.precision)
     lm = LoadedModel(cfg.checkpoint, hooks.sphere_ops())
-    lm.model.to(hooks.device)
     store = Path(cfg.store or lm.facts.store)
     if not store.exists():
         raise UsageError(f"initial-condition store {store} does not exist; pass --data STORE")
     nsteps = lead_steps(lm, cfg.lead)
     init = _read_initial(cfg, lm, store, hooks)
-    progress.start(nsteps, f"forecast {cfg.members} members x {len(init.init_times)} init(s)")
+    lm.model.to(runtime.device)
+    progress.start(nsteps, f"forecast {cfg.members} members x {len(init.init_times)} init(s) on {runtime.device}")
     try:
-        with atomic_path(out, directory=True) if hooks.is_writer() else nullcontext() as tmp:
+        with atomic_path(out, directory=True) if hooks.is_writer() else contextlib.nullcontext() as tmp:
             writer = writer_cls(tmp, init.template) if hooks.is_writer() else None
-            _rollout(cfg, lm, init, hooks, nsteps, writer, progress)
+            with lead_sink(writer, cfg.overlap_writes) as sink:
+                _rollout(cfg, lm, init, hooks, runtime, nsteps, sink, progress)
             if writer is not None:
                 writer.close()
     finally:
@@ -400,39 +513,61 @@ def run_inference(
     if hooks.is_writer():
         LOGGER.info("wrote %s", out)
     inits = [str(t) for t in init.init_times]
-    return {"out": str(out), "inits": inits, "steps": nsteps, "members": cfg.members}
+    return {
+        "out": str(out),
+        "inits": inits,
+        "steps": nsteps,
+        "members": cfg.members,
+        "device": str(runtime.device),
+        "precision": runtime.precision,
+    }
 
 
 def _rollout(
-    cfg: InferConfig, lm: LoadedModel, init: _Initial, hooks: InferHooks, nsteps: int, writer: Any, progress: Progress
+    cfg: InferConfig,
+    lm: LoadedModel,
+    init: _Initial,
+    hooks: InferHooks,
+    runtime: Runtime,
+    nsteps: int,
+    writer: Any,
+    progress: Progress,
 ) -> None:
-    """Step every member ``nsteps`` times with its own noise stream; hand each lead to ``writer`` (on the writer)."""
+    """Step every member ``nsteps`` times with its own noise stream; hand each lead to ``writer`` (on the writer).
+
+    Everything the step needs lives on ``runtime.device``; the noise innovations come from CPU generators (see
+    the module docstring). Each lead is denormalised on the device and copied to the host by ``hooks.gather``.
+    """
     from sciml.forecasting.data import resolve_features
     from sciml.forecasting.models import ensemble_step
 
-    f = lm.facts
+    f, device = lm.facts, runtime.device
     n_inits = len(init.init_times)
     features = resolve_features(f.features)
-    mean, std = lm.mean, lm.std
-    state = ((torch.as_tensor(init.x0, dtype=torch.float64) - mean) / std).float()
+    mean, std = lm.mean.to(device), lm.std.to(device)  # float64: denormalised as on the CPU
+    state = ((torch.as_tensor(init.x0, dtype=torch.float64).to(device) - mean) / std).float()
     e_local = len(hooks.member_indices(cfg.members))
-    state = state.unsqueeze(0).expand(e_local, *state.shape).contiguous().to(hooks.device)  # [M, B, C, H, W]
+    state = state.unsqueeze(0).expand(e_local, *state.shape).contiguous()  # [M, B, C, H, W]
     process = lm.noise()
+    if process is not None:
+        process.to(device)  # spectra and inverse SHT on the device; the generators stay on the CPU
     noise = hooks.noise(process, cfg.members, cfg.seed, cfg.centered, n_inits) if process is not None else None
     z = noise.initial(n_inits) if noise is not None else None
-    static = init.static.to(hooks.device)
+    static = init.static.to(device)
     for k in range(nsteps):
         valid = init.init_times[init.rows] + k * lm.step  # the time the model steps from
-        feats = [torch.as_tensor(ft(valid.values, init.lat, init.lon)[:, :]).to(hooks.device) for ft in features]
+        feats = [torch.as_tensor(ft(valid.values, init.lat, init.lon)[:, :]).to(device) for ft in features]
         aux = torch.cat([static, *feats], dim=1) if (feats or f.static) else None
         if noise is not None and z is not None and k > 0:
             z = noise.step(z)
         zg = noise.to_grid(z) if noise is not None and z is not None else None
-        state = ensemble_step(lm.model, state, aux, zg)
-        phys = (state.double().cpu() * std + mean).float()  # [M, B, C, H, W]
+        with runtime.autocast():
+            state = ensemble_step(lm.model, state, aux, zg)
+        state = state.float()  # bf16 autocast returns bfloat16; the carried state stays float32
+        phys = (state.double() * std + mean).float()  # [M, B, C, H, W]
         if hooks.any_true(not bool(torch.isfinite(phys).all())):
             raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
-        phys = hooks.gather(phys, cfg.members, n_inits, f.nlat, f.nlon)  # [B, M, C, H, W] on the writer
+        fields = hooks.gather(phys, cfg.members, n_inits, f.nlat, f.nlon)  # [B, M, C, H, W] on the writer's host
         if writer is not None:
-            writer.append((k + 1) * lm.step, phys)
+            writer.append((k + 1) * lm.step, fields)
         progress.update(1)

@@ -64,9 +64,17 @@ def setup(tmp_path_factory):
     return {"root": root, "ckpt": ckpt, "refs": refs}
 
 
+def _distributed(cfg, parallel):
+    """``sciml forecast infer``'s parallel path: the run's context, the tiled inference on it, closed after."""
+    from sciml.forecasting.cli.parallel import parallel_context
+    from sciml.forecasting.distributed.infer import run_distributed_inference
+
+    with parallel_context(parallel) as ctx:
+        return run_distributed_inference(cfg, ctx)
+
+
 def _four_ranks(ckpt: str, root: str, report: str) -> None:
     from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
-    from sciml.forecasting.distributed.infer import run_distributed_inference
 
     # this context owns torch.distributed; the runs below join it (a second rendezvous on the port would race)
     base = init_parallel(ParallelConfig(timeout_s=60))
@@ -77,7 +85,7 @@ def _four_ranks(ckpt: str, root: str, report: str) -> None:
         common += ["--init", t]
     _cli([*common, "--out", f"{root}/hw.zarr", "--h-parallel", "2", "--w-parallel", "2", "--comm-timeout", "60"])
     cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/eb.zarr"), seed=SEED, centered=True)
-    res = run_distributed_inference(cfg, ParallelConfig(ensemble=2, timeout_s=60))
+    res = _distributed(cfg, ParallelConfig(ensemble=2, timeout_s=60))
     if res["writer"]:
         Path(report).write_text(json.dumps(res["layout"]))
     base.close()
@@ -85,18 +93,17 @@ def _four_ranks(ckpt: str, root: str, report: str) -> None:
 
 def _two_ranks(ckpt: str, root: str, report: str) -> None:
     from sciml.forecasting.distributed.context import ParallelConfig, init_parallel
-    from sciml.forecasting.distributed.infer import run_distributed_inference
 
     base = init_parallel(ParallelConfig(timeout_s=60))
 
     errors = []
     try:  # 3 members cannot be split over 2 ensemble ranks: every rank refuses, none waits for the others
         bad = InferConfig(Path(ckpt), INITS, LEAD, 3, Path(f"{root}/bad.zarr"), seed=SEED)
-        run_distributed_inference(bad, ParallelConfig(ensemble=2, timeout_s=60))
+        _distributed(bad, ParallelConfig(ensemble=2, timeout_s=60))
     except UsageError as e:
         errors.append(str(e))
-    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/ens.zarr"), seed=SEED)
-    res = run_distributed_inference(cfg, ParallelConfig(ensemble=2, timeout_s=60))
+    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(f"{root}/ens.zarr"), seed=SEED, device="cpu")
+    res = _distributed(cfg, ParallelConfig(ensemble=2, timeout_s=60))  # gloo: the CPU, as asked
     Path(f"{report}.{int(res['writer'])}").write_text(json.dumps({"errors": errors, "layout": res["layout"]}))
     base.close()
 
@@ -158,3 +165,25 @@ def test_only_rank_0_writes(distributed):
     """No per-rank leftovers: the stores written (atomically, by rank 0), the reports, nothing else."""
     names = sorted(p.name for p in distributed.iterdir())
     assert names == ["eb.zarr", "ens.zarr", "four.json", "hw.zarr", "two.json.0", "two.json.1"]
+
+
+def test_device_must_match_the_backend():
+    """Every rank computes on its context's device; a --device of another kind is refused alike on all ranks."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from sciml.forecasting.distributed.infer import check_device
+
+    gloo = SimpleNamespace(backend="gloo", device=torch.device("cpu"), world_size=2)
+    nccl = SimpleNamespace(backend="nccl", device=torch.device("cuda", 1), world_size=2)
+    for spec, ctx in (("auto", gloo), ("cpu", gloo), ("auto", nccl), ("cuda", nccl)):
+        check_device(spec, ctx)
+    refused = [
+        ("cuda", gloo, "communicates with gloo on cpu; use --device cpu or auto"),
+        ("cpu", nccl, "communicates with nccl on cuda; use --device cuda"),
+        ("cuda:1", nccl, "each rank uses cuda:LOCAL_RANK"),
+    ]
+    for spec, ctx, msg in refused:
+        with pytest.raises(UsageError, match=msg):
+            check_device(spec, ctx)

@@ -114,6 +114,144 @@ def test_inference_streams_one_lead_at_a_time(setup, tmp_path):
         assert xr.open_zarr(tmp_path / "f.zarr", consolidated=True).sizes["prediction_timedelta"] == 8
 
 
+def _store_bytes(path: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def test_overlapped_writer_writes_the_sequential_store_bit_for_bit(setup, tmp_path):
+    """Inference with the writer thread writes the same store, file by file and byte by byte, as writing in turn."""
+    base = dict(checkpoint=setup["ckpt"], inits=INITS[:2], lead="1d", members=2, seed=5)
+    stores = {}
+    for overlap in (False, True):
+        out = tmp_path / f"overlap{int(overlap)}.zarr"
+        res = run_inference(InferConfig(**base, out=out, overlap_writes=overlap))
+        assert res["device"] == "cpu" and res["steps"] == 4
+        stores[overlap] = _store_bytes(out)
+    assert len(stores[True]) > 10 and stores[True].keys() == stores[False].keys()
+    assert all(stores[True][k] == stores[False][k] for k in stores[False])
+
+
+@pytest.mark.parametrize("fail_at", [1, 3], ids=["second-lead", "last-lead"])
+def test_writer_errors_reach_the_caller_and_leave_no_store(setup, tmp_path, fail_at):
+    """An error on the writer thread is raised by run_inference (at the next lead, or when waiting for the last);
+    no store, temporary or thread is left behind."""
+    import threading
+
+    class FailingWriter(ZarrForecastWriter):
+        def append(self, lead, fields):
+            if self.n == fail_at:
+                raise OSError(28, "No space left on device")
+            super().append(lead, fields)
+
+    out = tmp_path / "f.zarr"
+    cfg = InferConfig(checkpoint=setup["ckpt"], inits=INITS[:1], lead="1d", members=2, out=out, overlap_writes=True)
+    with pytest.raises(OSError, match="No space left"):
+        run_inference(cfg, writer_cls=FailingWriter)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "sciml-forecast-writer"]
+
+
+def test_background_writer_bounds_what_is_in_flight():
+    """One lead is written while the next is computed, never more: append waits for the previous write."""
+    import threading
+    import time
+
+    from sciml.forecasting.infer import BackgroundWriter
+
+    started, release, log = threading.Event(), threading.Event(), []
+
+    class Slow:
+        def append(self, lead, fields):
+            started.set()
+            release.wait(5)
+            log.append(lead)
+
+    bg = BackgroundWriter(Slow())
+    bg.append(1, None)
+    assert started.wait(5)
+    second = threading.Thread(target=bg.append, args=(2, None))
+    second.start()
+    time.sleep(0.2)
+    assert second.is_alive() and log == []  # lead 2 waits for lead 1 to be written
+    release.set()
+    second.join(5)
+    bg.finish()
+    assert log == [1, 2] and not bg._thread.is_alive()
+
+
+def test_checkpoint_saved_on_another_device_runs_here(setup, tmp_path):
+    """A checkpoint whose tensors are tagged as CUDA tensors (as saved from a GPU run) loads here onto the CPU and
+    forecasts exactly what the same weights saved from the CPU forecast."""
+    import torch.serialization as ser
+
+    from sciml.forecasting.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = {k: v for k, v in load_checkpoint(setup["ckpt"]).items() if k not in ("format", "sha256")}
+    gpu_ckpt = tmp_path / "gpu.pt"
+    registry = list(ser._package_registry)
+    ser.register_package(0, lambda storage: "cuda:0", lambda storage, location: None)  # tag every storage cuda:0
+    try:
+        save_checkpoint(gpu_ckpt, payload)
+    finally:
+        ser._package_registry[:] = registry
+    if not torch.cuda.is_available():  # the file really asks for a GPU: a plain load fails on this machine
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(gpu_ckpt, weights_only=True)
+    base = dict(inits=INITS[:1], lead="12h", members=2, seed=1, device="cpu")
+    run_inference(InferConfig(checkpoint=gpu_ckpt, out=tmp_path / "gpu.zarr", **base))
+    run_inference(InferConfig(checkpoint=setup["ckpt"], out=tmp_path / "cpu.zarr", **base))
+    a, b = (xr.open_zarr(tmp_path / f"{n}.zarr", consolidated=False) for n in ("gpu", "cpu"))
+    for c in ("z500", "u500", "v500"):
+        np.testing.assert_array_equal(a[c].values, b[c].values)
+
+
+def test_bf16_forecast_stays_within_bfloat16_rounding_of_fp32(setup, tmp_path):
+    """bf16 autocast changes the first lead by bfloat16 rounding only: the anomaly from the initial state agrees
+    with fp32 to a few units of bfloat16's 2**-8 relative precision (|diff| <= 0.05 x rms of the fp32 change)."""
+    base = dict(checkpoint=setup["ckpt"], inits=INITS[:1], lead="6h", members=2, seed=2)
+    res = run_inference(InferConfig(**base, out=tmp_path / "bf16.zarr", precision="bf16"))
+    assert res["precision"] == "bf16"
+    run_inference(InferConfig(**base, out=tmp_path / "fp32.zarr"))
+    truth = xr.open_zarr(setup["store"], consolidated=False).sel(time=pd.Timestamp(INITS[0] + ":00"))
+    lo, hi = (xr.open_zarr(tmp_path / f"{n}.zarr", consolidated=False).isel(time=0) for n in ("bf16", "fp32"))
+    for c in ("z500", "u500", "v500"):
+        change = hi[c].values - truth[c].values  # the model's 6 h update, [M, H, W]
+        diff = lo[c].values - hi[c].values
+        assert np.isfinite(diff).all() and 0 < np.abs(diff).max() <= 0.05 * np.sqrt(np.mean(change**2)), c
+
+
+def test_device_flags_give_one_clear_line(setup, tmp_path, capsys):
+    from sciml.cli import main
+
+    argv = ["forecast", "infer", "--checkpoint", str(setup["ckpt"]), "--init", INITS[0], "--lead", "6h"]
+    argv += ["--members", "2", "--out", str(tmp_path / "x.zarr")]
+    cases = [(["--device", "tpu"], "device 'tpu' is not one of auto, cpu, cuda, cuda:N")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "CUDA is not available here"))
+    capsys.readouterr()
+    for extra, msg in cases:
+        assert main([*argv, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], (extra, err)
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_bad_input_is_refused_before_the_network_is_loaded(tmp_path):
+    """A missing checkpoint fails without importing torch-harmonics (seconds of start-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sciml.cli import main;"
+        f"code = main(['forecast', 'infer', '--checkpoint', {str(tmp_path / 'no.pt')!r}, '--init', '2001-01-01T00',"
+        f" '--lead', '1d', '--out', {str(tmp_path / 'f.zarr')!r}]);"
+        "print(code, 'torch_harmonics' in sys.modules, 'sciml.forecasting.models.fcn3' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.split() == ["2", "False", "False"], run.stderr
+    assert "does not exist" in run.stderr
+
+
 def _wb2_weights(lat: np.ndarray) -> np.ndarray:
     """Independent WB2 cell-area weights: sin of the cell bounds (midpoints, +-90), normalised to mean 1."""
     asc = np.sort(lat)

@@ -42,7 +42,8 @@ def writer_lock(out: Path, writer: bool, command: str):
 def add_runtime_arguments(parser: argparse.ArgumentParser, training: bool = True) -> None:
     """``--device``, ``--precision`` (and for training ``--checkpointing``, ``--compile``): the ``runtime``
     section of the config from the command line (:mod:`sciml.forecasting.runtime`)."""
-    g = parser.add_argument_group("device and precision (default: the config's runtime section)")
+    where = "the config's runtime section" if training else "auto, fp32"
+    g = parser.add_argument_group(f"device and precision (default: {where})")
     g.add_argument("--device", default=None, help="auto (CUDA when available), cpu, cuda or cuda:N")
     g.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="bf16: autocast for the network")
     if training:

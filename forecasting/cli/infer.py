@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import is_rank0, writer_lock
+from .common import add_runtime_arguments, is_rank0, writer_lock
 
 
 def register_infer(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,13 @@ def register_infer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--antithetic", action="store_true", help="antithetic noise pairs (needs an even --members)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    p.add_argument(
+        "--overlap-writes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write lead k on a writer thread while lead k+1 is computed (default: on)",
+    )
+    add_runtime_arguments(p, training=False)
     from sciml.forecasting.cli.parallel import add_parallel_arguments
 
     add_parallel_arguments(p)
@@ -45,21 +52,26 @@ def cmd_infer(args: argparse.Namespace) -> int:
         seed=args.seed,
         centered=args.antithetic,
         overwrite=args.overwrite,
+        device=args.device or "auto",
+        precision=args.precision or "fp32",
+        overlap_writes=args.overlap_writes,
     )
-    from sciml.forecasting.cli.parallel import parallel_config, wants_parallel
+    from sciml.forecasting.cli.parallel import parallel_config, parallel_context
+    from sciml.forecasting.runtime import RuntimeSection, resolve_device
 
     t0 = time.monotonic()
     progress = default_progress(getattr(args, "quiet", False))
-    parallel = parallel_config(args)
-    with writer_lock(args.out, is_rank0(), "sciml forecast infer"):
-        if wants_parallel(parallel):  # under torchrun/srun: every rank computes its tile, rank 0 writes
+    resolve_device(cfg.device)  # CUDA asked for where there is none: one line, on every rank, before any rendezvous
+    parallel = parallel_config(args, RuntimeSection(device=cfg.device))  # the backend follows --device
+    with writer_lock(args.out, is_rank0(), "sciml forecast infer"), parallel_context(parallel) as ctx:
+        if ctx is None:
+            res = run_inference(cfg, progress)
+        else:  # under torchrun/srun: every rank computes its tile, rank 0 writes
             from sciml.forecasting.distributed.infer import run_distributed_inference
 
-            res = run_distributed_inference(cfg, parallel, progress)
+            res = run_distributed_inference(cfg, ctx, progress)
             if not res["writer"]:
                 return 0
-        else:
-            res = run_inference(cfg, progress)
     print(
         f"wrote {res['out']}: {len(res['inits'])} init(s) x {res['members']} members x {res['steps']} steps "
         f"({time.monotonic() - t0:.1f} s)"

@@ -1,5 +1,5 @@
-"""Command-line glue for parallel training: the ``--h-parallel/--w-parallel/--ensemble-parallel`` flags and the
-choice between the serial :class:`~sciml.forecasting.train.Trainer` and :class:`.trainer.TiledTrainer`.
+"""The ``--h-parallel/--w-parallel/--ensemble-parallel`` flags and the run's parallel context
+(:func:`parallel_context`), from which ``train`` and ``infer`` choose the serial or the tiled loop.
 
 ``sciml forecast train --config CFG --h-parallel 2 --w-parallel 2`` under ``torchrun --nproc_per_node 4`` (or one
 ``srun`` task per GPU) runs on a 2 x 2 tile split; data parallelism takes the remaining ranks. Without a launcher
@@ -9,15 +9,15 @@ and without splits the serial trainer runs unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ..distributed.env import launch_env
 
 if TYPE_CHECKING:  # the flags are registered on every `sciml` start: no torch at import time
-    from ..distributed.context import ParallelConfig
+    from ..distributed.context import ParallelConfig, ParallelContext
     from ..runtime import RuntimeSection
 
 
@@ -58,21 +58,18 @@ def wants_parallel(config: ParallelConfig, environ: Mapping[str, str] | None = N
     return env.world_size > 1 or config.h * config.w * config.ensemble > 1
 
 
-def make_trainer(cfg, out: Path, config: ParallelConfig, resume=None, progress=None):
-    """``(trainer, ctx)``: the serial trainer and ``None``, or a :class:`.trainer.TiledTrainer` and its context."""
-    from sciml.forecasting.train import Trainer
-
+@contextlib.contextmanager
+def parallel_context(config: ParallelConfig) -> Iterator[ParallelContext | None]:
+    """The run's parallel context, closed on exit: started when :func:`wants_parallel` (a launcher with several
+    ranks, or a split), ``None`` for a serial run, which never starts ``torch.distributed``. Training and inference
+    choose their loop from it the same way: serial when ``None``, tiled otherwise."""
     if not wants_parallel(config):
-        return Trainer(cfg, out, resume=resume, progress=progress), None
+        yield None
+        return
     from ..distributed.context import init_parallel
-    from ..distributed.hooks import DistributedTrainHooks
-    from ..distributed.trainer import TiledTrainer
 
     ctx = init_parallel(config)
     try:
-        hooks = DistributedTrainHooks(ctx)
-        trainer = TiledTrainer(cfg, out, hooks=hooks, resume=resume, progress=progress if ctx.rank == 0 else None)
-    except BaseException:
+        yield ctx
+    finally:
         ctx.close()
-        raise
-    return trainer, ctx

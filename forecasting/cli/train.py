@@ -79,12 +79,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
     if cfg.runtime.threads is not None:
         torch.set_num_threads(cfg.runtime.threads)
-    from sciml.forecasting.cli.parallel import make_trainer, parallel_config
+    from sciml.forecasting.cli.parallel import parallel_config, parallel_context
 
-    with writer_lock(out, is_rank0(), "sciml forecast train"):
-        progress = default_progress(getattr(args, "quiet", False))
-        parallel = parallel_config(args, cfg.runtime)
-        trainer, ctx = make_trainer(cfg, out, parallel, resume=resume, progress=progress)
+    progress = default_progress(getattr(args, "quiet", False))
+    parallel = parallel_config(args, cfg.runtime)
+    with writer_lock(out, is_rank0(), "sciml forecast train"), parallel_context(parallel) as ctx:
+        trainer = make_trainer(cfg, out, ctx, resume, progress)
         info.seed = cfg.seed
         status = "failed"
         try:
@@ -93,8 +93,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 status = trainer.run(args.max_steps)
         finally:
             _write_run(trainer, out, cfg, info, status)
-            if ctx is not None:
-                ctx.close()
     s = trainer.summary()
     last = trainer.log.valid[-1] if trainer.log.valid else {}
     val = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step")
@@ -103,6 +101,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({time.monotonic() - t0:.1f} s); checkpoint {s['checkpoint']}"
     )
     return EXIT_RESUME if status == "interrupted" else EXIT_OK
+
+
+def make_trainer(cfg, out: Path, ctx, resume: Path | None = None, progress=None):
+    """The serial :class:`~sciml.forecasting.train.Trainer` without a parallel context, else the
+    :class:`~sciml.forecasting.distributed.trainer.TiledTrainer` on ``ctx``'s mesh (progress shown by rank 0)."""
+    if ctx is None:
+        from sciml.forecasting.train import Trainer
+
+        return Trainer(cfg, out, resume=resume, progress=progress)
+    from sciml.forecasting.distributed.hooks import DistributedTrainHooks
+    from sciml.forecasting.distributed.trainer import TiledTrainer
+
+    hooks = DistributedTrainHooks(ctx)
+    return TiledTrainer(cfg, out, hooks=hooks, resume=resume, progress=progress if ctx.rank == 0 else None)
 
 
 def _write_run(trainer, out: Path, cfg, info, status: str) -> None:

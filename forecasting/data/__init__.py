@@ -16,8 +16,7 @@ Nothing is imported at package import time: names resolve lazily (PEP 562), so `
 argument set-up never pay for torch or xarray.
 """
 
-import importlib
-from typing import Any
+from sciml.lazy import lazy_exports
 
 _EXPORTS = {
     "contract": ("channel_meta", "channel_name", "finalize_canonical"),
@@ -33,17 +32,4 @@ _EXPORTS = {
     "store": ("source_from_dataset", "write_store"),
     "swe": ("PRESETS", "SWEConfig", "simulate"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

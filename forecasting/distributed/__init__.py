@@ -12,24 +12,13 @@
 - :mod:`.spawn`: run a function on N local ranks (tests, benchmarks).
 """
 
-from importlib import import_module
-from typing import Any
+from sciml.lazy import lazy_exports
 
 # Names resolved on first use, so that importing this package (e.g. for its CLI flags) does not import torch.
-_EXPORTS = {
-    "CommGroup": ".context",
-    "ParallelConfig": ".context",
-    "ParallelContext": ".context",
-    "init_parallel": ".context",
-    "MeshCoords": ".layout",
-    "MeshShape": ".layout",
-    "Tile": ".layout",
-    "split_sizes": ".layout",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "context": ("CommGroup", "ParallelConfig", "ParallelContext", "init_parallel"),
+        "layout": ("MeshCoords", "MeshShape", "Tile", "split_sizes"),
+    },
+)

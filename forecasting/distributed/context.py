@@ -20,7 +20,6 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch_harmonics.distributed as thd
 
 from sciml.errors import UsageError
 
@@ -151,6 +150,8 @@ class ParallelContext:
 
     def close(self) -> None:
         """Release torch-harmonics' groups and, if this context started it, the default process group."""
+        import torch_harmonics.distributed as thd
+
         if thd.is_initialized():
             # thd.finalize destroys the h/w groups it was given; then drop ours and the default group.
             thd.finalize()
@@ -225,6 +226,8 @@ def init_parallel(
             f"but the launcher says {env.rank}/{env.world_size}"
         )
     groups = build_groups(mesh, env.rank, timeout, device)
+    import torch_harmonics.distributed as thd  # here, not at import: ParallelConfig alone must not cost its start-up
+
     # torch-harmonics treats a registered group as a split direction: pass None where the extent is 1.
     thd.init(groups["h"].handle if mesh.h > 1 else None, groups["w"].handle if mesh.w > 1 else None)
     ctx = ParallelContext(

@@ -14,6 +14,11 @@ r"""``sciml forecast infer`` on the ``batch x ensemble x h x w`` mesh: the seria
   (``dist.gather``, tiles zero-padded to the largest one since gloo needs equal shapes) and written there in the
   serial WeatherBench 2 layout, so memory does not grow with the lead and the store is the serial store.
 
+Every rank computes on its context's device (``ctx.device``: ``cuda:LOCAL_RANK`` under NCCL, the CPU under gloo):
+the network, state, noise grid fields and the tiles handed to ``dist.gather`` live there, so NCCL never sees a
+CPU tensor; only rank 0 copies the gathered lead to the host to write it. ``InferConfig.device`` must agree with
+the backend (``cpu`` with gloo, ``cuda`` with NCCL); ``auto`` follows the context.
+
 Checks that can fail on one rank only (NaN initial conditions on a tile, a non-finite forecast) are agreed over
 the world (MAX all-reduce) so that every rank raises together instead of leaving the others waiting.
 """
@@ -26,11 +31,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from sciml.errors import UsageError
 from sciml.forecasting.infer import InferConfig, InferHooks, run_inference
+from sciml.forecasting.runtime import parse_device_spec, resolve_device
 from sciml.progress import Progress
 
 from .comm import all_max
-from .context import ParallelConfig, ParallelContext, init_parallel
+from .context import ParallelContext
 from .layout import Tile
 from .noise import TiledEnsembleNoise
 from .ops import DistributedSphereOps
@@ -40,8 +47,8 @@ class DistributedInferHooks(InferHooks):
     """:class:`~sciml.forecasting.infer.InferHooks` of one rank of ``ctx``'s mesh (see the module docstring)."""
 
     def __init__(self, ctx: ParallelContext) -> None:
+        super().__init__(ctx.device)
         self.ctx = ctx
-        self.device = ctx.device
 
     def sphere_ops(self) -> DistributedSphereOps:
         return DistributedSphereOps(self.ctx)
@@ -95,20 +102,36 @@ class DistributedInferHooks(InferHooks):
         return out
 
 
-def run_distributed_inference(
-    cfg: InferConfig, parallel: ParallelConfig, progress: Progress | None = None
-) -> dict[str, Any]:
-    """:func:`~sciml.forecasting.infer.run_inference` on this process's rank of the mesh ``parallel``.
+def check_device(spec: str, ctx: ParallelContext) -> None:
+    """``--device`` must name the kind of device the backend communicates on (``auto`` follows the context).
 
-    Starts ``torch.distributed`` from the launcher's variables (:func:`.context.init_parallel`), runs the serial
-    inference loop with :class:`DistributedInferHooks` and closes the context. Rank 0 writes ``cfg.out`` (the
-    serial store) and shows ``progress``; the summary has ``writer`` (whether this rank wrote) and ``layout``.
+    The answer is the same on every rank (it depends on the backend and world size only), so all ranks stop
+    together. A GPU index is refused on more than one rank: each rank uses ``cuda:LOCAL_RANK``.
     """
-    ctx = init_parallel(parallel)
-    try:
-        hooks = DistributedInferHooks(ctx)
-        res = run_inference(cfg, progress if ctx.rank == 0 else None, hooks=hooks)
-    finally:
-        ctx.close()
+    kind, index = parse_device_spec(spec)
+    if kind == "auto":
+        return
+    if kind != ctx.device.type:
+        fix = "--device cuda (each rank uses cuda:LOCAL_RANK)" if ctx.device.type == "cuda" else "--device cpu"
+        raise UsageError(
+            f"--device {spec}, but this parallel run communicates with {ctx.backend} on {ctx.device.type}; use "
+            f"{fix} or auto"
+        )
+    if index is not None and (ctx.world_size > 1 or index != ctx.device.index):
+        raise UsageError(f"--device {spec} in a parallel run: each rank uses cuda:LOCAL_RANK; pass --device cuda")
+
+
+def run_distributed_inference(
+    cfg: InferConfig, ctx: ParallelContext, progress: Progress | None = None
+) -> dict[str, Any]:
+    """:func:`~sciml.forecasting.infer.run_inference` on this process's rank of ``ctx``'s mesh.
+
+    Runs the serial inference loop with :class:`DistributedInferHooks`. Rank 0 writes ``cfg.out`` (the serial
+    store) and shows ``progress``; the summary has ``writer`` (whether this rank wrote) and ``layout``. The caller
+    owns ``ctx`` (``sciml forecast infer`` opens it with :func:`sciml.forecasting.cli.parallel.parallel_context`).
+    """
+    resolve_device(cfg.device)  # CUDA asked for on a machine without it: the serial run's one line, on every rank
+    check_device(cfg.device, ctx)
+    res = run_inference(cfg, progress if ctx.rank == 0 else None, hooks=DistributedInferHooks(ctx))
     m = ctx.mesh
     return {**res, "writer": ctx.rank == 0, "layout": {"batch": m.batch, "ensemble": m.ensemble, "h": m.h, "w": m.w}}

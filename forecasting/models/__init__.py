@@ -1,18 +1,16 @@
-"""FCN3-style spherical neural operator: config + presets, layers and the network."""
+"""FCN3-style spherical neural operator: config + presets, layers and the network.
 
-from sciml.forecasting.models.config import FCN3_PUBLISHED_PARAMETERS, PRESETS, FCN3Config, preset
-from sciml.forecasting.models.fcn3 import FCN3, count_parameters, ensemble_step, expected_parameter_count
-from sciml.forecasting.models.layers import SerialSphereOps, SphereOps
+Names resolve lazily (:mod:`sciml.lazy`): the config and presets (``models.config``) import nothing heavy, while the
+network and its layers import torch-harmonics (seconds of start-up), so they are loaded only when first used.
+"""
 
-__all__ = [
-    "FCN3",
-    "FCN3Config",
-    "FCN3_PUBLISHED_PARAMETERS",
-    "PRESETS",
-    "SerialSphereOps",
-    "SphereOps",
-    "count_parameters",
-    "ensemble_step",
-    "expected_parameter_count",
-    "preset",
-]
+from sciml.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "config": ("FCN3_PUBLISHED_PARAMETERS", "PRESETS", "FCN3Config", "preset"),
+        "fcn3": ("FCN3", "count_parameters", "ensemble_step", "expected_parameter_count"),
+        "layers": ("SerialSphereOps", "SphereOps"),
+    },
+)
