@@ -113,7 +113,7 @@ def run_variant(name: str, spec: dict, out: Path, threads: int, redo: bool = Fal
     """
     vdir = out / name
     vdir.mkdir(parents=True, exist_ok=True)
-    sets = {"threads": threads, **spec["set"]}
+    sets = {"runtime.threads": threads, **spec["set"]}
     cmd = [*sciml_command(), "forecast", "demo", *([] if quick else ["--full"]), "--out", str(vdir)]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={json.dumps(v)}"]
