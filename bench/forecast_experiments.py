@@ -1,4 +1,4 @@
-"""Variants of the full forecasting demo, trained from scratch and scored against the issue's skill targets.
+"""Variants of the full forecasting demo, trained from scratch and scored against the full demo's skill targets.
 
     python bench/forecast_experiments.py                        # every variant of bench/forecast_variants.yaml
     python bench/forecast_experiments.py --only demo,seed-1 --jobs 2

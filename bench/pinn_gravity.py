@@ -1,4 +1,4 @@
-"""Benchmark: the gravitational PINN problems (khronon-bh, bondi) against the issue's accuracy targets.
+"""Benchmark: the gravitational PINN problems (khronon-bh, bondi) against their accuracy targets.
 
 Part 1 solves every case at its default settings (the problem's ``solver_defaults``) and checks:
 
@@ -47,7 +47,7 @@ SCHEMES = ("fixed", "lra", "gradnorm", "ntk", "softadapt", "relobralo")
 
 
 def run_case(key: str, scheme: str | None = None, seed: int = 0) -> dict:
-    """One default solve; returns the issue's metrics, pass/fail and timings."""
+    """One default solve; returns the target metrics, pass/fail and timings."""
     from sciml.pinn.config import build_config
     from sciml.pinn.results import compute_metrics
     from sciml.pinn.train import solve
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     head = f"{'case':<19} {'weighting':<10} {'seed':>4} {'wall s':>7} {'cpu s':>7}  pass  errors"
     if args.part in (None, 1):
-        print("part 1: default settings vs the issue's targets\n" + head + "\n" + "-" * len(head), flush=True)
+        print("part 1: default settings vs the accuracy targets\n" + head + "\n" + "-" * len(head), flush=True)
         for key in args.cases or list(CASES):
             row = run_case(key)
             rows.append({"part": 1, **row})

@@ -53,7 +53,7 @@ C_PARAMETER = Parameter(
 
 # forced Taylor coefficients at x = 0 (double roots of the low orders of the equation)
 _S3 = (1.0, -0.5, -0.125, -0.0625)
-CHECK_POINTS = np.array([0.25, 0.5, 0.75, 1.0])  # where the accuracy targets are measured
+CHECK_POINTS = np.array([0.25, 0.5, 0.75, 1.0])  # where the accuracy targets are measured
 _X0 = 0.1  # residual weight, see KhrononBH.residual
 _NN_SCALE = 1.0 / 8.0  # keeps the network output O(1): (y - S3)/x^4 ranges over ~[0.02, 0.04] on [0, 2]
 
