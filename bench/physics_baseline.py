@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = len(inits) * (args.members + 1)
     steps = int(lead.total_seconds() / pe.cfg.dt)
     out = {
-        "store": str(args.store),
+        "store": _shown(args.store),
         "cases": len(inits),
         "members": args.members,
         "threads": args.threads,
@@ -108,3 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (results must not name one machine's folders)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return path.name

@@ -81,7 +81,8 @@ def forecast_experiments(name: str, data: dict) -> list[str]:
     title = "Forecasting demo variants"
     intro = (
         "`python bench/forecast_experiments.py`: each variant of `bench/forecast_variants.yaml` trained from "
-        f"scratch ({data.get('threads', '?')} thread(s)), 12 cases × 8 members scored like the full demo. "
+        f"scratch ({data.get('threads', '?')} thread(s)), 12 cases × 8 members each (the rows here predate the full "
+        "demo's 48 cases). "
         "Worst value over channels: CRPS ratio (6 h–5 d) to persistence / climatological mean / probabilistic "
         "climatology; SSR range at 1–5 d; member/truth power range for l = 1–16 at 5 d. The context of each "
         "variant is in `bench/journal.md`."

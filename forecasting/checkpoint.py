@@ -143,22 +143,36 @@ def save_checkpoint(
     Raises
     ------
     SciMLError
-        On every rank, when the model replicas differ by more than ``replica_tol``; or when the disk is full (the
-        previous checkpoint is kept).
+        On every rank, when the model replicas differ by more than ``replica_tol``, or when rank 0 cannot write
+        (rank 0 raises its own error: a full disk is one line naming the device, and the previous checkpoint stays).
     """
     missing = [k for k in REQUIRED if k not in payload and k != "format"]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
     path = Path(path)
-    if group is not None and group.size > 1:
-        from sciml.forecasting.distributed.comm import max_replica_difference
+    if group is None or group.size == 1:
+        return _write(path, payload)
+    from sciml.forecasting.distributed.comm import all_max, max_replica_difference
 
-        tensors = [t for t in payload["model"].values() if torch.is_floating_point(t)]
-        diff = max_replica_difference(tensors, group)
-        if diff > replica_tol:
-            raise SciMLError(f"model replicas differ by {diff:.3g} across ranks; refusing to save {path}")
-        if group.rank != 0:
-            return None
+    tensors = [t for t in payload["model"].values() if torch.is_floating_point(t)]
+    diff = max_replica_difference(tensors, group)
+    if diff > replica_tol:
+        raise SciMLError(f"model replicas differ by {diff:.3g} across ranks; refusing to save {path}")
+    error: BaseException | None = None
+    if group.rank == 0:
+        try:
+            _write(path, payload)
+        except BaseException as exc:  # every rank must hear of it, not wait for the collective timeout
+            error = exc
+    if all_max(0.0 if error is None else 1.0, group) > 0:
+        if error is not None:
+            raise error
+        raise SciMLError(f"rank {group.ranks[0]} could not write the checkpoint {path} (its log has the reason)")
+    return path if group.rank == 0 else None
+
+
+def _write(path: Path, payload: dict[str, Any]) -> Path:
+    """The atomic write of one file; a full disk is one line naming the device, and the previous file stays."""
     body = {"format": FORMAT, **payload}
     body[HASH_KEY] = content_hash(body)
     try:

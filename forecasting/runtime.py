@@ -108,6 +108,11 @@ class Runtime:
     @classmethod
     def from_section(cls, section: RuntimeSection, local_rank: int | None = None) -> Runtime:
         device = resolve_device(section.device, local_rank)
+        if device.type == "cuda":
+            import torch
+
+            # the current device is what pinned memory, new CUDA tensors and streams default to: GPU N, not 0
+            torch.cuda.set_device(device)
         return cls(device, section.precision, section.checkpointing, section.compile)
 
     @contextlib.contextmanager

@@ -223,3 +223,12 @@ def test_nan_in_a_sample_is_refused_naming_channel_and_time(tmp_path):
     when = str(pd.Timestamp(truth.time.values[2]))
     with pytest.raises(UsageError, match=rf"NaN/inf in channel\(s\) t850 \(1 values\) at \['{when}'\]"):
         ds[2]
+    # through loader workers the same one line arrives (not the worker's wrapped traceback)
+    from sciml.forecasting.train.data import collate
+
+    batches = StepBatches(ds, lambda step: [step], collate, 4, workers=2, prefetch=1)
+    with pytest.raises(UsageError) as info:
+        batches.get(2)
+    assert str(info.value).startswith(f"{tmp_path / 'nan.zarr'}: NaN/inf in channel(s) t850 (1 values) at ['{when}']")
+    assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
+    batches.close()

@@ -173,7 +173,7 @@ def test_device_must_match_the_backend():
 
     import torch
 
-    from sciml.forecasting.distributed.infer import check_device
+    from sciml.forecasting.distributed.context import check_device
 
     gloo = SimpleNamespace(backend="gloo", device=torch.device("cpu"), world_size=2)
     nccl = SimpleNamespace(backend="nccl", device=torch.device("cuda", 1), world_size=2)

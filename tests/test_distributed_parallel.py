@@ -372,6 +372,13 @@ def _check_checkpoints(rec: _Recorder, ctx, tag: str, workdir: Path) -> None:
         refused = True
     dist.barrier()
     rec(f"ckpt/replica_mismatch_refused/{tag}", 0.0 if refused and not bpath.exists() else 1.0)
+    # rank 0 cannot write (its folder would be a file): every rank raises instead of waiting for the timeout
+    try:
+        save_checkpoint(path / "x.pt", _weights_payload(model), ctx.group("world"))
+        raised = False
+    except (OSError, SciMLError):
+        raised = True
+    rec(f"ckpt/write_failure_reaches_every_rank/{tag}", 0.0 if raised else 1.0)
 
 
 # ------------------------------------------------------------------ trainer hooks and tiled data
@@ -567,6 +574,7 @@ def test_checkpoints_load_at_any_layout(results, tag):
     assert results[f"ckpt/serial_to_dist/{tag}"] <= 1e-5
     assert results[f"ckpt/rank0_writes/{tag}"] == 0.0
     assert results[f"ckpt/replica_mismatch_refused/{tag}"] == 0.0
+    assert results[f"ckpt/write_failure_reaches_every_rank/{tag}"] == 0.0
 
 
 # ------------------------------------------------------------------ failure handling and the one-rank path

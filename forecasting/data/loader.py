@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from sciml.errors import UsageError
+
 Batch = dict[str, torch.Tensor]
 Indices = Callable[[int], list[int]]
 
@@ -117,7 +119,12 @@ class StepBatches:
                 pin_memory=self.pin_memory,
             )
             self._it = iter(loader)
-        batch = next(self._it)
+        try:
+            batch = next(self._it)
+        except UsageError as exc:
+            # a worker's UsageError comes back wrapped with its traceback: keep the one line it was raised with
+            self.close()
+            raise UsageError(_worker_message(str(exc))) from None
         self._next = step + 1
         return batch
 
@@ -141,3 +148,13 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
 def pins_memory(device: torch.device | str) -> bool:
     """Whether batches for ``device`` should be pinned: only for CUDA, and only where CUDA is available."""
     return torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+
+def _worker_message(text: str) -> str:
+    """The original one-line message of an exception re-raised from a ``DataLoader`` worker (``text`` itself when
+    it was not wrapped)."""
+    last = text.strip().splitlines()[-1] if text.strip() else text
+    for prefix in ("sciml.errors.UsageError: ", "UsageError: "):
+        if last.startswith(prefix):
+            return last[len(prefix) :]
+    return text

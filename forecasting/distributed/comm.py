@@ -150,14 +150,21 @@ def sync_gradients(params: Iterable[torch.nn.Parameter], ctx: ParallelContext) -
 
 
 def max_replica_difference(tensors: Iterable[torch.Tensor], group: CommGroup) -> float:
-    r"""Largest :math:`\max_r x_r - \min_r x_r` over the entries of ``tensors`` across ``group`` (0: replicas agree)."""
-    flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
-    if group.size == 1 or flat.numel() == 0:
+    r"""Largest :math:`\max_r x_r - \min_r x_r` over the entries of ``tensors`` across ``group`` (0: replicas agree).
+
+    Tensor by tensor in its own dtype, so the extra memory is two copies of the largest tensor, not of the model.
+    """
+    if group.size == 1:
         return 0.0
-    hi, lo = flat.clone(), flat.clone()
-    dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group.handle)
-    dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group.handle)
-    return float((hi - lo).abs().max())
+    worst = 0.0
+    for t in tensors:
+        if t.numel() == 0:
+            continue
+        hi, lo = t.detach().clone(), t.detach().clone()
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group.handle)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group.handle)
+        worst = max(worst, float((hi.double() - lo.double()).abs().max()))
+    return worst
 
 
 def all_max(value: float, group: CommGroup) -> float:

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from sciml.errors import UsageError
+from sciml.forecasting.runtime import parse_device_spec
 
 from .env import LaunchEnv, launch_env
 from .layout import GROUP_ORDER, MeshCoords, MeshShape, Tile, split_bounds, split_evenly
@@ -245,3 +246,22 @@ def init_parallel(
             "parallel mesh batch=%d ensemble=%d h=%d w=%d on %s", mesh.batch, mesh.ensemble, mesh.h, mesh.w, backend
         )
     return ctx
+
+
+def check_device(spec: str, ctx: ParallelContext) -> None:
+    """``--device`` must name the kind of device the backend communicates on (``auto`` follows the context).
+
+    The answer is the same on every rank (it depends on the backend and world size only), so all ranks stop
+    together. A GPU index is refused on more than one rank: each rank uses ``cuda:LOCAL_RANK``.
+    """
+    kind, index = parse_device_spec(spec)
+    if kind == "auto":
+        return
+    if kind != ctx.device.type:
+        fix = "--device cuda (each rank uses cuda:LOCAL_RANK)" if ctx.device.type == "cuda" else "--device cpu"
+        raise UsageError(
+            f"--device {spec}, but this parallel run communicates with {ctx.backend} on {ctx.device.type}; use "
+            f"{fix} or auto"
+        )
+    if index is not None and (ctx.world_size > 1 or index != ctx.device.index):
+        raise UsageError(f"--device {spec} in a parallel run: each rank uses cuda:LOCAL_RANK; pass --device cuda")

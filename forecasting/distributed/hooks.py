@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 
-from sciml.errors import UsageError
 from sciml.forecasting.train import TrainHooks
 
 from .comm import sync_gradients
-from .context import CommGroup, ParallelContext
+from .context import CommGroup, ParallelContext, check_device
 from .crps import distributed_loss
 from .layout import Tile
 from .ops import DistributedSphereOps
@@ -62,15 +61,11 @@ class DistributedTrainHooks(TrainHooks):
         return (out / self.ctx.world_size).to(values.device)
 
     def runtime(self, section: RuntimeSection) -> Runtime:
-        """The parallel context's device (``cuda:LOCAL_RANK`` under NCCL, else CPU) with the section's precision."""
-        from sciml.forecasting.runtime import Runtime, parse_device_spec
+        """The parallel context's device (``cuda:LOCAL_RANK`` under NCCL, else CPU) with the section's precision;
+        a ``runtime.device`` of another kind, or a GPU index on several ranks, is refused (:func:`check_device`)."""
+        from sciml.forecasting.runtime import Runtime
 
-        kind, _ = parse_device_spec(section.device)
-        if kind != "auto" and kind != self.ctx.device.type:
-            raise UsageError(
-                f"runtime.device is {section.device!r} but the parallel run communicates on {self.ctx.device} "
-                f"(backend {self.ctx.backend}); use device auto, or {self.ctx.device.type}"
-            )
+        check_device(section.device, self.ctx)
         return Runtime(self.ctx.device, section.precision, section.checkpointing, section.compile)
 
     def world_group(self) -> CommGroup:

@@ -31,13 +31,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sciml.errors import UsageError
 from sciml.forecasting.infer import InferConfig, InferHooks, run_inference
-from sciml.forecasting.runtime import parse_device_spec, resolve_device
+from sciml.forecasting.runtime import resolve_device
 from sciml.progress import Progress
 
 from .comm import all_max
-from .context import ParallelContext
+from .context import ParallelContext, check_device
 from .layout import Tile
 from .noise import TiledEnsembleNoise
 from .ops import DistributedSphereOps
@@ -100,25 +99,6 @@ class DistributedInferHooks(InferHooks):
             block = piece[..., :h, :w].cpu().numpy().transpose(1, 0, 2, 3, 4)  # [B_r, E_r, C, h, w]
             out[c.batch * b_r : (c.batch + 1) * b_r, c.ensemble * e_r : (c.ensemble + 1) * e_r, :, lat, lon] = block
         return out
-
-
-def check_device(spec: str, ctx: ParallelContext) -> None:
-    """``--device`` must name the kind of device the backend communicates on (``auto`` follows the context).
-
-    The answer is the same on every rank (it depends on the backend and world size only), so all ranks stop
-    together. A GPU index is refused on more than one rank: each rank uses ``cuda:LOCAL_RANK``.
-    """
-    kind, index = parse_device_spec(spec)
-    if kind == "auto":
-        return
-    if kind != ctx.device.type:
-        fix = "--device cuda (each rank uses cuda:LOCAL_RANK)" if ctx.device.type == "cuda" else "--device cpu"
-        raise UsageError(
-            f"--device {spec}, but this parallel run communicates with {ctx.backend} on {ctx.device.type}; use "
-            f"{fix} or auto"
-        )
-    if index is not None and (ctx.world_size > 1 or index != ctx.device.index):
-        raise UsageError(f"--device {spec} in a parallel run: each rank uses cuda:LOCAL_RANK; pass --device cuda")
 
 
 def run_distributed_inference(

@@ -99,12 +99,14 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     }
 
 
-def stage_batches(cfg: TrainConfig, stage: int, ds, hooks: TrainHooks | None = None):
+def stage_batches(
+    cfg: TrainConfig, stage: int, ds, hooks: TrainHooks | None = None, device: torch.device | None = None
+):
     """The batches of stage ``stage`` (:class:`~sciml.forecasting.data.loader.StepBatches`): step ``s`` is
     ``collate`` of this rank's rows (``hooks.batch_rows``) of :func:`batch_indices`, read by
-    ``runtime.loader_workers`` processes with ``runtime.prefetch`` batches each in flight, pinned for CUDA."""
+    ``runtime.loader_workers`` processes with ``runtime.prefetch`` batches each in flight, pinned when the run's
+    ``device`` is a GPU."""
     from sciml.forecasting.data.loader import StepBatches, pins_memory
-    from sciml.forecasting.runtime import resolve_device
 
     sc, rt = cfg.stages[stage], cfg.runtime
     rows = (hooks or TrainHooks()).batch_rows
@@ -112,5 +114,5 @@ def stage_batches(cfg: TrainConfig, stage: int, ds, hooks: TrainHooks | None = N
     def indices(step: int) -> list[int]:
         return rows(batch_indices(cfg.seed, stage, step, sc.batch_size, len(ds)))
 
-    pin = pins_memory(resolve_device(rt.device))
+    pin = device is not None and pins_memory(device)
     return StepBatches(ds, indices, collate, sc.steps, workers=rt.loader_workers, prefetch=rt.prefetch, pin_memory=pin)

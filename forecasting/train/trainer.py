@@ -246,7 +246,8 @@ class Trainer:
         if self.stage is not None and self.stage.batches is not None:
             self.stage.batches.close()  # the previous stage's loader workers
         ds = self.dataset(sc.rollout, "train")
-        self.stage = _Stage(index, sc, ds, opt, sched, noise, loss, data.stage_batches(self.cfg, index, ds, self.hooks))
+        batches = data.stage_batches(self.cfg, index, ds, self.hooks, self.runtime.device)
+        self.stage = _Stage(index, sc, ds, opt, sched, noise, loss, batches)
         LOGGER.info(
             "stage %d/%d %r: %d steps, rollout %d, %d members x batch %d, %s CRPS%s, spectral weight %g, lr %.2e",
             index + 1,
