@@ -568,6 +568,14 @@ def _rollout(
         if hooks.any_true(not bool(torch.isfinite(phys).all())):
             raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
         fields = hooks.gather(phys, cfg.members, n_inits, f.nlat, f.nlon)  # [B, M, C, H, W] on the writer's host
+        error: BaseException | None = None
         if writer is not None:
-            writer.append((k + 1) * lm.step, fields)
+            try:
+                writer.append((k + 1) * lm.step, fields)
+            except BaseException as exc:  # the other ranks must hear of it, not wait for the collective timeout
+                error = exc
+        if hooks.any_true(error is not None):
+            if error is not None:
+                raise error
+            raise SciMLError(f"the writing rank failed at lead {(k + 1) * lm.step} (its log has the reason)")
         progress.update(1)
