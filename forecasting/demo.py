@@ -27,6 +27,7 @@ import pandas as pd
 from sciml.forecasting.eval.bootstrap import format_ratio_rows, ratio_rows
 from sciml.forecasting.eval.expectations import FULL, QUICK, Expectations
 from sciml.forecasting.eval.score import DEFAULT_BASELINES
+from sciml.forecasting.runtime import apply_threads
 from sciml.io import atomic_write_json
 from sciml.progress import default_progress
 
@@ -169,10 +170,7 @@ def run_demo(
     ensure_demo_store(store, spec)
 
     cfg = load_train_config(spec.config, {"data.store": str(store), **(overrides or {})})
-    if cfg.runtime.threads is not None:
-        import torch
-
-        torch.set_num_threads(cfg.runtime.threads)
+    apply_threads(cfg.runtime)
     run_dir = out / "train"
     ckpt = run_dir / CHECKPOINT_NAME
     t0, cpu0 = time.monotonic(), time.process_time()

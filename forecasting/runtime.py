@@ -58,6 +58,14 @@ class RuntimeSection:
             )
 
 
+def apply_threads(section: RuntimeSection) -> None:
+    """Set torch's intra-op threads of this process to ``section.threads`` (``None``: leave torch's default)."""
+    if section.threads is not None:
+        import torch
+
+        torch.set_num_threads(section.threads)
+
+
 def parse_device_spec(spec: str) -> tuple[str, int | None]:
     """``("auto"|"cpu"|"cuda", index or None)`` of a device string; anything else is a usage error."""
     kind, _, index = spec.partition(":")

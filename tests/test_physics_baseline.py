@@ -26,10 +26,10 @@ from sciml.forecasting.data.swe import (
     OutputSynth,
     StateAnalysis,
     _group_seed,
-    _single_thread,
     config_from_attrs,
     seasonal_factor,
     simulate,
+    torch_threads,
 )
 from sciml.forecasting.eval.physics import CHANNELS, PhysicsEnsemble, ReplayIntegrator
 
@@ -44,7 +44,7 @@ def _generator_run(cfg):
     sub = int(round(cfg.step_hours * 3600 / cfg.dt))
     spin = int(round(cfg.spinup_days * 24 / cfg.step_hours))
     rec = []
-    with _single_thread(), torch.no_grad():
+    with torch_threads(1), torch.no_grad():
         gen = torch.Generator().manual_seed(_group_seed(cfg.seed, 0))
         model = BatchedShallowWater(cfg)
         synth = OutputSynth(cfg)

@@ -63,9 +63,9 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
 
     from sciml.errors import EXIT_OK, EXIT_RESUME
+    from sciml.forecasting.runtime import apply_threads
     from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
     from sciml.progress import default_progress
     from sciml.runinfo import RunInfo
@@ -77,8 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = None
     if args.resume is not None:
         resume = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
-    if cfg.runtime.threads is not None:
-        torch.set_num_threads(cfg.runtime.threads)
+    apply_threads(cfg.runtime)
     from sciml.forecasting.cli.parallel import parallel_config, parallel_context
 
     progress = default_progress(getattr(args, "quiet", False))

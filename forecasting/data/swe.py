@@ -124,10 +124,12 @@ PRESETS = {
 
 
 @contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread while simulating: bitwise reproducibility must not depend on the core count."""
+def torch_threads(n: int | None) -> Iterator[None]:
+    """``n`` torch intra-op threads inside the block (``None``: unchanged), the previous count restored after.
+    Simulation runs at one thread: bitwise reproducibility must not depend on the core count."""
     old = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n is not None:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -423,7 +425,7 @@ def _simulate_group(cfg: SWEConfig, group: int, members: list[int], tick=None) -
     b = len(members)
     out = np.empty((b, nper, 4, cfg.nlat, cfg.nlon), dtype=np.float32)
     mass = np.empty((b, nper))
-    with _single_thread(), torch.no_grad():
+    with torch_threads(1), torch.no_grad():
         gen = torch.Generator().manual_seed(_group_seed(cfg.seed, group))
         model = BatchedShallowWater(cfg)
         synth = OutputSynth(cfg)

@@ -27,8 +27,7 @@ core per trajectory and internal step at the built-in T32: 168 CPU s for the ful
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,6 +44,7 @@ from sciml.forecasting.data.swe import (
     SWEConfig,
     config_from_attrs,
     seasonal_factor,
+    torch_threads,
 )
 
 #: Channels the generator writes, in :class:`~sciml.forecasting.data.swe.OutputSynth`'s order.
@@ -111,17 +111,6 @@ class ReplayIntegrator(Integrator):
         return new.view(self.forcing.shape)
 
 
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 class PhysicsEnsemble:
     """Perfect-model ensemble and deterministic unforced run from the initial times ``inits`` of a synth store.
 
@@ -169,7 +158,7 @@ class PhysicsEnsemble:
         self.substeps = int(round(cfg.step_hours * 3600 / cfg.dt))
         self.lead = pd.Timedelta(0)
         zuv = np.stack([truth[c].sel(time=self.inits).values for c in STATE_CHANNELS], axis=1)
-        with _threads(threads), torch.no_grad():
+        with torch_threads(threads), torch.no_grad():
             self.model = BatchedShallowWater(cfg)
             self.synth = OutputSynth(cfg)
             s0 = StateAnalysis(cfg)(self.model, torch.from_numpy(zuv.astype(np.float64)))
@@ -197,7 +186,7 @@ class PhysicsEnsemble:
                 f"the physics baseline advances in steps of {self.step} from {self.lead}; cannot reach lead {lead}"
             )
         m1 = self.members + 1
-        with _threads(self.threads), torch.no_grad():
+        with torch_threads(self.threads), torch.no_grad():
             for _ in range(int(round(n))):
                 mid = self.inits + self.lead + self.step / 2
                 seasonal = torch.tensor([seasonal_factor(t) for t in mid], dtype=torch.float64)
