@@ -232,3 +232,20 @@ def test_nan_in_a_sample_is_refused_naming_channel_and_time(tmp_path):
     assert str(info.value).startswith(f"{tmp_path / 'nan.zarr'}: NaN/inf in channel(s) t850 (1 values) at ['{when}']")
     assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
     batches.close()
+
+
+def _read_threads(samples):
+    """collate that reports the read-pool size of the process it runs in (a loader worker)."""
+    return torch.tensor([torch.utils.data.get_worker_info().dataset.threads])
+
+
+def test_loader_workers_share_the_cpus_for_reading(store, monkeypatch):
+    """Each of W loader workers reads with at most CPUs // W threads (never fewer than 1), not CPUs each."""
+    from sciml.forecasting.data import dataset as dataset_module
+
+    ds = ForecastDataset(_cfg(store), 1, threads=8)
+    for cpus, expected in ((6, 3), (3, 1), (1, 1)):
+        monkeypatch.setattr(dataset_module, "_usable_cpus", lambda n=cpus: n)  # inherited by the forked workers
+        got = {int(b) for b in batch_loader(ds, lambda step: [step], _read_threads, 0, 4, workers=2)}
+        assert got == {expected}, cpus
+    assert ds.threads == 8  # the training process's own dataset is untouched

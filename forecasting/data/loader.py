@@ -10,7 +10,8 @@ loader is a :class:`torch.utils.data.DataLoader` whose batch sampler walks that 
   ``non_blocking=True`` while the GPU still works on the previous step;
 * batches come out in step order whatever the number of workers (a ``DataLoader`` returns them in sampler order),
   and :class:`StepBatches` restarts the sampler at the step asked for when it is not the next one (a resumed run,
-  a new stage), so a resumed run sees exactly the batches of an uninterrupted one.
+  a new stage), so a resumed run sees exactly the batches of an uninterrupted one;
+* the workers share the CPUs for reading: each reads its channels with at most ``CPUs // workers`` threads.
 
 The loader never draws from torch's global random generator (it gets its own), so turning workers on or off leaves
 the run's random streams, and therefore its losses, unchanged.
@@ -65,7 +66,9 @@ def batch_loader(
     pin_memory
         Return batches in page-locked memory (for non-blocking copies to a CUDA device).
     """
-    extra: dict[str, Any] = {"prefetch_factor": prefetch} if workers > 0 else {}
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"prefetch_factor": prefetch, "worker_init_fn": _ShareReadThreads(workers)}
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=StepOrder(indices, start, stop),
@@ -76,6 +79,26 @@ def batch_loader(
         generator=torch.Generator().manual_seed(0),
         **extra,
     )
+
+
+class _ShareReadThreads:
+    """``worker_init_fn``: each of ``workers`` loader processes reads with at most ``CPUs // workers`` threads.
+
+    A dataset with a ``threads`` attribute (:class:`~.dataset.ForecastDataset`) sizes its read pool for the whole
+    process's CPUs; ``workers`` copies of it would run ``workers`` times that many decoding threads on the same
+    CPUs. A picklable class, not a closure, so it reaches spawned workers too.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def __call__(self, worker_id: int) -> None:
+        from .dataset import _usable_cpus
+
+        info = torch.utils.data.get_worker_info()
+        ds = info.dataset if info is not None else None
+        if ds is not None and isinstance(getattr(ds, "threads", None), int):
+            ds.threads = max(1, min(ds.threads, _usable_cpus() // self.workers))
 
 
 class StepBatches:
