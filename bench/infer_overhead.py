@@ -112,13 +112,14 @@ def model_only(ckpt: Path, members: int, steps: int, device, precision: str) -> 
     x0 = torch.randn(members, 1, mc.n_channels, mc.nlat, mc.nlon, generator=g).to(device)
     aux = torch.randn(1, mc.n_aux, mc.nlat, mc.nlon, generator=g).to(device)
     z = torch.randn(members, 1, mc.n_noise, mc.nlat, mc.nlon, generator=g).to(device)
+    two_step = mc.input_steps == 2  # a two-step model also takes each member's previous state
 
     @torch.no_grad()
     def run() -> None:
-        state = x0
+        state, prev = x0, (x0 if two_step else None)
         for _ in range(steps):
             with rt.autocast():
-                state = ensemble_step(model, state, aux, z).float()
+                state, prev = ensemble_step(model, state, aux, z, prev).float(), (state if two_step else None)
 
     return run
 

@@ -110,11 +110,24 @@ def ensure_demo_store(store: Path, spec: DemoSpec) -> None:
     print(f"[1/5] data: wrote {store} ({ds.sizes['time']} steps, {time.monotonic() - t0:.0f} s)")
 
 
-def demo_inits(times: pd.DatetimeIndex, valid_start: str, spec: DemoSpec, lead: pd.Timedelta) -> list[pd.Timestamp]:
+def demo_inits(
+    times: pd.DatetimeIndex,
+    valid_start: str,
+    spec: DemoSpec,
+    lead: pd.Timedelta,
+    input_steps: int = 1,
+    step: pd.Timedelta | None = None,
+) -> list[pd.Timestamp]:
     """Every ``spec.init_every``-th 00 UTC of the held-out period (from ``valid_start``) that leaves room for
-    ``lead``, at most ``spec.n_inits`` of them."""
+    ``lead``, at most ``spec.n_inits`` of them. A model with ``input_steps`` m > 1 also needs the m-1 states
+    ``step`` (default 6 h) apart before each initial time in the held-out period: initial times without them are
+    skipped (the first held-out day); the others are the one-step model's, with one more at the end where there
+    is room."""
     held = times[times >= pd.Timestamp(valid_start)]
     inits = [t for t in held if t.hour == 0 and t + lead <= held[-1]][:: spec.init_every]
+    have = set(held.as_unit("ns").asi8)
+    step = pd.Timedelta(hours=6) if step is None else step
+    inits = [t for t in inits if all((t - j * step).as_unit("ns").value in have for j in range(1, input_steps))]
     return inits[: spec.n_inits]
 
 
@@ -188,7 +201,9 @@ def run_demo(
 
     lead = pd.Timedelta(days=5)
     with open_canonical(store) as ds:
-        inits = demo_inits(pd.DatetimeIndex(ds["time"].values), cfg.data.valid_start, spec, lead)
+        step = pd.Timedelta(hours=cfg.data.step_hours)
+        times = pd.DatetimeIndex(ds["time"].values)
+        inits = demo_inits(times, cfg.data.valid_start, spec, lead, trainer.mc.input_steps, step)
     fc_path = out / "forecast.zarr"
     t0, cpu0 = time.monotonic(), time.process_time()
     members = members or spec.members

@@ -8,7 +8,10 @@ For every initial time :math:`t_0` and member :math:`e`,
     z^e_{k+1} = \varphi z^e_k + \sqrt{1-\varphi^2}\,\xi^e_k,
 
 with the AR(1) diffusion noise of the training run (stationary first draw, then AR updates, one seeded stream per
-member, optionally antithetic pairs). Members and initial times are folded into one batch per model call.
+member, optionally antithetic pairs). Members and initial times are folded into one batch per model call. A
+two-step model (``input_steps: 2``) also sees each member's previous state,
+:math:`\hat u^e_{k+1} = F_\theta(\hat u^e_k, (\hat u^e_k - \hat u^e_{k-1})\,s, a, z^e_k)`, starting from
+:math:`\hat u^e_{-1} = u(t_0 - \Delta)`, which the store must hold at every initial time.
 
 Output layout (WeatherBench 2 forecast convention): one float32 variable per channel (denormalised, with
 ``units``/``long_name``), dims ``(time, prediction_timedelta, realization, lat, lon)``; ``time`` is the
@@ -377,6 +380,28 @@ def lead_sink(writer: Any, overlap: bool) -> Iterator[Any]:
     bg.finish()
 
 
+def previous_indices(ds: xr.Dataset, idx: list[int], step: pd.Timedelta, where: str) -> list[int]:
+    """Store time indices of the states one model step before the initial times ``idx`` (a two-step model's
+    previous state): each must be in the store, in the same trajectory segment, else one line naming the time."""
+    from sciml.forecasting.data.contract import segments
+
+    times = pd.DatetimeIndex(ds["time"].values)
+    pos = {t: i for i, t in enumerate(times.as_unit("ns").asi8)}
+    seg = segments(ds)
+    out = []
+    for i in idx:
+        j = pos.get((times[i] - step).as_unit("ns").value)
+        if j is None or seg[j] != seg[i]:
+            why = "is not in" if j is None else "is in another trajectory segment of"
+            raise UsageError(
+                f"init time {times[i]}: the model has input_steps 2 and needs the state one step earlier, "
+                f"{times[i] - step}, which {why} {where}; pick an init time at least {step} after the start of its "
+                "trajectory, with no missing step before it"
+            )
+        out.append(j)
+    return out
+
+
 def _template(lm: LoadedModel, ds: xr.Dataset, init_times: pd.DatetimeIndex, members: int, attrs: dict) -> xr.Dataset:
     channels = list(lm.facts.channels)
     t = xr.Dataset(
@@ -405,6 +430,7 @@ class _Initial:
     lat: np.ndarray  # this process's latitudes and longitudes (degrees)
     lon: np.ndarray
     template: xr.Dataset  # the forecast store's layout
+    prev: np.ndarray | None = None  # [B_r, C, h, w] one step before x0 (a two-step model), physical units
 
 
 def _refuse_nonfinite(x0: np.ndarray, channels: tuple[str, ...], times: pd.DatetimeIndex, store: Path, hooks) -> None:
@@ -465,6 +491,11 @@ def _read_initial(cfg: InferConfig, lm: LoadedModel, store: Path, hooks: InferHo
         rows, (ls, xs) = hooks.rows(len(idx)), hooks.tile(f.nlat, f.nlon).slices
         x0 = np.stack([ds[c].isel(time=idx[rows], lat=ls, lon=xs).values for c in f.channels], axis=1)  # [B, C, H, W]
         _refuse_nonfinite(x0, f.channels, init_times[rows], store, hooks)
+        prev = None
+        if lm.model_config.input_steps == 2:
+            before = previous_indices(ds, idx, lm.step, str(store))[rows]
+            prev = np.stack([ds[c].isel(time=before, lat=ls, lon=xs).values for c in f.channels], axis=1)
+            _refuse_nonfinite(prev, f.channels, pd.DatetimeIndex(ds["time"].values)[before], store, hooks)
         static = torch.zeros(x0.shape[0], 0, *x0.shape[-2:])
         if f.static:
             static = _normalised_static(lm, ds, ls, xs, x0.shape[0])
@@ -472,7 +503,7 @@ def _read_initial(cfg: InferConfig, lm: LoadedModel, store: Path, hooks: InferHo
     finally:
         ds.close()
     lat, lon = template["lat"].values[ls], template["lon"].values[xs]
-    return _Initial(x0, static, init_times, rows, lat, lon, template)
+    return _Initial(x0, static, init_times, rows, lat, lon, template, prev)
 
 
 @torch.no_grad()
@@ -545,9 +576,14 @@ def _rollout(
     n_inits = len(init.init_times)
     features = resolve_features(f.features)
     mean, std = lm.mean.to(device), lm.std.to(device)  # float64: denormalised as on the CPU
-    state = ((torch.as_tensor(init.x0, dtype=torch.float64).to(device) - mean) / std).float()
     e_local = len(hooks.member_indices(cfg.members))
-    state = state.unsqueeze(0).expand(e_local, *state.shape).contiguous()  # [M, B, C, H, W]
+
+    def members(x: np.ndarray) -> torch.Tensor:  # normalised, one copy per member: [M, B, C, H, W]
+        x_n = ((torch.as_tensor(x, dtype=torch.float64).to(device) - mean) / std).float()
+        return x_n.unsqueeze(0).expand(e_local, *x_n.shape).contiguous()
+
+    state = members(init.x0)
+    prev = None if init.prev is None else members(init.prev)  # a two-step model's previous state per member
     process = lm.noise()
     if process is not None:
         process.to(device)  # spectra and inverse SHT on the device; the generators stay on the CPU
@@ -562,8 +598,10 @@ def _rollout(
             z = noise.step(z)
         zg = noise.to_grid(z) if noise is not None and z is not None else None
         with runtime.autocast():
-            state = ensemble_step(lm.model, state, aux, zg)
-        state = state.float()  # bf16 autocast returns bfloat16; the carried state stays float32
+            new = ensemble_step(lm.model, state, aux, zg, prev)
+        if prev is not None:
+            prev = state
+        state = new.float()  # bf16 autocast returns bfloat16; the carried state stays float32
         phys = (state.double() * std + mean).float()  # [M, B, C, H, W]
         if hooks.any_true(not bool(torch.isfinite(phys).all())):
             raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")

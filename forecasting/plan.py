@@ -77,12 +77,13 @@ def saved_activation_bytes(
     x = torch.randn(1, 1, cfg.n_channels, cfg.nlat, cfg.nlon, generator=g)
     aux = torch.randn(1, cfg.n_aux, cfg.nlat, cfg.nlon, generator=g) if cfg.n_aux else None
     z = torch.randn(1, 1, cfg.n_noise, cfg.nlat, cfg.nlon, generator=g) if cfg.n_noise else None
+    prev = torch.randn(x.shape, generator=g) if cfg.input_steps == 2 else None  # a two-step model's previous state
     try:
         with (
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"),
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
         ):
-            out = ensemble_step(model, x, aux, z)
+            out = ensemble_step(model, x, aux, z, prev)
     finally:
         for h in hooks:
             h.remove()

@@ -249,3 +249,60 @@ def test_loader_workers_share_the_cpus_for_reading(store, monkeypatch):
         got = {int(b) for b in batch_loader(ds, lambda step: [step], _read_threads, 0, 4, workers=2)}
         assert got == {expected}, cpus
     assert ds.threads == 8  # the training process's own dataset is untouched
+
+
+def _independent_windows(store, steps: int, history: int, start=None, end=None) -> list[list[int]]:
+    """Window time indices from the store's time axis and segments alone: every run of history + steps
+    consecutive 6-hourly times in one segment inside [start, end], listed by initial time."""
+    import xarray as xr
+
+    raw = xr.open_zarr(store, consolidated=False)
+    times, seg = pd.DatetimeIndex(raw["time"].values), raw["segment"].values
+    lo, hi = pd.Timestamp(start or times[0]), pd.Timestamp(end or times[-1])
+    n = history + steps
+    out = []
+    for i in range(len(times) - n + 1):
+        run = list(range(i, i + n))
+        same = (seg[run] == seg[i]).all()
+        regular = (np.diff(times[run].asi8) == 6 * 3600 * 10**9).all()
+        if same and regular and times[i] >= lo and times[i + n - 1] <= hi:
+            out.append(run)
+    return out
+
+
+@pytest.mark.parametrize("start", [None, "2001-01-01T12"])
+def test_history_windows_hold_the_previous_state_and_history_1_is_unchanged(store, start):
+    """``history=2``: ``previous`` is the store's state 6 h before the input (xarray read, float32 (x - mean)/std,
+    bit for bit), a window never reaches before ``start`` or across a segment, one window per segment less;
+    ``history=1`` gives the windows of the independent enumeration and no ``previous``."""
+    import xarray as xr
+
+    one = ForecastDataset(_cfg(store), 2, start=start)
+    two = ForecastDataset(_cfg(store), 2, start=start, history=2)
+    ref1, ref2 = _independent_windows(store, 2, 1, start), _independent_windows(store, 2, 2, start)
+    assert [w[0] for w in ref1] == list(one._meta.starts) and one._meta.window.tolist() == ref1
+    assert [w[1] for w in ref2] == list(two._meta.starts) and two._meta.window.tolist() == ref2
+    assert len(two) == len(one) - 2  # one window less in each of the two trajectories (after start, too)
+    assert "previous" not in one[0]
+    raw = xr.open_zarr(store, consolidated=False)
+    times = raw["time"].values
+    st = NormStats.load(stats_path(store))
+    mean = st.mean[st.index(two.channels)].astype(np.float32)[:, None, None]
+    std = st.std[st.index(two.channels)].astype(np.float32)[:, None, None]
+    for i in (0, len(two) // 2, len(two) - 1):
+        s = two[i]
+        t0 = s["time"].numpy()[0].astype("datetime64[ns]")
+        j = int(np.searchsorted(times, t0 - np.timedelta64(6, "h")))
+        assert times[j] == t0 - np.timedelta64(6, "h")
+        ref = (np.stack([raw[c].values[j] for c in two.channels]) - mean) / std
+        assert s["previous"].shape == (1, 4, 33, 64)
+        assert torch.equal(s["previous"][0], torch.from_numpy(ref)), i
+        # input, targets, features and times are those of the one-step sample at the same initial time
+        k = list(one._meta.starts).index(two._meta.starts[i])
+        for key in ("input", "target", "features", "time"):
+            assert torch.equal(s[key], one[k][key]), key
+    from sciml.forecasting.train.data import collate
+
+    batch = collate([two[0], two[1]])
+    assert torch.equal(batch["previous"][1], two[1]["previous"])
+    assert "previous" not in collate([one[0], one[1]])

@@ -142,3 +142,24 @@ def test_quick_demo_prints_expectations_and_closing_lines(tmp_path, capsys):
     assert out[-2] == f"plots: {tmp_path / 'demo' / 'plots'}/ (skill.png, spectra.png, rank_histograms.png, maps.png)"
     assert out[-1] == QUICK_DEMO.next_step
     assert (tmp_path / "demo" / "plots" / "spectra.png").exists()
+
+
+def test_demo_inits_skip_initial_times_without_the_earlier_held_out_states():
+    """One-step: every 7th held-out 00 UTC that leaves 5 days, the first 48 (listed by hand from the dates); a
+    two-step model skips the first held-out day (its previous state, 6 h earlier, is before valid_start) and
+    keeps the one-step dates otherwise, with the next weekly date at the end."""
+    import pandas as pd
+
+    from sciml.forecasting.demo import demo_inits
+
+    times = pd.date_range("2003-01-01", "2004-12-31T18", freq="6h")
+    lead = pd.Timedelta(days=5)
+    one = demo_inits(times, "2004-01-01T00", FULL_DEMO, lead)
+    weekly = [pd.Timestamp("2004-01-01") + pd.Timedelta(days=7 * k) for k in range(49)]
+    assert FULL_DEMO.init_every == 7 and FULL_DEMO.n_inits == 48
+    assert one == weekly[:48]
+    assert demo_inits(times, "2004-01-01T00", FULL_DEMO, lead, 1, pd.Timedelta(hours=6)) == one
+    two = demo_inits(times, "2004-01-01T00", FULL_DEMO, lead, 2, pd.Timedelta(hours=6))
+    assert two == weekly[1:49]
+    # a held-out period starting at 18 UTC holds the previous state of its first 00 UTC
+    assert demo_inits(times, "2003-12-31T18", FULL_DEMO, lead, 2, pd.Timedelta(hours=6)) == one

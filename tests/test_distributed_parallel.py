@@ -725,16 +725,18 @@ def _tiled_training(cfg, out: str, layout: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "tag, layout, batch",
-    [("h2e2", dict(h=2, ensemble=2), 1), ("w2b2", dict(w=2), 2)],
+    "tag, layout, batch, input_steps",
+    [("h2e2", dict(h=2, ensemble=2), 1, 1), ("w2b2", dict(w=2), 2, 1), ("h2b2-two-step", dict(h=2), 2, 2)],
 )
-def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch):
+def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch, input_steps):
     """TiledTrainer on 4 ranks (2 lat x 2 ensemble; 2 lon x 2 batch) = serial Trainer: losses, weights, validation.
 
     8 steps of the ``tiny`` curriculum (6 standard-CRPS steps with 4 members, 2 antithetic 4-member fair-CRPS steps
-    with rollout 2), validation (fair CRPS, ensemble-mean RMSE, SSR over 2 windows, 2 members) every 4 steps.
+    with rollout 2), validation (fair CRPS, ensemble-mean RMSE, SSR over 2 windows, 2 members) every 4 steps. The
+    two-step model (2 lat x 2 batch) also reads each window's previous state on its tile and rows.
     """
     over = {
+        "model.overrides.input_steps": input_steps,
         "data.store": str(store),
         "data.train_end": "2001-01-02T06:00",
         "data.valid_start": "2001-01-02T00:00",
@@ -752,6 +754,7 @@ def test_tiled_trainer_matches_serial(store, tmp_path, tag, layout, batch):
     ref = load_checkpoint(tmp_path / "serial" / "checkpoint.pt")
     worst = max(float((got["model"][k] - v).abs().max()) for k, v in ref["model"].items())
     assert worst <= 1e-5, worst
+    assert ("tendency_scale" in ref["model"]) == (input_steps == 2)
     for kind in ("train", "valid"):
         a, b = got["metrics"][kind], ref["metrics"][kind]
         assert len(a) == len(b) > 0

@@ -92,6 +92,85 @@ def test_first_step_matches_a_hand_rollout(setup):
     np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
 
 
+@pytest.fixture(scope="module")
+def two_step(setup):
+    """A tiny model with ``input_steps: 2`` trained for a few steps on the module's store."""
+    from sciml.forecasting.train import Trainer, load_train_config
+
+    over = {"stages.0.steps": 3, "stages.1.steps": 1, "validation.every": 100, "model.overrides.input_steps": 2}
+    cfg = load_train_config("tiny", {"data.store": str(setup["store"]), **over})
+    Trainer(cfg, setup["root"] / "run2").run()
+    return setup["root"] / "run2" / "checkpoint.pt"
+
+
+def test_two_step_forecast_equals_a_hand_rollout_with_the_previous_state(setup, two_step, tmp_path):
+    """Every lead of a two-step model's forecast against ensemble_step called by hand, from states read with xarray
+    (the initial time and 6 h before it), each member's previous state carried; the previous state matters."""
+    from sciml.forecasting.data import NormStats, resolve_features, stats_path
+    from sciml.forecasting.infer import LoadedModel
+    from sciml.forecasting.models import ensemble_step
+    from sciml.forecasting.noise import EnsembleNoise
+
+    inits, members, steps = INITS[:2], 3, 3
+    fc_path = tmp_path / "fc2.zarr"
+    run_inference(InferConfig(checkpoint=two_step, inits=inits, lead="18h", members=members, out=fc_path, seed=5))
+    lm = LoadedModel(two_step)
+    assert lm.model_config.input_steps == 2 and lm.model.tendency_scale.min() > 1.5
+    chans = list(lm.facts.channels)
+    truth = xr.open_zarr(setup["store"], consolidated=False)
+    st = NormStats.load(stats_path(setup["store"]))
+    mean, std = st.mean[st.index(chans)][:, None, None], st.std[st.index(chans)][:, None, None]
+    t0 = pd.DatetimeIndex([pd.Timestamp(t + ":00") for t in inits])
+
+    def state_at(times: pd.DatetimeIndex) -> torch.Tensor:  # [M, B, C, H, W], normalised
+        x = np.stack([np.stack([truth[c].sel(time=t).values for c in chans]) for t in times]).astype(np.float64)
+        return torch.as_tensor((x - mean) / std, dtype=torch.float32).expand(members, -1, -1, -1, -1)
+
+    state, prev = state_at(t0), state_at(t0 - pd.Timedelta(hours=6))
+    noise = EnsembleNoise(lm.noise(), members, 5)
+    z = noise.initial(len(inits))
+    lat, lon = truth["lat"].values, truth["lon"].values
+    expect = []
+    with torch.no_grad():
+        for k in range(steps):
+            aux = torch.cat(
+                [torch.as_tensor(f((t0 + k * lm.step).values, lat, lon)) for f in resolve_features(lm.facts.features)],
+                dim=1,
+            )
+            if k:
+                z = noise.step(z)
+            if k == 0:  # the previous state is an input: persistence instead of it changes the forecast
+                other = ensemble_step(lm.model, state, aux, noise.to_grid(z), state)
+            state, prev = ensemble_step(lm.model, state, aux, noise.to_grid(z), prev), state
+            expect.append(state.double().numpy() * std + mean)
+            if k == 0:
+                assert (other - state).abs().max() > 1e-3
+    fc = xr.open_zarr(fc_path, consolidated=False)
+    got = np.stack([fc[c].values for c in chans], axis=3)  # [B, K, M, C, H, W]
+    want = np.stack(expect).transpose(2, 0, 1, 3, 4, 5)  # [K, M, B, ...] -> [B, K, M, ...]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_two_step_init_without_the_previous_state_is_refused(setup, two_step, tmp_path, capsys):
+    """An init at the store's first time, or at the first time of a trajectory (the step before is another
+    trajectory's), is refused with one line naming it and the fix, exit 2; one-step models accept both."""
+    from sciml.cli import main
+
+    truth = xr.open_zarr(setup["store"], consolidated=False)
+    first = pd.Timestamp(truth["time"].values[0])
+    seg = truth["segment"].values
+    second = pd.Timestamp(truth["time"].values[int(np.argmax(seg != seg[0]))])
+    capsys.readouterr()
+    base = ["forecast", "infer", "--checkpoint", str(two_step), "--lead", "6h", "--members", "2"]
+    for t, why in ((first, "is not in"), (second, "another trajectory segment")):
+        argv = [*base, "--init", t.isoformat(), "--out", str(tmp_path / "x.zarr")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"init time {t}" in err[0] and why in err[0] and "input_steps 2" in err[0], err
+    one = ["forecast", "infer", "--checkpoint", str(setup["ckpt"]), "--lead", "6h", "--members", "2"]
+    assert main([*one, "--init", first.isoformat(), "--init", second.isoformat(), "--out", str(tmp_path / "y")]) == 0
+
+
 def test_inference_streams_one_lead_at_a_time(setup, tmp_path):
     seen = []
 

@@ -286,3 +286,72 @@ def test_atmospheric_channels_are_encoded_level_by_level(overrides: dict) -> Non
         for k in range(nl):
             idx = [s + v * nl + k for v in range(cfg.n_atmo_vars)]
             torch.testing.assert_close(out[:, idx], model.atmo_decoder(feats[:, k * e : (k + 1) * e]))
+
+
+def test_two_step_model_sees_the_scaled_tendency_and_nothing_more() -> None:
+    """``input_steps=2``: the aux encoder's extra inputs are (x - prev) * s. With their weights zeroed the model is
+    the one-step model with the same other weights; the output depends on prev only through (x - prev) * s."""
+    one, two = preset("tiny"), preset("tiny", input_steps=2)
+    torch.manual_seed(0)
+    m2 = FCN3(two).eval()
+    assert count_parameters(m2) == expected_parameter_count(two) > expected_parameter_count(one)
+    assert two.n_aux_in == one.n_aux_in + one.n_channels
+    x, aux, z = _inputs(two)
+    prev = x + 0.3 * torch.randn_like(x)
+    s = torch.linspace(0.5, 2.0, two.n_channels)
+    with torch.no_grad():
+        m2.tendency_scale.copy_(s)
+        y = m2(x, aux, z, prev)
+        y_other = m2(x, aux, z, prev + 0.1)
+        # halving the scale while doubling x - prev leaves the input, hence the output, unchanged
+        m2.tendency_scale.copy_(s / 2)
+        y_half = m2(x, aux, z, 2 * prev - x)
+        # with prev = x the tendency is zero whatever the scale
+        zero_a = m2(x, aux, z, x)
+        m2.tendency_scale.copy_(3 * s)
+        zero_b = m2(x, aux, z, x)
+    assert (y - y_other).abs().max() > 1e-3  # prev matters
+    torch.testing.assert_close(y_half, y, rtol=0, atol=2e-5)
+    torch.testing.assert_close(zero_a, zero_b, rtol=0, atol=0)
+    assert (zero_a - y).abs().max() > 1e-3
+    # the tendency columns (the last n_channels inputs of the aux encoder) zeroed: the one-step model
+    sd = m2.state_dict()
+    m1 = FCN3(one).eval()
+    w1 = {k: v for k, v in sd.items() if k != "tendency_scale"}
+    shapes = {k: v.shape for k, v in m1.state_dict().items()}
+    assert set(shapes) == set(w1)
+    for k, v in w1.items():
+        if shapes[k] != v.shape:  # the aux encoder's weight: [out, in, basis] with groups = 1
+            assert k.startswith("aux_encoder") and v.shape[1] == one.n_aux_in + one.n_channels
+            sd[k] = v.clone()
+            sd[k][:, one.n_aux_in :] = 0
+            w1[k] = v[:, : one.n_aux_in]
+    m1.load_state_dict(w1)
+    m2.load_state_dict(sd)
+    with torch.no_grad():
+        torch.testing.assert_close(m2(x, aux, z, prev), m1(x, aux, z), rtol=0, atol=1e-6)
+
+
+def test_two_step_misuse_and_state_dict() -> None:
+    torch.manual_seed(0)
+    m1, m2 = FCN3(preset("tiny")), FCN3(preset("tiny", input_steps=2))
+    x, aux, z = _inputs(m1.config)
+    with pytest.raises(UsageError, match="prev is required"):
+        m2(x, aux, z)
+    with pytest.raises(UsageError, match="input_steps=1"):
+        m1(x, aux, z, x)
+    with pytest.raises(UsageError, match="prev has shape"):
+        m2(x, aux, z, x[:1])
+    with pytest.raises(UsageError, match="prev has shape"):
+        ensemble_step(m2, x.unsqueeze(0), aux, z.unsqueeze(0), x)
+    for bad in (0, 3):
+        with pytest.raises(UsageError, match="input_steps must be 1"):
+            preset("tiny", input_steps=bad)
+    # one-step models keep their state_dict keys (old checkpoints load); the scale is saved with two-step weights
+    assert "tendency_scale" not in m1.state_dict()
+    assert set(m2.state_dict()) == set(m1.state_dict()) | {"tendency_scale"}
+    # ensemble_step folds each member's prev with its state
+    ens, prev = x.unsqueeze(0).expand(2, *x.shape), torch.stack([x, x - 1.0])
+    with torch.no_grad():
+        out = ensemble_step(m2, ens, aux, z.unsqueeze(0).expand(2, *z.shape), prev)
+        torch.testing.assert_close(out[1], m2(x, aux, z, x - 1.0), rtol=0, atol=1e-6)

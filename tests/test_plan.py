@@ -96,3 +96,11 @@ def test_plan_command_json():
     assert none["recommended"] is not None and len(none["layouts"]) >= 2
     bad = subprocess.run([*cmd, "--gpu-memory", "lots"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "80GB" in bad.stderr
+
+
+def test_activation_measure_runs_a_two_step_model():
+    """A two-step model takes the previous state too; its measured activations exceed the one-step model's (the
+    tendency and the wider aux encoder input are kept for the backward pass)."""
+    one = saved_activation_bytes(preset("tiny"))
+    two = saved_activation_bytes(preset("tiny", input_steps=2))
+    assert one < two < 1.5 * one

@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -211,6 +212,55 @@ def test_resume_continues_the_exact_loss_trajectory(store, tmp_path, degrees):
         torch.testing.assert_close(resumed.degree_weights, ref.degree_weights, rtol=0, atol=0)
         spectral = resumed.stage.loss.losses[1]
         torch.testing.assert_close(spectral.degree_weights, ref.degree_weights)
+
+
+def test_two_step_model_trains_sees_the_previous_state_and_resumes_exactly(store, tmp_path):
+    """``model.overrides.input_steps: 2``: the tendency scale is sigma / sigma_dt of the statistics file (read with
+    xarray), batches carry the state one step before the input, the loss depends on it, validation CRPS falls,
+    and a run killed mid-stage resumes with the uninterrupted run's losses."""
+    import numpy as np
+    import xarray as xr
+
+    from sciml.forecasting.data import stats_path
+
+    over = {"model.overrides.input_steps": 2, "checkpoint_every": 3, "validation.every": 10}
+    cfg = tiny_config(store, **over, **{"stages.0.steps": 12, "stages.1.steps": 4})
+    ref = Trainer(cfg, tmp_path / "ref")
+    assert ref.mc.input_steps == 2
+    with xr.open_dataset(stats_path(store), engine="h5netcdf") as st:
+        sub = st.sel(channel=list(ref.facts.channels))
+        want = (sub["std"] / sub["diff_std"]).values
+    assert np.all(want > 1.5)  # a 6 h tendency is smaller than the state's spread: the scale is not a no-op
+    torch.testing.assert_close(ref.model.tendency_scale, torch.as_tensor(want, dtype=torch.float32))
+    # a batch's previous state is the store's state one step (6 h) before the input
+    st0 = ref._enter_stage(0)
+    batch = ref.batch(st0, 0)
+    assert batch["previous"].shape == (batch["input"].shape[0], 1, *batch["input"].shape[1:])
+    ds = ref.dataset(1, "train")
+    times = ds.sample_times()
+    assert times[0] == ds._meta.times[0] + pd.Timedelta(hours=6)  # the first time has no previous state
+    gens = [g.get_state() for g in st0.noise.generators]
+    losses = []
+    for prev in (batch["previous"], batch["input"][:, None]):  # the same noise draws for both
+        for g, state in zip(st0.noise.generators, gens, strict=True):
+            g.set_state(state)
+        with torch.no_grad():
+            args = (batch["input"], batch["aux"], 1, st0.noise, batch["target"], st0.loss, prev)
+            losses.append(float(ref.forward_rollout(*args)))
+    assert abs(losses[0] - losses[1]) > 1e-4 * abs(losses[0]), losses
+    st0.batches.close()
+    ref.stage = None  # run() enters stage 0 afresh (its own noise streams)
+    before = ref.validate()["val_crps"]
+    assert ref.run() == "done"
+    assert ref.log.valid[-1]["val_crps"] < 0.97 * before
+    losses = [r["loss"] for r in ref.log.train]
+    assert len(losses) == cfg.total_steps and all(math.isfinite(x) for x in losses)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "run", hooks=_KillAt(5)).run()  # dies in step 5; last checkpoint at step 3
+    resumed = Trainer(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+    assert resumed.step == 3 and "tendency_scale" in load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    resumed.run()
+    assert [r["loss"] for r in resumed.log.train] == pytest.approx(losses, rel=1e-6, abs=0)
 
 
 def test_loader_workers_give_the_losses_of_the_in_process_loader(store, tmp_path):

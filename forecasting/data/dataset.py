@@ -7,11 +7,14 @@ Sample ``i`` starts at an initial time :math:`t_i` and holds
 * ``static``  ``[S, h, w]``: static fields (orography, land-sea mask), normalised by their area mean/std,
 * ``features`` ``[k+1, F, h, w]``: time features (cosine of the solar zenith angle, day-of-year encodings) at
   :math:`t_i, \dots, t_i + k\Delta`, so an autoregressive rollout has them for every step,
-* ``time`` ``[k+1]`` int64 nanoseconds since 1970, ``index`` the sample index.
+* ``time`` ``[k+1]`` int64 nanoseconds since 1970, ``index`` the sample index,
+* ``previous`` ``[m-1, C, h, w]`` (only with ``history`` :math:`m > 1`, for a model that also sees earlier
+  states): the same at :math:`t_i - (m-1)\Delta, \dots, t_i - \Delta`.
 
-A window never crosses a missing time step or a trajectory boundary (``segment``), and all its times lie in
-``[start, end]``. Only the tile's rows and columns are read from the zarr store (chunks are one time step and at
-most 181x360 points, :mod:`.store`), so a rank of the spatially decomposed model never assembles the globe.
+A window (with its earlier times) never crosses a missing time step or a trajectory boundary (``segment``), and all
+its times lie in ``[start, end]``. Only the tile's rows and columns are read from the zarr store (chunks are one
+time step and at most 181x360 points, :mod:`.store`), so a rank of the spatially decomposed model never assembles
+the globe.
 Store handles are opened lazily in each process, so the dataset works with multi-worker ``DataLoader``\ s
 (:mod:`.loader`).
 
@@ -52,7 +55,7 @@ class _Meta:
     grid: Grid
     times: pd.DatetimeIndex
     starts: np.ndarray = field(repr=False)
-    window: np.ndarray = field(repr=False)  # [n_samples, k+1] time indices
+    window: np.ndarray = field(repr=False)  # [n_samples, history-1 + k+1] time indices, the initial time at history-1
 
 
 class ForecastDataset(torch.utils.data.Dataset):
@@ -75,6 +78,9 @@ class ForecastDataset(torch.utils.data.Dataset):
         Feature objects instead of ``cfg.features`` (:func:`~.features.resolve_features`).
     threads
         Channels read at once (default: one per CPU this process may use, at most :data:`READ_THREADS`).
+    history
+        States a model step sees (the model's ``input_steps``): with :math:`m > 1` a window also spans the
+        :math:`m-1` earlier times and samples hold them as ``previous``; 1 gives the one-state windows.
     """
 
     def __init__(
@@ -88,11 +94,15 @@ class ForecastDataset(torch.utils.data.Dataset):
         normalize: bool = True,
         features: tuple | None = None,
         threads: int | None = None,
+        history: int = 1,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if history < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
         self.cfg = cfg
         self.steps = steps  # targets t+dt .. t+steps*dt
+        self.history = history  # states t-(history-1)dt .. t the model sees
         self.start, self.end = start, end
         self.path = Path(cfg.store)
         self._meta = self._scan()
@@ -137,26 +147,27 @@ class ForecastDataset(torch.utils.data.Dataset):
                     raise UsageError(f"{where}: {kind}(s) {missing} not in the store; available: {have}")
             times = pd.DatetimeIndex(ds["time"].values)
             seg = segments(ds)
-        k = self.steps
+        k, back = self.steps, self.history - 1
         lag = pd.Timedelta(hours=self.cfg.step_hours)
         pos = {t: i for i, t in enumerate(times.as_unit("ns").asi8)}
         lo = pd.Timestamp(self.start) if self.start else times[0]
         hi = pd.Timestamp(self.end) if self.end else times[-1]
         windows = []
         for i, t in enumerate(times):
-            if t < lo or t + k * lag > hi:
+            if t - back * lag < lo or t + k * lag > hi:
                 continue
-            idx = [pos.get((t + j * lag).value) for j in range(k + 1)]
+            idx = [pos.get((t + j * lag).value) for j in range(-back, k + 1)]
             if any(x is None for x in idx) or any(seg[x] != seg[i] for x in idx):
                 continue
             windows.append(idx)
         if not windows:
+            earlier = f" after {back} earlier state(s)" if back else ""
             raise UsageError(
-                f"{where}: no window of {k} step(s) of {self.cfg.step_hours} h fits in {lo} .. {hi}; check --start/"
-                "--end, steps and step_hours (a multiple of the store's time step)"
+                f"{where}: no window of {k} step(s){earlier} of {self.cfg.step_hours} h fits in {lo} .. {hi}; check "
+                "--start/--end, steps and step_hours (a multiple of the store's time step)"
             )
         w = np.asarray(windows, dtype=np.int64)
-        return _Meta(chans, stat, grid, times, w[:, 0], w)
+        return _Meta(chans, stat, grid, times, w[:, back], w)
 
     def _static_index(self, name: str) -> int:
         assert self.stats is not None
@@ -281,19 +292,23 @@ class ForecastDataset(torch.utils.data.Dataset):
         if not 0 <= i < len(self):
             raise IndexError(f"sample {i} out of range (dataset has {len(self)})")
         idx = self._meta.window[i]
+        back = self.history - 1
         x = _sample_buffer((len(idx), len(self._meta.channels), *self.tile.shape))
-        self.read(idx, out=x.numpy())  # input and targets are views of this one buffer
-        times = self._meta.times[idx]
+        self.read(idx, out=x.numpy())  # previous states, input and targets are views of this one buffer
+        times = self._meta.times[idx[back:]]
         feats = [f(times.values, self.lat, self.lon) for f in self.features]
-        ft = torch.from_numpy(np.concatenate(feats, axis=1)) if feats else torch.zeros(len(idx), 0, *self.tile.shape)
-        return {
-            "input": x[0],
-            "target": x[1:],
+        ft = torch.from_numpy(np.concatenate(feats, axis=1)) if feats else torch.zeros(len(times), 0, *self.tile.shape)
+        sample = {
+            "input": x[back],
+            "target": x[back + 1 :],
             "static": self._static(),
             "features": ft,
             "time": torch.as_tensor(times.as_unit("ns").asi8),
             "index": torch.tensor(i),
         }
+        if back:
+            sample["previous"] = x[:back]
+        return sample
 
 
 def _usable_cpus() -> int:

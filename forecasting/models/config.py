@@ -3,7 +3,9 @@
 Channel layout of the state tensor ``[B, C, H, W]`` (the FCN3 order): the ``n_surface`` surface channels first,
 then the atmospheric channels variable-major, ``var0@lev0, var0@lev1, ..., var1@lev0, ...``, so that
 ``C = n_surface + n_atmo_vars * n_levels``. Auxiliary inputs (static fields and time features, ``n_aux``
-channels) and latent noise (``n_noise`` channels) are separate inputs on the same grid.
+channels) and latent noise (``n_noise`` channels) are separate inputs on the same grid. A model with
+``input_steps=2`` also takes the previous state ``[B, C, H, W]`` (one model step earlier); its scaled tendency
+enters through the aux encoder too, as ``C`` more channels.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ class FCN3Config:
         Predict the increment, :math:`u_{n+1} = u_n + F_\\theta(u_n, a_n, z_n)` (as GraphCast and GenCast do),
         instead of the next state (FCN3). Persistence is then the network's zero output. (On the demo data it
         did not help: ``bench/forecast_variants.yaml``, ``floor-3e-3-z1-noise-fine-residual``.)
+    input_steps : int
+        States the network sees: 1 (FCN3), or 2, when it also sees the state one step earlier through its scaled
+        tendency, :math:`u_{n+1} = F_\\theta(u_n, (u_n - u_{n-1})\\,s, a_n, z_n)` (GraphCast takes two input
+        frames): the last tendency reveals what one state cannot, such as an unobserved forcing with memory. The
+        aux encoder then takes ``n_channels`` more inputs; :math:`s` is the model's ``tendency_scale`` buffer.
     """
 
     nlat: int = 33
@@ -72,6 +79,7 @@ class FCN3Config:
     clamp_channels: tuple[int, ...] = ()
     internal_grid: Literal["legendre-gauss", "equiangular"] = "legendre-gauss"
     residual: bool = False
+    input_steps: int = 1
 
     def __post_init__(self) -> None:
         positive = ("nlat", "nlon", "scale_factor", "n_levels", "n_atmo_vars", "atmo_embed_dim", "num_layers")
@@ -99,6 +107,13 @@ class FCN3Config:
                 f"nlon={self.nlon} must be a multiple of the internal nlon={w} (DISCO needs an integer ratio); "
                 "pick scale_factor dividing nlon"
             )
+        if self.input_steps not in (1, 2):
+            raise UsageError(
+                f"FCN3Config.input_steps must be 1 (the current state) or 2 (also the previous one), got "
+                f"{self.input_steps}"
+            )
+        if self.input_steps == 2 and self.aux_embed_dim < 1:
+            raise UsageError("FCN3Config.aux_embed_dim must be >= 1 when input_steps is 2 (the tendency enters there)")
         bad = [c for c in self.clamp_channels if not 0 <= c < self.n_channels]
         if bad:
             raise UsageError(f"clamp_channels {bad} are outside the {self.n_channels} state channels")
@@ -107,6 +122,11 @@ class FCN3Config:
     def n_channels(self) -> int:
         """Number of state channels ``C``."""
         return self.n_surface + self.n_atmo_vars * self.n_levels
+
+    @property
+    def n_aux_in(self) -> int:
+        """Input channels of the aux encoder: aux, noise and (``input_steps=2``) the tendency of every channel."""
+        return self.n_aux + self.n_noise + (self.n_channels if self.input_steps == 2 else 0)
 
     @property
     def internal_shape(self) -> tuple[int, int]:
@@ -121,7 +141,7 @@ class FCN3Config:
     @property
     def block_in_dim(self) -> int:
         """Block input width: processor width plus the aux embedding (677 for FCN3)."""
-        return self.embed_dim + (self.aux_embed_dim if self.n_aux + self.n_noise > 0 else 0)
+        return self.embed_dim + (self.aux_embed_dim if self.n_aux_in > 0 else 0)
 
     def is_global_block(self, i: int) -> bool:
         """Whether block ``i`` is a global (spectral) block."""

@@ -2,10 +2,14 @@
 
 .. math::
 
-    u_{n+1} = F_\\theta(u_n, a_n, z_n)
+    u_{n+1} = F_\\theta(u_n, a_n, z_n)\\qquad
+    \\big(\\text{two-step model: } u_{n+1} = F_\\theta(u_n, (u_n - u_{n-1})\\,s, a_n, z_n)\\big)
 
 ``u`` is the state on the equiangular I/O grid, ``a`` auxiliary fields (static fields, time features) and
-``z`` latent noise (see :mod:`sciml.forecasting.noise`); ensemble members differ only in ``z``.
+``z`` latent noise (see :mod:`sciml.forecasting.noise`); ensemble members differ only in ``z``. A two-step model
+also sees the last tendency, scaled per channel by the ``tendency_scale`` buffer :math:`s` (the trainer sets it to
+:math:`\\sigma_c/\\sigma_{\\Delta t,c}` from the data statistics, so that the tendency input has unit variance as
+the normalised state has, as in GraphCast); it enters the aux encoder beside ``a`` and ``z``.
 
 Pipeline: per-level shared DISCO encoder for the atmospheric channels, a surface encoder and an aux encoder,
 all mapping the I/O grid to the internal Legendre-Gauss grid; ``num_layers`` processor blocks, global
@@ -70,6 +74,7 @@ class FCN3(nn.Module):
 
     # buffers (registered in __init__), declared for type checkers
     clamp_mask: torch.Tensor
+    tendency_scale: torch.Tensor  # only with input_steps == 2
 
     def __init__(self, config: FCN3Config, ops: SphereOps | None = None, checkpoint_blocks: bool = False) -> None:
         super().__init__()
@@ -97,10 +102,9 @@ class FCN3(nn.Module):
             self.surf_decoder = DiscoDecoder(
                 ops, cfg.surf_embed_dim, cfg.n_surface, (h, w), io_shape, grid_in=grid, grid_out=IO_GRID, **common
             )
-        n_aux_in = cfg.n_aux + cfg.n_noise
-        if n_aux_in > 0:
+        if cfg.n_aux_in > 0:
             self.aux_encoder = DiscoEncoder(
-                ops, n_aux_in, cfg.aux_embed_dim, io_shape, (h, w), grid_in=IO_GRID, grid_out=grid, **common
+                ops, cfg.n_aux_in, cfg.aux_embed_dim, io_shape, (h, w), grid_in=IO_GRID, grid_out=grid, **common
             )
 
         # One SHT pair shared by all global blocks: lmax = h degrees on the Gauss grid (FCN3: 360); torch-harmonics
@@ -130,6 +134,10 @@ class FCN3(nn.Module):
         clamp = torch.zeros(cfg.n_channels, dtype=torch.bool)
         clamp[list(cfg.clamp_channels)] = True
         self.register_buffer("clamp_mask", clamp.reshape(1, -1, 1, 1), persistent=False)
+        if cfg.input_steps == 2:
+            # persistent (saved and resumed with the weights); one-step models have no such entry, so their
+            # state_dict and old checkpoints are unchanged. Ones until the trainer sets sigma / sigma_dt.
+            self.register_buffer("tendency_scale", torch.ones(cfg.n_channels))
 
     # ------------------------------------------------------------------ encoder / decoder
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,15 +179,30 @@ class FCN3(nn.Module):
             raise UsageError(f"{name} has shape {tuple(t.shape)}, expected [B, C, H, W] = {list(expected)}")
 
     def forward(
-        self, x: torch.Tensor, aux: torch.Tensor | None = None, noise: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        aux: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One step: ``x`` ``[B, C, H, W]``, ``aux`` ``[B, n_aux, H, W]``, ``noise`` ``[B, n_noise, H, W]``."""
+        """One step: ``x`` ``[B, C, H, W]``, ``aux`` ``[B, n_aux, H, W]``, ``noise`` ``[B, n_noise, H, W]`` and,
+        for a model with ``input_steps=2`` (only then), ``prev`` ``[B, C, H, W]``, the state one step before ``x``."""
         cfg = self.config
         self._check("x", x, cfg.n_channels, None)
         self._check("aux", aux, cfg.n_aux, x.shape[0])
         self._check("noise", noise, cfg.n_noise, x.shape[0])
+        tendency = None
+        if cfg.input_steps == 2:
+            if prev is None:
+                raise UsageError("prev is required: the model has input_steps=2 (it sees the previous state too)")
+            self._check("prev", prev, cfg.n_channels, x.shape[0])
+            tendency = (x - prev) * self.tendency_scale.reshape(1, -1, 1, 1).to(x.dtype)
+        elif prev is not None:
+            raise UsageError("prev given but the model has input_steps=1 (it sees the current state only)")
 
         extra = [t for t, n in ((aux, cfg.n_aux), (noise, cfg.n_noise)) if n > 0 and t is not None]
+        if tendency is not None:
+            extra.append(tendency)
         aux_feats = self.aux_encoder(torch.cat(extra, dim=1).to(x.dtype)) if extra else None
 
         feats = self.encode(x)
@@ -197,22 +220,33 @@ class FCN3(nn.Module):
 
 
 def ensemble_step(
-    model: FCN3, state: torch.Tensor, aux: torch.Tensor | None, noise: torch.Tensor | None
+    model: FCN3,
+    state: torch.Tensor,
+    aux: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    prev: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Advance every ensemble member one step: members are folded into the batch for one model call.
 
     ``state`` ``[E, B, C, H, W]``, ``aux`` ``[B, n_aux, H, W]`` (shared by the members), ``noise``
-    ``[E, B, n_noise, H, W]`` (one realisation per member, e.g. ``EnsembleNoise.to_grid``) -> ``[E, B, C, H, W]``.
+    ``[E, B, n_noise, H, W]`` (one realisation per member, e.g. ``EnsembleNoise.to_grid``), ``prev``
+    ``[E, B, C, H, W]`` (each member's previous state; only for a model with ``input_steps=2``) ->
+    ``[E, B, C, H, W]``.
     """
     if state.ndim != 5:
         raise UsageError(f"ensemble state must be [E, B, C, H, W], got shape {tuple(state.shape)}")
     e, b = state.shape[:2]
     if noise is not None and tuple(noise.shape[:2]) != (e, b):
         raise UsageError(f"noise leads with {tuple(noise.shape[:2])}, expected (members, batch) = {(e, b)}")
+    if prev is not None and tuple(prev.shape) != tuple(state.shape):
+        raise UsageError(f"prev has shape {tuple(prev.shape)}, expected the state's {tuple(state.shape)}")
     x = state.reshape(e * b, *state.shape[2:])
     a = None if aux is None else aux.unsqueeze(0).expand(e, *aux.shape).reshape(e * b, *aux.shape[1:])
     z = None if noise is None else noise.reshape(e * b, *noise.shape[2:])
-    return model(x, a, z).reshape(e, b, *state.shape[2:])
+    p = None if prev is None else prev.reshape(e * b, *prev.shape[2:])
+    if p is None:  # keep one-step models' calls (and torch.compile graphs) as they were
+        return model(x, a, z).reshape(e, b, *state.shape[2:])
+    return model(x, a, z, p).reshape(e, b, *state.shape[2:])
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -247,6 +281,6 @@ def expected_parameter_count(cfg: FCN3Config) -> int:
     n += grouped(cfg.n_atmo_vars, cfg.atmo_embed_dim) + grouped(cfg.atmo_embed_dim, cfg.n_atmo_vars)
     if cfg.n_surface:
         n += grouped(cfg.n_surface, cfg.surf_embed_dim) + grouped(cfg.surf_embed_dim, cfg.n_surface)
-    if cfg.n_aux + cfg.n_noise:
-        n += grouped(cfg.n_aux + cfg.n_noise, cfg.aux_embed_dim)
+    if cfg.n_aux_in:  # aux + noise (+ the tendency of every state channel when input_steps = 2)
+        n += grouped(cfg.n_aux_in, cfg.aux_embed_dim)
     return n

@@ -24,15 +24,19 @@ from .hooks import TrainHooks
 
 
 def open_dataset(cfg: TrainConfig, rollout: int, split: Split, hooks: TrainHooks | None = None):
-    """Training (``split='train'``) or validation windows of ``rollout`` steps, on the rank's tile."""
+    """Training (``split='train'``) or validation windows of ``rollout`` steps, on the rank's tile, with as many
+    earlier states as the model sees (its ``input_steps``)."""
     from sciml.forecasting.data import ForecastDataset
+
+    from .network import input_steps
 
     d = cfg.data
     start, end = d.time_range(split)
+    history = input_steps(cfg)
     try:
-        ds = ForecastDataset(d, rollout, start=start, end=end)
+        ds = ForecastDataset(d, rollout, start=start, end=end, history=history)
         tile = hooks.tile(ds.grid.nlat, ds.grid.nlon) if hooks is not None else None
-        return ds if tile is None else ForecastDataset(d, rollout, start=start, end=end, tile=tile)
+        return ds if tile is None else ForecastDataset(d, rollout, start=start, end=end, tile=tile, history=history)
     except UsageError as exc:
         if not Path(d.store).exists():
             raise UsageError(
@@ -74,7 +78,8 @@ def batch_indices(seed: int, stage: int, step: int, batch: int, n: int) -> list[
 
 
 def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack dataset samples: ``input [B,C,H,W]``, ``target [B,k,C,H,W]``, ``aux [B,k+1,A,H,W]``, ``time``.
+    """Stack dataset samples: ``input [B,C,H,W]``, ``target [B,k,C,H,W]``, ``aux [B,k+1,A,H,W]``, ``time``, and
+    ``previous [B,m-1,C,H,W]`` when the samples hold earlier states (a model with ``input_steps`` m > 1).
 
     ``aux`` is the static fields followed by the time features at each window time (what the model takes as
     auxiliary input when it steps from that time).
@@ -91,12 +96,15 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     static = samples[0]["static"]  # [S, H, W]
     b, k1 = feats.shape[:2]
     st = static.reshape(1, 1, *static.shape).expand(b, k1, *static.shape)
-    return {
+    out = {
         "input": x,
         "target": y,
         "aux": torch.cat([st, feats], dim=2),
         "time": torch.stack([s["time"] for s in samples]),
     }
+    if "previous" in samples[0]:
+        out["previous"] = stack([s["previous"] for s in samples])
+    return out
 
 
 def stage_batches(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
+
 from sciml.config import from_dict, to_dict
 from sciml.errors import UsageError
 from sciml.forecasting.checkpoint import DataFacts
@@ -32,6 +35,30 @@ def model_config(cfg: TrainConfig, facts: DataFacts):
             f"({', '.join(facts.channels)}); set data.channels or model.overrides to match"
         )
     return mc
+
+
+def input_steps(cfg: TrainConfig) -> int:
+    """States the model sees per step (``model.overrides.input_steps``, else the preset's), checked as the model
+    config checks it; the data windows need it before the model config can be resolved against the data."""
+    from sciml.forecasting.models import preset
+
+    steps = cfg.model.overrides.get("input_steps")
+    return preset(cfg.model.preset, **({} if steps is None else {"input_steps": steps})).input_steps
+
+
+def tendency_scale(stats, channels) -> torch.Tensor:
+    r"""Per-channel scale of a two-step model's tendency input, :math:`\sigma_c / \sigma_{\Delta t,c}`: the
+    normalised tendency :math:`(x_t - x_{t-\Delta})/\sigma_c` times it has unit variance (GraphCast's input
+    normalisation of differences)."""
+    idx = stats.index(list(channels))
+    std, dstd = np.asarray(stats.std, dtype=np.float64)[idx], np.asarray(stats.diff_std, dtype=np.float64)[idx]
+    bad = [c for c, d in zip(channels, dstd, strict=True) if not (np.isfinite(d) and d > 0)]
+    if bad:
+        raise UsageError(
+            f"the statistics have no positive diff_std for {bad}: a two-step model needs the channels' tendency "
+            "statistics; rerun `sciml data stats` on a store with consecutive time steps"
+        )
+    return torch.as_tensor(std / dstd, dtype=torch.float32)
 
 
 def noise_scales(cfg: TrainConfig, n_noise: int) -> tuple[float, ...]:

@@ -9,7 +9,10 @@ One optimiser step of a stage with rollout :math:`K`, ensemble :math:`N` and bat
         + w_s\,\mathrm{CRPS}^{\mathrm{spec}}_\alpha(\hat u_k, u(t+k\Delta))\Big],
 
 with :math:`z^e` the AR(1) diffusion noise of member :math:`e` (a fresh stationary draw per step, AR updates
-along the rollout) and gradients through the whole rollout; then gradient sync (a hook), clipping of the global
+along the rollout) and gradients through the whole rollout. A two-step model (``input_steps: 2``) steps as
+:math:`\hat u^{e}_{k} = F_\theta(\hat u^{e}_{k-1}, (\hat u^{e}_{k-1} - \hat u^{e}_{k-2})\,s, a_{k-1}, z^{e}_{k-1})`
+with :math:`\hat u^{e}_{-1} = u(t-\Delta)` (the sample's ``previous``) and :math:`s` the per-channel
+:math:`\sigma/\sigma_{\Delta t}` of the run's statistics; then gradient sync (a hook), clipping of the global
 norm, Adam and the LR schedule. A non-finite loss or gradient norm either stops the run (``nan_policy: stop``; the
 last good checkpoint is kept) or skips the step (``skip``, at most ``max_bad_steps`` in a row).
 
@@ -174,6 +177,9 @@ class Trainer:
         torch.manual_seed(member_seed(cfg.seed, 0))
         blocks = self.runtime.checkpointing == "blocks"
         self.model = FCN3(self.mc, self.hooks.sphere_ops(), checkpoint_blocks=blocks).to(device)
+        if self.mc.input_steps == 2:  # a buffer of the state_dict: a resumed run restores the one it started with
+            with torch.no_grad():
+                self.model.tendency_scale.copy_(network.tendency_scale(self.stats, self.facts.channels))
         # the compiled module shares its parameters with self.model, whose state_dict keys checkpoints keep
         self.net = torch.compile(self.model) if self.runtime.compile else self.model
         self.noise_scales = network.noise_scales(cfg, self.mc.n_noise)
@@ -377,8 +383,12 @@ class Trainer:
 
         return to_device(batch, self.runtime.device)
 
-    def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None):
-        """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states."""
+    def forward_rollout(self, x, aux, steps: int, noise, targets=None, loss=None, previous=None):
+        """Roll the ensemble out ``steps`` steps; returns the mean loss (with ``targets``) or the states.
+
+        ``previous`` ``[B, m-1, C, H, W]`` (a batch's ``previous``) gives a two-step model the state before ``x``;
+        after the first step each member's previous state is its own last one.
+        """
         from sciml.forecasting.losses import rollout_loss
         from sciml.forecasting.models import ensemble_step
         from sciml.forecasting.models.layers import at_least_fp32
@@ -386,13 +396,16 @@ class Trainer:
         members = len(noise.member_indices) if noise is not None else 1
         state = x.unsqueeze(0).expand(members, *x.shape)
         z = [noise.initial(x.shape[0])] if noise is not None else [None]
+        last = [None if previous is None else previous[:, -1].unsqueeze(0).expand(members, *x.shape)]
 
         def step_fn(s: torch.Tensor, k: int) -> torch.Tensor:
             if k > 0 and z[0] is not None:
                 z[0] = noise.step(z[0])
             zg = noise.to_grid(z[0]) if z[0] is not None else None
             with self.runtime.autocast():  # bf16: the network only; losses and transforms outside stay fp32
-                out = ensemble_step(self.net, s, aux[:, k], zg)
+                out = ensemble_step(self.net, s, aux[:, k], zg, last[0])
+            if last[0] is not None:
+                last[0] = s
             return at_least_fp32(out)
 
         if targets is not None:
@@ -408,7 +421,9 @@ class Trainer:
         self.model.train()
         st.optimizer.zero_grad(set_to_none=True)
         batch = self.to_device(batch)
-        loss = self.forward_rollout(batch["input"], batch["aux"], st.cfg.rollout, st.noise, batch["target"], st.loss)
+        loss = self.forward_rollout(
+            batch["input"], batch["aux"], st.cfg.rollout, st.noise, batch["target"], st.loss, batch.get("previous")
+        )
         finite = bool(torch.isfinite(loss))
         gnorm = torch.tensor(float("nan"))
         if finite:
@@ -473,7 +488,9 @@ class Trainer:
             )
             noise = self.validation_noise(noise, len(idx))
         self.model.eval()
-        return batch, self.forward_rollout(batch["input"], batch["aux"], vc.rollout, noise)
+        return batch, self.forward_rollout(
+            batch["input"], batch["aux"], vc.rollout, noise, previous=batch.get("previous")
+        )
 
     def validation_record(self, vals: torch.Tensor) -> dict[str, float]:
         """The log row of ``vals`` = (CRPS at the last step, CRPS over all steps, RMSE and spread at the last)."""
