@@ -30,8 +30,9 @@ gives the same members on CPU and GPU up to floating-point rounding.
 Writing overlaps the compute (``InferConfig.overlap_writes``, default on): lead :math:`k` is written to zarr by a
 writer thread (:class:`BackgroundWriter`) while lead :math:`k+1` is computed. At most one lead waits or is being
 written, so memory holds two leads of output at most; an error of the writer is raised in the caller at the next
-lead, and the store is written by the same calls in the same order as without the thread (bit for bit the same
-store, renamed into place only when complete).
+lead (for the last lead, when the rollout waits for it before closing the store), and the store is written by the
+same calls in the same order as without the thread (bit for bit the same store, renamed into place only when
+complete).
 
 Rank-dependent choices go through :class:`InferHooks` (serial defaults here); the distributed twin
 :class:`sciml.forecasting.distributed.infer.DistributedInferHooks` puts each rank on its tile, members and initial
@@ -46,9 +47,9 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -344,9 +345,13 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def append(self, lead: pd.Timedelta, fields: np.ndarray) -> None:
-        self._queue.join()  # the previous lead is written (or failed)
+    def flush(self) -> None:
+        """Wait until the lead in hand is written; raise the writer's error, if any."""
+        self._queue.join()
         self._raise()
+
+    def append(self, lead: pd.Timedelta, fields: np.ndarray) -> None:
+        self.flush()  # the previous lead is written (or failed)
         self._queue.put((lead, fields))
 
     def stop(self) -> None:
@@ -537,8 +542,10 @@ def run_inference(
             writer = writer_cls(tmp, init.template) if hooks.is_writer() else None
             with lead_sink(writer, cfg.overlap_writes) as sink:
                 _rollout(cfg, lm, init, hooks, runtime, nsteps, sink, progress)
-            if writer is not None:
-                writer.close()
+                # every rank hears whether the last lead and the metadata were written before any reports success
+                if cfg.overlap_writes:
+                    _agree_write(hooks, None if sink is None else sink.flush, f"at lead {nsteps * lm.step}")
+                _agree_write(hooks, None if writer is None else writer.close, "closing the store")
     finally:
         progress.close()
     if hooks.is_writer():
@@ -606,14 +613,26 @@ def _rollout(
         if hooks.any_true(not bool(torch.isfinite(phys).all())):
             raise SciMLError(f"the forecast became non-finite at lead {(k + 1) * lm.step}")
         fields = hooks.gather(phys, cfg.members, n_inits, f.nlat, f.nlon)  # [B, M, C, H, W] on the writer's host
-        error: BaseException | None = None
-        if writer is not None:
-            try:
-                writer.append((k + 1) * lm.step, fields)
-            except BaseException as exc:  # the other ranks must hear of it, not wait for the collective timeout
-                error = exc
-        if hooks.any_true(error is not None):
-            if error is not None:
-                raise error
-            raise SciMLError(f"the writing rank failed at lead {(k + 1) * lm.step} (its log has the reason)")
+        lead = (k + 1) * lm.step
+        # on the writer thread, append waits for the previous lead and raises that lead's error
+        written = lead - lm.step if cfg.overlap_writes else lead
+        _agree_write(hooks, None if writer is None else partial(writer.append, lead, fields), f"at lead {written}")
         progress.update(1)
+
+
+def _agree_write(hooks: InferHooks, write: Callable[[], None] | None, where: str) -> None:
+    """Call ``write`` (the writing rank's part, None on the others) and agree over the world whether it failed.
+
+    The writing rank re-raises its own error; the others raise :class:`SciMLError` naming ``where``, so that no
+    rank waits for the collective timeout or reports success while the store is removed.
+    """
+    error: BaseException | None = None
+    if write is not None:
+        try:
+            write()
+        except BaseException as exc:  # the other ranks must hear of it, not wait for the collective timeout
+            error = exc
+    if hooks.any_true(error is not None):
+        if error is not None:
+            raise error
+        raise SciMLError(f"the writing rank failed {where} (its log has the reason)")

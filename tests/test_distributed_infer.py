@@ -6,7 +6,8 @@ checkpoint is the reference. Then, from the same checkpoint and seed:
 * 4 ranks run ``sciml forecast infer ... --h-parallel 2 --w-parallel 2`` through the real CLI (uneven 17/16
   latitude tiles of the 33 x 64 grid), then, in the same job, 2 ensemble x 2 batch ranks (members and initial
   times split), antithetic noise;
-* 2 ranks run ``--ensemble-parallel 2``.
+* 2 ranks run ``--ensemble-parallel 2``;
+* 2 ranks run with a writer that fails: every rank stops with the error, and no store is left.
 
 Each distributed store must equal the serial one: same coordinates, attributes and chunks, values within
 ``1e-5 * max|x|`` per variable (float32; z500 is ~5e4 m2 s-2, so an absolute 1e-5 is below float32's resolution).
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -26,7 +28,7 @@ from sciml.errors import UsageError
 from sciml.forecasting.data import PRESETS as DATA_PRESETS
 from sciml.forecasting.data import compute_stats, simulate, source_from_dataset, stats_path, write_store
 from sciml.forecasting.distributed.spawn import run_local
-from sciml.forecasting.infer import InferConfig, LoadedModel, run_inference
+from sciml.forecasting.infer import InferConfig, LoadedModel, ZarrForecastWriter, run_inference
 
 pytestmark = pytest.mark.distributed
 
@@ -211,3 +213,50 @@ def test_two_step_model_on_tiles_and_batch_ranks_equals_serial(setup, tmp_path):
     run = run_local(_two_step_ranks, 4, args=(str(ckpt), str(tmp_path / "dist.zarr")), timeout_s=120)
     assert run.ok, f"4-rank two-step inference failed: {run}"
     _assert_same_store(tmp_path / "dist.zarr", ref)
+
+
+COLLECTIVE_TIMEOUT_S = 60.0  # what a rank left waiting on a collective would take to fail
+# the writer fails on its second lead (12 h): the last lead of a 12 h run, a middle one of an 18 h run; written
+# inline or on the writer thread (which reports a lead's error at the next append, or at the end for the last lead)
+FAILING_RUNS = [(lead, overlap) for lead in ("12h", "18h") for overlap in (False, True)]
+
+
+class _DiskFullOnSecondLead(ZarrForecastWriter):
+    """The real writer, except that its second ``append`` fails as a full disk would."""
+
+    def append(self, lead, fields) -> None:
+        if self.n == 1:
+            raise OSError("disk full")
+        super().append(lead, fields)
+
+
+def _failing_writer_ranks(ckpt: str, root: str) -> None:
+    from sciml.forecasting.cli.parallel import parallel_context
+    from sciml.forecasting.distributed.context import ParallelConfig
+    from sciml.forecasting.distributed.infer import DistributedInferHooks
+
+    with parallel_context(ParallelConfig(ensemble=2, timeout_s=COLLECTIVE_TIMEOUT_S)) as ctx:
+        for lead, overlap in FAILING_RUNS:
+            out = Path(root) / f"{lead}-{int(overlap)}.zarr"
+            cfg = InferConfig(Path(ckpt), INITS, lead, MEMBERS, out, seed=SEED, overlap_writes=overlap)
+            try:
+                run_inference(cfg, writer_cls=_DiskFullOnSecondLead, hooks=DistributedInferHooks(ctx))
+                outcome = "finished"
+            except Exception as e:  # noqa: BLE001 - the report is what the test checks
+                outcome = f"{type(e).__name__}: {e}"
+            (Path(root) / f"{lead}-{int(overlap)}.rank{ctx.rank}").write_text(outcome)
+
+
+def test_a_write_failure_stops_every_rank_with_the_error(setup, tmp_path):
+    """Rank 0 (the writer) fails writing lead 12 h: it raises its own OSError and the ensemble rank raises naming
+    that lead, both well before a collective timeout, in every run of ``FAILING_RUNS``; each atomic store is
+    removed, so nothing is left at ``--out``."""
+    assert LoadedModel(setup["ckpt"]).step == pd.Timedelta("6h")  # so the second lead is 12 h
+    run = run_local(_failing_writer_ranks, 2, args=(str(setup["ckpt"]), str(tmp_path)), timeout_s=COLLECTIVE_TIMEOUT_S)
+    assert run.ok and run.seconds < COLLECTIVE_TIMEOUT_S / 4, run
+    reports = sorted(f"{lead}-{int(overlap)}.rank{r}" for lead, overlap in FAILING_RUNS for r in (0, 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == reports  # no store, finished or not
+    for lead, overlap in FAILING_RUNS:
+        got = [(tmp_path / f"{lead}-{int(overlap)}.rank{r}").read_text() for r in (0, 1)]
+        failed = "SciMLError: the writing rank failed at lead 0 days 12:00:00 (its log has the reason)"
+        assert got == ["OSError: disk full", failed], (lead, overlap)

@@ -19,8 +19,9 @@ the network, state, noise grid fields and the tiles handed to ``dist.gather`` li
 CPU tensor; only rank 0 copies the gathered lead to the host to write it. ``InferConfig.device`` must agree with
 the backend (``cpu`` with gloo, ``cuda`` with NCCL); ``auto`` follows the context.
 
-Checks that can fail on one rank only (NaN initial conditions on a tile, a non-finite forecast) are agreed over
-the world (MAX all-reduce) so that every rank raises together instead of leaving the others waiting.
+Checks that can fail on one rank only (NaN initial conditions on a tile, a non-finite forecast, rank 0's writes of
+each lead and of the store's metadata) are agreed over the world (MAX all-reduce) so that every rank raises
+together instead of leaving the others waiting or reporting success for a store that was removed.
 """
 
 from __future__ import annotations
