@@ -96,9 +96,10 @@ class _ShareReadThreads:
         from .dataset import _usable_cpus
 
         info = torch.utils.data.get_worker_info()
-        ds = info.dataset if info is not None else None
-        if ds is not None and isinstance(getattr(ds, "threads", None), int):
-            ds.threads = max(1, min(ds.threads, _usable_cpus() // self.workers))
+        ds: Any = info.dataset if info is not None else None
+        threads = getattr(ds, "threads", None)
+        if isinstance(threads, int):
+            ds.threads = max(1, min(threads, _usable_cpus() // self.workers))
 
 
 class StepBatches:
