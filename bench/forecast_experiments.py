@@ -156,7 +156,32 @@ def collect(row: dict, out: Path, quick: bool = False) -> dict:
     metrics = vdir / "train" / "metrics.json"
     m = json.loads(metrics.read_text()) if metrics.exists() else {}
     row["train_wall_s"], row["train_steps"] = m.get("wall_s"), m.get("step")
+    report = vdir / "report.json"
+    if not quick and report.exists():
+        row.update(physics_ratios(json.loads(report.read_text())))
     return row
+
+
+#: Leads (hours) at which a full variant's CRPS over the perfect-model ensemble is kept in its row.
+PHYSICS_LEADS = (6.0, 24.0, 72.0, 120.0)
+
+
+def physics_ratios(report: dict) -> dict:
+    """The learned / perfect-model CRPS ratios of a full demo's ``report.json`` at :data:`PHYSICS_LEADS`.
+
+    ``{"n_cases": N, "ratio_physics": [{"channel", "lead_hours", "ratio": [value, low, high]}, ...]}`` (95 %
+    bootstrap interval over the cases); empty when the report has no physics baseline (stores not made by
+    ``sciml data synth``).
+    """
+    rows = [r for r in report.get("ratios", []) if "ratio_physics" in r and r["lead_hours"] in PHYSICS_LEADS]
+    if not rows:
+        return {}
+    return {
+        "n_cases": len(report.get("inits", [])),
+        "ratio_physics": [
+            {"channel": r["channel"], "lead_hours": r["lead_hours"], "ratio": r["ratio_physics"]} for r in rows
+        ],
+    }
 
 
 _CRPS_TARGETS = ("CRPS / persistence", "CRPS / climatology", "CRPS / climatology_ensemble")

@@ -76,16 +76,32 @@ def pinn_weighting(name: str, data: dict) -> list[str]:
     return _section(title, name, intro, head, rows)
 
 
+def _physics_cell(row: dict) -> str:
+    """``z500 a / b / c; winds d / e / f``: CRPS over the perfect-model ensemble at 1, 3 and 5 days, or "–"."""
+    ratios = row.get("ratio_physics")
+    if not ratios:
+        return "–"
+    worst: dict[tuple[str, float], float] = {}
+    for r in ratios:
+        key = ("z500" if r["channel"] == "z500" else "winds", r["lead_hours"])
+        worst[key] = max(worst.get(key, 0.0), r["ratio"][0])
+    return "; ".join(
+        f"{g} " + " / ".join(_f(worst[(g, h)], 2) for h in (24.0, 72.0, 120.0) if (g, h) in worst)
+        for g in ("z500", "winds")
+    )
+
+
 def forecast_experiments(name: str, data: dict) -> list[str]:
     """Variants of the full forecasting demo against the skill targets (``bench/forecast_experiments.py``)."""
     title = "Forecasting demo variants"
     intro = (
         "`python bench/forecast_experiments.py`: each variant of `bench/forecast_variants.yaml` trained from "
-        f"scratch ({data.get('threads', '?')} thread(s)), 12 cases × 8 members each (the rows here predate the full "
-        "demo's 48 cases). "
+        f"scratch ({data.get('threads', '?')} thread(s)), 12 cases × 8 members each, or the full demo's 48 where "
+        "a perfect-model ratio is given. "
         "Worst value over channels: CRPS ratio (6 h–5 d) to persistence / climatological mean / probabilistic "
-        "climatology; SSR range at 1–5 d; member/truth power range for l = 1–16 at 5 d. The context of each "
-        "variant is in `bench/journal.md`."
+        "climatology; SSR range at 1–5 d; member/truth power range for l = 1–16 at 5 d; CRPS over the "
+        "perfect-model ensemble (`physics`) at 1, 3 and 5 d, z500 / winds (worst of u500, v500). The context of "
+        "each variant is in `bench/journal.md`."
     )
     rows = []
     for r in data["rows"]:
@@ -102,10 +118,11 @@ def forecast_experiments(name: str, data: dict) -> list[str]:
                 _f(get("CRPS / climatology_ensemble", [0, None])[1], 3),
                 "–".join(_f(v, 2) for v in get("ssr", [None, None])),
                 "–".join(_f(v, 2) for v in get("P_member/P_truth", [None, None])),
+                _physics_cell(r),
                 "yes" if r["passed"] else "no",
             )
         )
-    head = ("variant", "/persist.", "/clim.", "/clim. ens.", "SSR 1–5 d", "P ratio", "all targets")
+    head = ("variant", "/persist.", "/clim.", "/clim. ens.", "SSR 1–5 d", "P ratio", "/perfect model", "all targets")
     return _section(title, name, intro, head, rows)
 
 

@@ -306,6 +306,13 @@ def test_full_demo_report_gives_ratios_to_the_perfect_model_with_intervals(score
     assert f"{row['ratio_physics'][0]:.2f} [{row['ratio_physics'][1]:.2f}, {row['ratio_physics'][2]:.2f}]" in (
         "\n".join(table)
     )
+    # a full bench variant's row keeps the ratios at 6 h, 1, 3 and 5 d, and its table shows the worst per group
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "bench" / "forecast_experiments.py"))
+    kept = bench["physics_ratios"](rep)
+    assert kept["n_cases"] == 1 and {r["lead_hours"] for r in kept["ratio_physics"]} == {6.0, 24.0}
+    z24 = next(r["ratio_physics"][0] for r in rep["ratios"] if r["channel"] == "z500" and r["lead_hours"] == 24.0)
+    assert tables["_physics_cell"](kept).startswith(f"z500 {z24:.2f}; winds ")
+    assert bench["physics_ratios"]({"ratios": [{"channel": "z500", "lead_hours": 24.0}]}) == {}
 
 
 def test_cases_without_a_verifying_time_are_left_out_of_means_and_intervals(scored, tmp_path):
