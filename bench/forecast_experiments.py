@@ -23,7 +23,8 @@ variants of ``bench/quick_variants.yaml`` into ``runs/bench/quick``, checked aga
 expectations, with the training steps and the CPU seconds of each run (a few minutes per variant;
 ``bench/quick_demo.md`` is the journal of the quick recipe):
 
-    python bench/forecast_experiments.py --quick --only quick --seeds 0,1,2 --json bench/results/quick_demo.json
+    python bench/forecast_experiments.py --quick --only quick --seeds 0,1,2 --threads 2 --jobs 1 \
+        --json bench/results/quick_demo.json
 """
 
 from __future__ import annotations
