@@ -63,7 +63,6 @@ def register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
     from sciml.errors import EXIT_OK, EXIT_RESUME
     from sciml.forecasting.runtime import apply_threads
     from sciml.forecasting.train import CHECKPOINT_NAME, load_train_config
