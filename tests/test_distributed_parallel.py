@@ -177,9 +177,19 @@ def _model_inputs(cfg, batch: int, seed: int = 1):
 
 
 def _check_model(rec: _Recorder, ctx, tag: str) -> None:
-    cfg = preset("tiny")
+    _check_model_config(rec, ctx, tag, "model", preset("tiny"))
+    # the degree-1 wind map sums over the whole sphere: each tile's part, all-reduced (a random map and units)
+    _check_model_config(rec, ctx, tag, "model-degree-one", preset("tiny", degree_one_pairs=((2, 4),)))
+
+
+def _check_model_config(rec: _Recorder, ctx, tag: str, name: str, cfg) -> None:
     torch.manual_seed(0)
     serial = FCN3(cfg)
+    if serial.degree_one is not None:
+        with torch.no_grad():
+            serial.degree_one.axial.add_(0.3 * torch.randn(serial.degree_one.axial.shape))
+            serial.degree_one.equatorial.add_(0.3 * torch.randn(serial.degree_one.equatorial.shape))
+        serial.degree_one.set_normalisation(torch.linspace(-1.0, 2.0, cfg.n_channels), torch.linspace(0.5, 3.0, 6))
     model = FCN3(cfg, DistributedSphereOps(ctx))
     # same parameter names and shapes: the serial state dict loads as is (layout-independent checkpoints)
     model.load_state_dict(serial.state_dict())
@@ -188,17 +198,17 @@ def _check_model(rec: _Recorder, ctx, tag: str) -> None:
     ys = serial(x, aux, z)
     xl = local_tile(x, tile).requires_grad_(True)
     yl = model(xl, local_tile(aux, tile), local_tile(z, tile))
-    rec(f"model/fwd/{tag}", _err(gather_tiles(yl, ctx, cfg.nlat, cfg.nlon), ys))
+    rec(f"{name}/fwd/{tag}", _err(gather_tiles(yl, ctx, cfg.nlat, cfg.nlon), ys))
     wy = torch.randn(ys.shape, generator=torch.Generator().manual_seed(5))
     xs = x.requires_grad_(True)
     ys = serial(xs, aux, z)
     (ys * wy).sum().backward()
     (yl * local_tile(wy, tile)).sum().backward()
-    rec(f"model/grad_x/{tag}", _rel(gather_tiles(xl.grad, ctx, cfg.nlat, cfg.nlon), xs.grad))
+    rec(f"{name}/grad_x/{tag}", _rel(gather_tiles(xl.grad, ctx, cfg.nlat, cfg.nlon), xs.grad))
     # data ranks hold the same sample here, so their average is the same gradient
     sync_gradients(model.parameters(), ctx)
     worst = max(_rel(p.grad, q.grad) for p, q in zip(model.parameters(), serial.parameters(), strict=True))
-    rec(f"model/grad_w/{tag}", worst)
+    rec(f"{name}/grad_w/{tag}", worst)
 
 
 # ------------------------------------------------------------------ ensemble-parallel CRPS and noise
@@ -534,12 +544,14 @@ def test_layer_twins_match_serial(results, layer, tag):
         assert err <= tol, f"{key}: {err:.3g} > {tol}"
 
 
+@pytest.mark.parametrize("name", ["model", "model-degree-one"])
 @pytest.mark.parametrize("tag", list(LAYOUTS))
-def test_model_matches_serial(results, tag):
-    """FCN3-tiny on tiles: outputs (abs) and input/weight gradients (relative to their max) within 1e-5 (fp32)."""
+def test_model_matches_serial(results, tag, name):
+    """FCN3-tiny on tiles, also with a (random) degree-1 wind map: outputs (abs) and input/weight gradients
+    (relative to their max) within 1e-5 (fp32)."""
     for kind in ("fwd", "grad_x", "grad_w"):
-        err = results[f"model/{kind}/{tag}"]
-        assert err <= 1e-5, f"model/{kind}/{tag}: {err:.3g}"
+        err = results[f"{name}/{kind}/{tag}"]
+        assert err <= 1e-5, f"{name}/{kind}/{tag}: {err:.3g}"
 
 
 @pytest.mark.parametrize("tag", [*LAYOUTS, "h2e2", "h2b2"])

@@ -263,6 +263,45 @@ def test_two_step_model_trains_sees_the_previous_state_and_resumes_exactly(store
     assert [r["loss"] for r in resumed.log.train] == pytest.approx(losses, rel=1e-6, abs=0)
 
 
+def test_degree_one_winds_resolve_by_name_take_the_statistics_learn_and_resume_exactly(store, tmp_path):
+    """``model.degree_one_winds: [[u500, v500]]``: the pair resolves to the channel indices, the map keeps the
+    statistics' mean and std of those channels (read with xarray), its parameters move from the identity in
+    training, inference rebuilds the model from the checkpoint, and a killed run resumes with the same losses.
+    Names that are not data channels and an index override are refused."""
+    import numpy as np
+    import xarray as xr
+
+    from sciml.forecasting.data import stats_path
+    from sciml.forecasting.infer import LoadedModel
+
+    over = {"model.degree_one_winds": [["u500", "v500"]], "checkpoint_every": 3}
+    cfg = tiny_config(store, **over, **{"stages.0.steps": 4, "stages.1.steps": 2})
+    ref = Trainer(cfg, tmp_path / "ref")
+    channels = ref.facts.channels
+    assert ref.mc.degree_one_pairs == ((channels.index("u500"), channels.index("v500")),)
+    with xr.open_dataset(stats_path(store), engine="h5netcdf") as st:
+        sub = st.sel(channel=["u500", "v500"])
+        mean, std = sub["mean"].values, sub["std"].values
+    assert np.all(std > 1.0)
+    torch.testing.assert_close(ref.model.degree_one.mean, torch.as_tensor(mean[None], dtype=torch.float32))
+    torch.testing.assert_close(ref.model.degree_one.std, torch.as_tensor(std[None], dtype=torch.float32))
+    assert ref.run() == "done"
+    assert float((ref.model.degree_one.axial.detach() - torch.eye(2)).abs().max()) > 1e-5
+    loaded = LoadedModel(tmp_path / "ref" / "checkpoint.pt").model
+    torch.testing.assert_close(loaded.degree_one.equatorial, ref.model.degree_one.equatorial)
+    torch.testing.assert_close(loaded.degree_one.std, ref.model.degree_one.std)
+    losses = [r["loss"] for r in ref.log.train]
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "run", hooks=_KillAt(5)).run()  # dies in step 5; last checkpoint at step 3
+    resumed = Trainer(cfg, tmp_path / "run", resume=tmp_path / "run" / "checkpoint.pt")
+    resumed.run()
+    assert [r["loss"] for r in resumed.log.train] == pytest.approx(losses, rel=1e-6, abs=0)
+    with pytest.raises(UsageError, match="degree_one_winds entry.*z500, u500, v500"):
+        Trainer(tiny_config(store, **{"model.degree_one_winds": [["u850", "v500"]]}), tmp_path / "bad")
+    with pytest.raises(UsageError, match="name the wind channels in model.degree_one_winds"):
+        Trainer(tiny_config(store, **{"model.overrides.degree_one_pairs": [[1, 2]]}), tmp_path / "bad2")
+
+
 def test_loader_workers_give_the_losses_of_the_in_process_loader(store, tmp_path):
     """runtime.loader_workers 2 (prefetch 1) trains with exactly the losses of 0 workers (a loop over the dataset
     in the training process), straight through and resumed mid-stage after a kill."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch_harmonics.distributed as thd
+from torch.distributed import nn as dist_nn
 
 from sciml.forecasting.models.layers import DiscoSpec, SpectralConvDH, no_autocast
 
@@ -65,6 +66,17 @@ class DistributedSphereOps:
     def local_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         """This rank's tile shape of a global ``(nlat, nlon)`` grid."""
         return self.ctx.tile(*shape).shape
+
+    def tile_slices(self, shape: tuple[int, int]) -> tuple[slice, slice]:
+        """This rank's latitude and longitude index ranges of a global ``(nlat, nlon)`` grid."""
+        lat, lon = self.ctx.tile(*shape).slices
+        return lat, lon
+
+    def grid_sum(self, partial: torch.Tensor) -> torch.Tensor:
+        """Sum of the tiles' partial sums over the spatial group; its backward all-reduces the gradient too, since
+        every tile's output depends on the total."""
+        group = self.ctx.spatial
+        return partial if group.size == 1 else dist_nn.all_reduce(partial, group=group.handle)
 
     def sht(self, nlat: int, nlon: int, lmax: int, mmax: int, grid: str) -> nn.Module:
         return thd.DistributedRealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid, norm="ortho").float()

@@ -56,6 +56,11 @@ class FCN3Config:
         tendency, :math:`u_{n+1} = F_\\theta(u_n, (u_n - u_{n-1})\\,s, a_n, z_n)` (GraphCast takes two input
         frames): the last tendency reveals what one state cannot, such as an unobserved forcing with memory. The
         aux encoder then takes ``n_channels`` more inputs; :math:`s` is the model's ``tendency_scale`` buffer.
+    degree_one_pairs : tuple of (int, int)
+        ``(eastward, northward)`` wind channel pairs whose degree-1 flow (the solid-body rotations and the divergent
+        flows across the sphere) the network does not predict: it advances by a learned linear map of its present
+        value (:mod:`sciml.forecasting.models.planetary`), so that it cannot random-walk. Empty: the network
+        predicts every degree (FCN3). Training configs name the pairs (``model.degree_one_winds``).
     """
 
     nlat: int = 33
@@ -80,6 +85,7 @@ class FCN3Config:
     internal_grid: Literal["legendre-gauss", "equiangular"] = "legendre-gauss"
     residual: bool = False
     input_steps: int = 1
+    degree_one_pairs: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         positive = ("nlat", "nlon", "scale_factor", "n_levels", "n_atmo_vars", "atmo_embed_dim", "num_layers")
@@ -114,6 +120,16 @@ class FCN3Config:
             )
         if self.input_steps == 2 and self.aux_embed_dim < 1:
             raise UsageError("FCN3Config.aux_embed_dim must be >= 1 when input_steps is 2 (the tendency enters there)")
+        pairs = [tuple(p) for p in self.degree_one_pairs]
+        flat = [c for p in pairs for c in p]
+        in_range = all(0 <= c < self.n_channels for c in flat)
+        if any(len(p) != 2 for p in pairs) or len(set(flat)) != len(flat) or not in_range:
+            raise UsageError(
+                f"FCN3Config.degree_one_pairs must be distinct (eastward, northward) pairs of the {self.n_channels} "
+                f"state channels, got {list(self.degree_one_pairs)}"
+            )
+        if set(flat) & set(self.clamp_channels):
+            raise UsageError("a wind channel of degree_one_pairs cannot also be clamped (clamp_channels)")
         bad = [c for c in self.clamp_channels if not 0 <= c < self.n_channels]
         if bad:
             raise UsageError(f"clamp_channels {bad} are outside the {self.n_channels} state channels")

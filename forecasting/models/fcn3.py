@@ -16,7 +16,8 @@ all mapping the I/O grid to the internal Legendre-Gauss grid; ``num_layers`` pro
 (spherical-harmonic, isotropic) every ``global_block_frequency``-th block and local (DISCO) otherwise, with the aux
 embedding concatenated before every block; bilinear resampling back to the I/O grid followed by DISCO decoders;
 soft clamp on non-negative channels. The network predicts the next state directly (FCN3) or, with
-``residual=True``, the increment :math:`u_{n+1} - u_n`.
+``residual=True``, the increment :math:`u_{n+1} - u_n`. With ``degree_one_pairs`` the winds' degree-1 flow of the
+output is replaced by a learned linear map of the input's (:mod:`sciml.forecasting.models.planetary`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sciml.forecasting.models.layers import (
     cutoff_radius,
     soft_clamp,
 )
+from sciml.forecasting.models.planetary import DegreeOneFlow
 from sciml.forecasting.sphere import exact_lmax
 
 IO_GRID = "equiangular"
@@ -131,6 +133,9 @@ class FCN3(nn.Module):
             blocks.append(NeuralOperatorBlock(conv, width_in, width_out, cfg.mlp_ratio, cfg.layer_scale_init))
         self.blocks = nn.ModuleList(blocks)
 
+        # only with pairs, so that FCN3's state_dict (and old checkpoints) stay as they were
+        self.degree_one = DegreeOneFlow(cfg.degree_one_pairs, cfg.nlat, cfg.nlon, ops) if cfg.degree_one_pairs else None
+
         clamp = torch.zeros(cfg.n_channels, dtype=torch.bool)
         clamp[list(cfg.clamp_channels)] = True
         self.register_buffer("clamp_mask", clamp.reshape(1, -1, 1, 1), persistent=False)
@@ -214,6 +219,8 @@ class FCN3(nn.Module):
         out = self.decode(feats).to(x.dtype)  # under bf16 autocast the state stays in the caller's precision
         if cfg.residual:
             out = x + out
+        if self.degree_one is not None:
+            out = self.degree_one(x, out)
         if cfg.clamp_channels:
             out = torch.where(self.clamp_mask, soft_clamp(out), out)
         return out
@@ -263,7 +270,7 @@ def expected_parameter_count(cfg: FCN3Config) -> int:
     .. math::
 
         N = n_g\,2 I^2 L + n_\ell\, I^2 K + n_b\,(I H + H + H E + E + E) + \sum_\mathrm{enc/dec} c_\mathrm{out}
-        \frac{c_\mathrm{in}}{\gcd(c_\mathrm{in}, c_\mathrm{out})} K.
+        \frac{c_\mathrm{in}}{\gcd(c_\mathrm{in}, c_\mathrm{out})} K + 12\,n_\mathrm{pairs}.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*'morlet' basis type is deprecated", category=DeprecationWarning)
@@ -283,4 +290,5 @@ def expected_parameter_count(cfg: FCN3Config) -> int:
         n += grouped(cfg.n_surface, cfg.surf_embed_dim) + grouped(cfg.surf_embed_dim, cfg.n_surface)
     if cfg.n_aux_in:  # aux + noise (+ the tendency of every state channel when input_steps = 2)
         n += grouped(cfg.n_aux_in, cfg.aux_embed_dim)
-    return n
+    # degree-1 flow map per wind pair: real 2x2 (axial) + complex 2x2 (equatorial)
+    return n + 12 * len(cfg.degree_one_pairs)

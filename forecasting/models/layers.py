@@ -102,6 +102,14 @@ class SphereOps(Protocol):
         """Shape of the part of a global ``(nlat, nlon)`` field this process holds (the whole field serially)."""
         ...
 
+    def tile_slices(self, shape: tuple[int, int]) -> tuple[slice, slice]:
+        """Latitude and longitude index ranges of that part within the global grid."""
+        ...
+
+    def grid_sum(self, partial: torch.Tensor) -> torch.Tensor:
+        """The sum over the whole grid of per-process partial sums (differentiable; the value itself serially)."""
+        ...
+
 
 class SerialSphereOps:
     """Single-process primitives from ``torch_harmonics``.
@@ -160,6 +168,12 @@ class SerialSphereOps:
 
     def local_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
         return shape[0], shape[1]
+
+    def tile_slices(self, shape: tuple[int, int]) -> tuple[slice, slice]:
+        return slice(0, shape[0]), slice(0, shape[1])
+
+    def grid_sum(self, partial: torch.Tensor) -> torch.Tensor:
+        return partial
 
 
 class _FP32(nn.Module):

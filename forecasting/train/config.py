@@ -36,10 +36,13 @@ class ModelSection:
 
     ``nlat``, ``nlon`` and ``n_aux`` are always taken from the data (grid, static fields + time features); the
     channel layout (``n_surface + n_atmo_vars * n_levels``) must match the number of data channels.
+    ``degree_one_winds`` names the ``[eastward, northward]`` channel pairs whose degree-1 flow advances by a learned
+    linear map instead of the network (``FCN3Config.degree_one_pairs``; :mod:`sciml.forecasting.models.planetary`).
     """
 
     preset: str = "demo"
     overrides: dict[str, Any] = field(default_factory=dict)
+    degree_one_winds: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,11 @@ def model_config(cfg: TrainConfig, facts: DataFacts):
     clash = sorted(fixed & set(cfg.model.overrides))
     if clash:
         raise UsageError(f"model.overrides sets {clash}; these come from the data (grid, static fields + features)")
+    if "degree_one_pairs" in cfg.model.overrides:
+        raise UsageError("model.overrides sets degree_one_pairs; name the wind channels in model.degree_one_winds")
     base.update(cfg.model.overrides)
     base.update(nlat=facts.nlat, nlon=facts.nlon, n_aux=len(facts.static) + len(facts.feature_names))
+    base.update(degree_one_pairs=[_channel_pair(p, facts.channels) for p in cfg.model.degree_one_winds])
     if facts.grid_kind != "equiangular":
         raise UsageError(f"the model's I/O grid is equiangular; the data grid is {facts.grid_kind}")
     mc = from_dict(FCN3Config, base)
@@ -35,6 +38,16 @@ def model_config(cfg: TrainConfig, facts: DataFacts):
             f"({', '.join(facts.channels)}); set data.channels or model.overrides to match"
         )
     return mc
+
+
+def _channel_pair(pair, channels: tuple[str, ...]) -> tuple[int, int]:
+    missing = [c for c in pair if c not in channels]
+    if len(pair) != 2 or missing:
+        raise UsageError(
+            f"model.degree_one_winds entry {list(pair)}: give [eastward, northward] names of data channels "
+            f"({', '.join(channels)})"
+        )
+    return channels.index(pair[0]), channels.index(pair[1])
 
 
 def input_steps(cfg: TrainConfig) -> int:

@@ -180,6 +180,10 @@ class Trainer:
         if self.mc.input_steps == 2:  # a buffer of the state_dict: a resumed run restores the one it started with
             with torch.no_grad():
                 self.model.tendency_scale.copy_(network.tendency_scale(self.stats, self.facts.channels))
+        if self.model.degree_one is not None:  # buffers too: the winds' units, from the statistics it trains with
+            idx = self.stats.index(list(self.facts.channels))
+            std = torch.as_tensor(np.asarray(self.stats.std)[idx], dtype=torch.float32)
+            self.model.degree_one.set_normalisation(torch.as_tensor(np.asarray(self.stats.mean)[idx]), std)
         # the compiled module shares its parameters with self.model, whose state_dict keys checkpoints keep
         self.net = torch.compile(self.model) if self.runtime.compile else self.model
         self.noise_scales = network.noise_scales(cfg, self.mc.n_noise)
