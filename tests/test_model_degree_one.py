@@ -133,3 +133,36 @@ def test_config_checks_and_parameter_count():
             preset("tiny", degree_one_pairs=bad)
     with pytest.raises(UsageError, match="clamped"):
         preset("tiny", degree_one_pairs=((2, 4),), clamp_channels=(4,))
+
+
+def test_degree_one_bench_recovers_a_known_multiplier_and_mode_power():
+    """bench/degree_one.py: coefficients of a known flow (the modes' amplitudes in m/s), and on an AR(1) series
+    c_{t+1} = k c_t + e_t the multiplier k and the residual share var(e) / var(c)."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "degree_one.py"
+    spec = importlib.util.spec_from_file_location("degree_one_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    lat, lon = latitudes_deg(33).numpy(), longitudes_deg(64).numpy()
+    basis = degree_one_basis(torch.tensor(lat), torch.tensor(lon)).numpy()
+    amp = np.array([[1.0, -2.0, 10.0, 0.5, 0.0, -0.3]])
+    flow = np.einsum("tk,kchw->tchw", amp, basis)
+    np.testing.assert_allclose(bench.coefficients(flow[:, 0], flow[:, 1], lat, lon), amp, atol=1e-12)
+    rng = np.random.default_rng(0)
+    k, n = 0.9 * np.exp(0.3j), 20000
+    c = np.zeros((n, 6))
+    z = np.zeros(n, dtype=complex)
+    for t in range(1, n):
+        z[t] = k * z[t - 1] + rng.normal() + 1j * rng.normal()
+    c[:, 0], c[:, 1], c[:, 2] = z.real, z.imag, 5.0
+    out = bench.predictability(c, np.zeros(n, dtype=int), [1, 2])["T_x+iT_y"]
+    assert abs(out["lag1"]["abs_k"] - 0.9) < 0.01 and abs(out["lag1"]["phase_deg"] - np.degrees(0.3)) < 0.5
+    assert abs(out["lag1"]["residual_share"] - (1 - 0.81)) < 0.01  # stationary var = var(e) / (1 - |k|^2)
+    assert abs(out["lag2"]["abs_k"] - 0.81) < 0.015
+    # a new segment breaks the pairs: an independent second half adds nothing to the lag-1 pairs across it
+    seg = (np.arange(n) >= n // 2).astype(int)
+    assert bench.predictability(c, seg, [1])["T_z"]["lag1"]["residual_share"] < 1e-12
