@@ -92,8 +92,12 @@ def seed_summary(rows: list[dict], names: list[str], seeds: list[int]) -> list[s
 
 
 def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
-    """The rows of an existing results file with those of ``rows`` replaced (same variant) or appended."""
-    old = json.loads(path.read_text())["rows"] if path.exists() else []
+    """The rows of an existing results file with those of ``rows`` replaced (same variant) or appended.
+
+    Each row keeps the thread count it ran at: an old row without its own takes the file's (the thread count of
+    the run that wrote it), since the file's is replaced by this run's."""
+    data = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    old = [r if "threads" in r or "threads" not in data else {**r, "threads": data["threads"]} for r in data["rows"]]
     new = {r["variant"]: r for r in rows}
     merged = [new.pop(r["variant"], r) for r in old]
     return merged + [r for r in rows if r["variant"] in new]
@@ -133,6 +137,7 @@ def run_variant(name: str, spec: dict, out: Path, threads: int, redo: bool = Fal
         if rc == 1 and scored:
             rc = 0  # the demo exits 1 when it misses its targets (scores written): collect() reports which
     row = {"variant": name, "about": spec["about"], "set": spec["set"], "rc": rc, "reused": reused}
+    row["threads"] = threads
     row["wall_s"] = time.monotonic() - t0
     if cpu_s is not None:
         row["cpu_s"] = cpu_s

@@ -396,6 +396,25 @@ def unrendered(name: str, data: object) -> list[str]:
     return [f"### `{name}`", "", "Raw diagnostics (no table): read the JSON.", ""]
 
 
+def degree_one(name: str, data: dict) -> list[str]:
+    """How well each degree-1 wind mode predicts itself (``bench/degree_one.py``)."""
+    lags = sorted({k for m in data["modes"].values() for k in m if k.startswith("lag")}, key=lambda k: int(k[3:]))
+    hours = data.get("step_hours")
+    intro = (
+        f"`python bench/degree_one.py {data['store']}`: the degree-1 modes of ({', '.join(data['wind'])}) over "
+        f"{data['times']} times; per lag (steps of {hours:g} h) the least-squares multiplier of the coefficient on "
+        "its present value (modulus, phase) and the residual's share of the variance: near 0, the learned linear "
+        "map of `model.degree_one_winds` can follow the mode; near 1, the rest of the flow drives it."
+    )
+    rows = [
+        [mode, _f(m["power_m2s2"], 3)]
+        + [f"{m[k]['abs_k']:.3f}, {m[k]['phase_deg']:.0f}°, {m[k]['residual_share']:.4f}" for k in lags]
+        for mode, m in data["modes"].items()
+    ]
+    head = ["mode", "power m² s⁻²", *(f"{k[3:]} step(s): abs k, phase, residual" for k in lags)]
+    return _section("The winds' degree-1 flow, predicted from itself", name, intro, head, rows)
+
+
 def activation_memory(name: str, data: dict) -> list[str]:
     """Saved-activation bytes per member and step, fp32/bf16 x checkpointing (``bench/activation_memory.py``)."""
     intro = (
@@ -437,6 +456,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "physics_baseline": physics_baseline,
     "infer_overhead": infer_overhead,
     "startup": startup,
+    "degree_one": degree_one,
 }
 
 

@@ -546,6 +546,13 @@ def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
     path.write_text(json.dumps({"rows": [{"variant": "old"}, {"variant": "a", "passed": False}]}))
     merged = bench.merge_rows(path, rows[:2])
     assert merged == [{"variant": "old"}, rows[0], rows[1]]
+    # an old row without its own thread count keeps the file's, which the new run's replaces
+    path.write_text(json.dumps({"rows": [{"variant": "old"}, {"variant": "b", "threads": 2}], "threads": 1}))
+    assert bench.merge_rows(path, rows[:1]) == [
+        {"variant": "old", "threads": 1},
+        {"variant": "b", "threads": 2},
+        rows[0],
+    ]
 
 
 def _wind_bench():
