@@ -17,7 +17,9 @@ For each forecast (a ``forecast.zarr`` store or a folder holding one, as ``sciml
   v500 at l = 8-11 and 1-3), showing whether a miss builds up over the rollout or is there from the first step;
 * the tilted solid-body rotation (toroidal l = 1, m = 1) per lead: the members' rms amplitude over the truth's,
   and how well its axis is locked across cases and members (phase concentration: 1 for a fixed bias, e.g. one
-  imprinted by an input field; near 0 for a random walk of the axis).
+  imprinted by an input field; near 0 for a random walk of the axis);
+* per lead, the divergent (spheroidal) share of the kinetic energy of the ensemble-mean error and of the spread
+  (members minus their mean): spread where the error is not is spread in the wrong modes.
 
 ``--floored F,...`` also counts, per channel and degree, the coefficients whose typical size in the training data
 is below the whitening floor ``F`` times the channel's largest (those that ``loss.spectral_floor`` scores in units
@@ -142,9 +144,16 @@ def analyse(
             rows.append(float((pm / pt).mean()))  # mean over the band of the per-degree ratios
         out["growth"].append({"channel": name, "degrees": [lo, hi], "lead_h": lead_h, "ratio": rows})
     tilt: dict = {"lead_h": lead_h, "member_rms": [], "truth_rms": [], "phase_concentration": []}
+    divergent: dict = {"lead_h": lead_h, "error": [], "spread": []}
     for d in leads:
         ut, vt = (values(truth, c, time=fc.time.values + d) for c in wind)
         um, vm = (values(fc, c, prediction_timedelta=d) for c in wind)
+        # the divergent (spheroidal) share of the ensemble-mean error's and of the spread's kinetic energy
+        mu, mv = um.mean(1, keepdim=True), vm.mean(1, keepdim=True)
+        err = vector_power_tensor(mu[:, 0] - ut, mv[:, 0] - vt).sum((-1, -2)).mean(0)  # [2]
+        spread = vector_power_tensor(um - mu, vm - mv).sum((-1, -2)).mean((0, 1))
+        divergent["error"].append(float(err[0] / err.sum()))
+        divergent["spread"].append(float(spread[0] / spread.sum()) if float(spread.sum()) > 0 else float("nan"))
         cm = vector_coefficients(um, vm)
         t11, m11 = vector_coefficients(ut, vt)[..., 1, 1, 1], cm[..., 1, 1, 1]  # [T], [T, R]
         tilt["member_rms"].append(float(m11.abs().pow(2).mean().sqrt()))
@@ -152,6 +161,7 @@ def analyse(
         # |mean unit phasor|: 1 if every member tilts about the same axis (a locked bias), ~0 for random axes
         tilt["phase_concentration"].append(float((m11 / m11.abs().clamp_min(1e-300)).mean().abs()))
     out["tilt"] = tilt
+    out["divergent_share"] = divergent
     return out
 
 
@@ -206,6 +216,10 @@ def report(res: dict) -> str:
     rows = zip(t["lead_h"], t["member_rms"], t["truth_rms"], t["phase_concentration"], strict=True)
     cells = ", ".join(f"{h} h x{m / tr:.2f} ({c:.2f})" for h, m, tr, c in rows if h % 24 == 0 or h == t["lead_h"][0])
     lines.append(f"  tilted rotation T11 rms member/truth (phase concentration) vs lead: {cells}")
+    dv = res["divergent_share"]
+    rows = zip(dv["lead_h"], dv["error"], dv["spread"], strict=True)
+    cells = ", ".join(f"{h} h {e:.2f}/{sp:.2f}" for h, e, sp in rows if h % 24 == 0 or h == dv["lead_h"][0])
+    lines.append(f"  divergent share of the ensemble-mean error / of the spread (kinetic energy) vs lead: {cells}")
     return "\n".join(lines)
 
 

@@ -613,6 +613,20 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
     assert min(tilt["phase_concentration"]) > 0.99
     np.testing.assert_allclose(tilt["member_rms"], 100 * np.sqrt(2 * np.pi / 3), rtol=0.03)
     assert "member mean above the truth in 3 of 3 cases" in capsys.readouterr().out
+    # members = truth + a common superrotation (the ensemble-mean error: rotational) + a cross-equator flow of
+    # alternating sign (the spread: divergent)
+    assert R % 2 == 0
+    sign = np.where(np.arange(R) % 2 == 0, 1.0, -1.0)[None, None, :, None, None].astype(np.float32)
+    split = xr.Dataset(coords=fc.coords)
+    t_u, t_v = (truth[c].sel(time=valid).values.reshape(T, D, 1, *truth[c].shape[1:]) for c in ("u500", "v500"))
+    split["z500"] = fake.z500
+    split["u500"] = (FC_DIMS, np.broadcast_to(t_u + 5.0 * np.cos(lat), (T, D, R, *t_u.shape[3:])).astype(np.float32))
+    split["v500"] = (FC_DIMS, (t_v + 3.0 * np.cos(lat) * sign).astype(np.float32))
+    split.to_zarr(tmp_path / "split.zarr")
+    bench.main([str(tmp_path / "split.zarr"), *args[1:], "--json", str(out)])
+    shares = json.loads(out.read_text())[0]["divergent_share"]
+    np.testing.assert_allclose(shares["error"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(shares["spread"], 1.0, atol=1e-6)
     with pytest.raises(SystemExit, match="no channel 'w850'"):
         bench.main([*args, "--scalars", "w850"])
 
