@@ -21,10 +21,10 @@ with :math:`\langle\cdot,\cdot\rangle` the spherical mean of the dot product; in
 Why: these modes hold the flow's relative angular momentum, which the dynamics change slowly and almost only
 through the modes themselves (drag, the precession of a tilted rotation, the slow divergent exchange between the
 hemispheres). On the built-in data a degree-1 coefficient one 6-hour step ahead is a linear function of its
-present value to within 0.001-13 % of its variance (``bench/degree_one.py``). A network that predicts the next state leaves them to
-a random walk of its small errors instead: the members' tilted rotation grew to 12-18 times the truth's power in
-5 days, though it was trained only on rollouts up to 1 day (``bench/quick_demo.md``). Here the network's own
-degree-1 output is removed and replaced by
+present value to within 0.001-13 % of its variance (``bench/degree_one.py``). A network that predicts the next
+state leaves them to a random walk of its small errors instead: the members' tilted rotation grew to 12-18 times
+the truth's power in 5 days, though it was trained only on rollouts up to 1 day (``bench/quick_demo.md``). Here
+the network's own degree-1 output is removed and replaced by
 
 .. math::
 
