@@ -105,6 +105,9 @@ def forecast_experiments(name: str, data: dict) -> list[str]:
     )
     rows = []
     for r in data["rows"]:
+        if "checks" not in r:  # the run failed before it was scored
+            rows.append((f"`{r['variant']}`", *("-" * 6), f"failed: {r.get('error', 'no scores')}"))
+            continue
         by = {}
         for c in r["checks"]:
             t = by.setdefault(c["target"], [float("inf"), float("-inf")])

@@ -553,6 +553,13 @@ def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
         {"variant": "b", "threads": 2},
         rows[0],
     ]
+    # a failed rerun keeps the scored row; a failed new variant is listed with its error
+    failed = [{"variant": "b", "rc": -9, "error": "exit -9"}, {"variant": "c", "rc": 1, "error": "exit 1"}]
+    assert bench.merge_rows(path, failed) == [
+        {"variant": "old", "threads": 1},
+        {"variant": "b", "threads": 2},
+        failed[1],
+    ]
 
 
 def _wind_bench():

@@ -313,6 +313,9 @@ def test_full_demo_report_gives_ratios_to_the_perfect_model_with_intervals(score
     z24 = next(r["ratio_physics"][0] for r in rep["ratios"] if r["channel"] == "z500" and r["lead_hours"] == 24.0)
     assert tables["_physics_cell"](kept).startswith(f"z500 {z24:.2f}; winds ")
     assert bench["physics_ratios"]({"ratios": [{"channel": "z500", "lead_hours": 24.0}]}) == {}
+    # a variant that failed before it was scored is listed with its error
+    failed = tables["forecast_experiments"]("x.json", {"rows": [{"variant": "v", "rc": -9, "error": "exit -9"}]})
+    assert failed[-1] == "| `v` | - | - | - | - | - | - | failed: exit -9 |"
 
 
 def test_cases_without_a_verifying_time_are_left_out_of_means_and_intervals(scored, tmp_path):
