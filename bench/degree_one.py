@@ -27,15 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def coefficients(u: np.ndarray, v: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Degree-1 coefficients ``[T, 6]`` (m/s, the model's mode order) of winds ``[T, H, W]`` on the I/O grid."""
+    """Degree-1 coefficients ``[T, 6]`` (m/s, the model's mode order) of winds ``[T, H, W]`` on the I/O grid, by
+    the model's own :class:`~sciml.forecasting.models.planetary.DegreeOneFlow` (in float64)."""
     import torch
 
-    from sciml.forecasting.models.planetary import degree_one_basis
-    from sciml.forecasting.sphere import quadrature_weights
+    from sciml.forecasting.models.layers import SerialSphereOps
+    from sciml.forecasting.models.planetary import DegreeOneFlow
 
-    basis = degree_one_basis(torch.tensor(np.array(lat)), torch.tensor(np.array(lon))).numpy()  # [6, 2, H, W]
-    q = quadrature_weights(len(lat), len(lon)).numpy()  # [H, 1]
-    return 1.5 * (np.einsum("thw,khw->tk", u * q, basis[:, 0]) + np.einsum("thw,khw->tk", v * q, basis[:, 1]))
+    flow = DegreeOneFlow(((0, 1),), len(lat), len(lon), SerialSphereOps()).double()
+    winds = torch.from_numpy(np.stack([u, v], axis=1)[:, None].astype(np.float64))  # [T, 1, 2, H, W]
+    with torch.no_grad():
+        return flow.coefficients(winds)[:, 0].numpy()
 
 
 def predictability(c: np.ndarray, segment: np.ndarray, lags: list[int]) -> dict:

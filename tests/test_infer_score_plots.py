@@ -6,6 +6,7 @@ One tiny model is trained for a few steps on a tiny shallow-water store per modu
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -511,7 +512,8 @@ def test_forecast_experiment_variants_are_valid_configs():
     for name, v in variants.items():
         cfg = load_train_config("demo", v["set"])
         # the same training budget for every variant, except training-length levers, named for their factor
-        factor = int(name.rsplit("-", 1)[1][:-1]) if name.endswith("x") and name.rsplit("-", 1)[1][:-1].isdigit() else 1
+        kx = re.fullmatch(r".*-(\d+)x", name)
+        factor = int(kx.group(1)) if kx else 1
         assert cfg.total_steps == 540 * factor, name
     row = {
         "variant": "x",
