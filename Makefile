@@ -52,6 +52,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/pinn_gravity.py --json runs/bench/pinn_gravity.json
 	$(BIN)/python bench/pinn_ranges.py --quick --json runs/bench/pinn_ranges.json
 	$(BIN)/python bench/infer_overhead.py --quick --json runs/bench/infer_overhead.json
+	$(BIN)/python bench/infer_batch.py --quick --json runs/bench/infer_batch.json
 	$(BIN)/python bench/startup.py --quick --json runs/bench/startup.json
 
 clean-venv:

@@ -373,6 +373,29 @@ def infer_overhead(name: str, data: dict) -> list[str]:
     return _section(title, name, intro, head, rows)
 
 
+def infer_batch(name: str, data: dict) -> list[str]:
+    """Samples per network call in inference: speed and peak memory (``bench/infer_batch.py``)."""
+    s = data["settings"]
+    title = f"Inference samples per network call, `demo` model on {s['device']}"
+    intro = (
+        f"`python bench/infer_batch.py{' --quick' if s.get('quick') else ''}`: one ensemble step of {s['preset']} "
+        f"on {s['samples']} samples (member × initial time) at {s['grid']}, split into calls of at most `max_batch` "
+        f"(`sciml forecast infer --max-batch`), {s['threads']} thread(s), median of {s['repeats']} step(s); each "
+        "size in its own process. Peak memory: the process's peak RSS on a CPU (the baseline row only builds the "
+        f"model and its inputs). Load average before/after: {s['load_average'][0]}/{s['load_average'][1]}."
+    )
+    rows = [
+        (
+            "baseline" if r["max_batch"] == 0 else str(r["max_batch"]),
+            str(r["calls"]),
+            "–" if r["ms_per_sample"] is None else _f(r["ms_per_sample"]),
+            _f(r["peak_memory_mb"] / 1024, 2),
+        )
+        for r in data["rows"]
+    ]
+    return _section(title, name, intro, ("max_batch", "calls", "ms per sample", "peak GB"), rows)
+
+
 def startup(name: str, data: dict) -> list[str]:
     """Fixed start-up of commands and imports in fresh processes (``bench/startup.py``)."""
     labels = list(dict.fromkeys(r["label"] for r in data["rows"]))
@@ -458,6 +481,7 @@ RENDERERS: dict[str, Callable[[str, dict], list[str]]] = {
     "full_demo": full_demo,
     "physics_baseline": physics_baseline,
     "infer_overhead": infer_overhead,
+    "infer_batch": infer_batch,
     "startup": startup,
     "degree_one": degree_one,
 }

@@ -194,14 +194,15 @@ def test_device_must_match_the_backend():
 def _two_step_ranks(ckpt: str, out: str) -> None:
     from sciml.forecasting.distributed.context import ParallelConfig
 
-    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(out), seed=SEED)
+    # each rank's 4 samples in network calls of 3 and 1 (the tiles' collectives run once per call on every rank)
+    cfg = InferConfig(Path(ckpt), INITS, LEAD, MEMBERS, Path(out), seed=SEED, max_batch=3)
     _distributed(cfg, ParallelConfig(h=2, timeout_s=60))  # 2 latitude tiles x 2 batch ranks (one init each)
 
 
 def test_two_step_model_on_tiles_and_batch_ranks_equals_serial(setup, tmp_path):
     """A two-step model (input_steps 2) on 2 latitude x 2 batch ranks: each rank reads the previous state of its
-    initial time on its tile (the serial test in test_infer_score_plots checks that the previous state is used);
-    the store equals the serial one."""
+    initial time on its tile (the serial test in test_infer_score_plots checks that the previous state is used),
+    in two network calls per step; the store equals the serial one (one call per step)."""
     from sciml.forecasting.train import Trainer, load_train_config
 
     store = Path(LoadedModel(setup["ckpt"]).facts.store)

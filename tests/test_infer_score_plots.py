@@ -211,6 +211,29 @@ def test_overlapped_writer_writes_the_sequential_store_bit_for_bit(setup, tmp_pa
     assert all(stores[True][k] == stores[False][k] for k in stores[False])
 
 
+def test_forecast_in_smaller_network_calls_matches_one_call(setup, tmp_path, capsys):
+    """``--max-batch`` changes only how many samples go through the network at once: the 2 x 3 samples in calls of
+    1, 4 (4 + 2) and all 6 give the same forecast at every lead to float rounding; a bad value is one line."""
+    from sciml.cli import main
+
+    base = dict(checkpoint=setup["ckpt"], inits=INITS, lead="1d", members=2, seed=4)
+    fc = {}
+    for mb in (1, 4, 6):
+        run_inference(InferConfig(**base, out=tmp_path / f"mb{mb}.zarr", max_batch=mb))
+        fc[mb] = xr.open_zarr(tmp_path / f"mb{mb}.zarr", consolidated=False).load()
+    for mb in (1, 4):
+        for c in ("z500", "u500", "v500"):
+            scale = float(np.abs(fc[6][c]).max())
+            np.testing.assert_allclose(fc[mb][c].values, fc[6][c].values, rtol=0, atol=1e-5 * scale, err_msg=c)
+    assert float(np.abs(fc[6]["z500"].isel(realization=0) - fc[6]["z500"].isel(realization=1)).max()) > 1.0
+    argv = ["forecast", "infer", "--checkpoint", str(setup["ckpt"]), "--init", INITS[0], "--lead", "6h"]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "x.zarr"), "--max-batch", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-batch must be >= 1, got 0" in err[0]
+    assert not (tmp_path / "x.zarr").exists()
+
+
 @pytest.mark.parametrize("fail_at", [1, 3], ids=["second-lead", "last-lead"])
 def test_writer_errors_reach_the_caller_and_leave_no_store(setup, tmp_path, fail_at):
     """An error on the writer thread is raised by run_inference (at the next lead, or when waiting for the last);
@@ -661,3 +684,26 @@ def test_wind_spectra_bench_reads_known_ratios(setup, tmp_path, capsys):
     for c, name in enumerate(names):
         expect = {str(l): int(floored[c, l, 0]) + 2 * int(floored[c, l, 1 : l + 1].sum()) for l in range(1, 9)}
         assert counts[name] == expect, name
+
+
+def test_infer_batch_bench_times_each_size_in_its_own_process(tmp_path):
+    """``bench/infer_batch.py``: one row per size (plus the set-up-only baseline) with the number of network calls
+    the size implies, a time and a peak; its table renders; a bad size is one line and exit 2."""
+    import runpy
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "infer_batch.py"
+    out = tmp_path / "b.json"
+    args = [sys.executable, str(bench), "--quick", "--samples", "4", "--sizes", "1,all", "--threads", "1"]
+    res = subprocess.run([*args, "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert [(r["max_batch"], r["calls"]) for r in rows] == [(0, 0), (1, 4), (4, 1)]
+    assert rows[0]["ms_per_sample"] is None and all(r["ms_per_sample"] > 0 for r in rows[1:])
+    assert all(r["peak_memory_mb"] > 100 for r in rows) and data["settings"]["samples"] == 4
+    tables = runpy.run_path(str(bench.parent / "tables.py"))
+    assert "| 1 | 4 |" in "\n".join(tables["infer_batch"]("b.json", data))
+    bad = subprocess.run([*args[:-4], "--sizes", "0", "--json", str(out)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "must be >= 1" in bad.stderr

@@ -332,6 +332,29 @@ def test_two_step_model_sees_the_scaled_tendency_and_nothing_more() -> None:
         torch.testing.assert_close(m2(x, aux, z, prev), m1(x, aux, z), rtol=0, atol=1e-6)
 
 
+def test_ensemble_step_in_smaller_calls_gives_the_same_members() -> None:
+    """``max_batch`` splits the folded members x batch into calls of at most that many samples (counted with a
+    forward hook); each sample's output equals the one-call result up to float rounding, prev included."""
+    torch.manual_seed(0)
+    model = FCN3(preset("tiny", input_steps=2))
+    x, aux, z = _inputs(model.config, batch=3)
+    ens = torch.stack([x + 0.1 * e for e in range(4)])  # [4 members, 3, C, H, W]
+    noise, prev = torch.stack([z * (e + 1) for e in range(4)]), ens - 0.05
+    sizes: list[int] = []
+    model.register_forward_hook(lambda m, args, out: sizes.append(args[0].shape[0]))
+    with torch.no_grad():
+        whole = ensemble_step(model, ens, aux, noise, prev)
+        assert sizes == [12]
+        for max_batch, calls in ((5, [5, 5, 2]), (1, [1] * 12), (12, [12]), (100, [12])):
+            sizes.clear()
+            part = ensemble_step(model, ens, aux, noise, prev, max_batch=max_batch)
+            assert sizes == calls, max_batch
+            torch.testing.assert_close(part, whole, rtol=0, atol=1e-5)
+    assert (whole[1] - whole[0]).abs().max() > 1e-3  # members differ: a mix-up of chunks would show
+    with pytest.raises(UsageError, match="max_batch must be >= 1"):
+        ensemble_step(model, ens, aux, noise, prev, max_batch=0)
+
+
 def test_two_step_misuse_and_state_dict() -> None:
     torch.manual_seed(0)
     m1, m2 = FCN3(preset("tiny")), FCN3(preset("tiny", input_steps=2))

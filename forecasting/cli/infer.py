@@ -31,6 +31,13 @@ def register_infer(subparsers: argparse._SubParsersAction) -> None:
         default=True,
         help="write lead k on a writer thread while lead k+1 is computed (default: on)",
     )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=1,
+        help="most samples (member x init time) per network call: bounds memory (default 1, the fastest on a CPU; "
+        "raise it on a GPU, measured by bench/infer_batch.py)",
+    )
     add_runtime_arguments(p, training=False)
     from sciml.forecasting.cli.parallel import add_parallel_arguments
 
@@ -55,6 +62,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
         device=args.device or "auto",
         precision=args.precision or "fp32",
         overlap_writes=args.overlap_writes,
+        max_batch=args.max_batch,
     )
     from sciml.forecasting.cli.parallel import parallel_config, parallel_context
     from sciml.forecasting.runtime import RuntimeSection, resolve_device
