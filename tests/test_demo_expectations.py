@@ -13,15 +13,16 @@ import xarray as xr
 
 from sciml.errors import UsageError
 from sciml.forecasting.demo import FULL_DEMO, MISSED_EXIT, QUICK_DEMO, summary
-from sciml.forecasting.eval.expectations import FULL, QUICK, BeatsBaseline, SpectrumRatio, SSRBand
+from sciml.forecasting.eval.expectations import FULL, QUICK, BeatsBaseline, NearBaseline, SpectrumRatio, SSRBand
 
 HOURS = np.arange(6.0, 121.0, 6.0)  # 6 h .. 5 d, as the demos score
 CHANNELS = ["z500", "u500", "v500"]
 
 
-def scores(crps_ratio=0.6, ssr=0.9, psd_factor=None) -> xr.Dataset:
+def scores(crps_ratio=0.6, ssr=0.9, psd_factor=None, physics_ratio=None) -> xr.Dataset:
     """A scores set: CRPS ``crps_ratio`` x persistence at every lead, ``ssr`` everywhere, member power
-    ``psd_factor(h, l)`` x the truth's (default 1)."""
+    ``psd_factor(h, l)`` x the truth's (default 1); with ``physics_ratio``, a physics baseline whose CRPS the
+    model's is that many times (a number, or a function of the lead in hours)."""
     nl = 32
     l = np.arange(nl)
     truth = np.tile(1.0 / (1.0 + l) ** 3, (HOURS.size, len(CHANNELS), 1))
@@ -30,8 +31,13 @@ def scores(crps_ratio=0.6, ssr=0.9, psd_factor=None) -> xr.Dataset:
         factor = np.array([[[psd_factor(h, k) for k in l] for _ in CHANNELS] for h in HOURS])
     pers = np.tile(np.linspace(1.0, 3.0, HOURS.size)[:, None], (1, len(CHANNELS)))
     dims = ("prediction_timedelta", "channel")
+    extra = {}
+    if physics_ratio is not None:
+        ratio = np.array([physics_ratio(h) if callable(physics_ratio) else physics_ratio for h in HOURS])
+        extra["crps_physics"] = (dims, crps_ratio * pers / ratio[:, None])
     return xr.Dataset(
         {
+            **extra,
             "crps": (dims, crps_ratio * pers),
             "crps_persistence": (dims, pers),
             "ssr": (dims, np.full(pers.shape, ssr)),
@@ -71,6 +77,12 @@ def test_quick_expectations_pass_and_fail_with_exit_status():
     mild = scores(ssr=0.65, psd_factor=lambda h, l: 1 + 1.9 * h / 120.0)
     assert all(c.passed for c in QUICK.checks(mild))
     assert {c.target for c in FULL.checks(mild) if not c.passed} == {"ssr", "ssr_corrected", "P_member/P_truth"}
+    # the perfect-model bounds: per channel (z500 x1.30, winds x1.08); none without the physics baseline
+    assert not any(c.target == "CRPS / physics" for c in FULL.checks(mild))
+    gap = {c.channel: c.passed for c in FULL.checks(scores(physics_ratio=1.2)) if c.target == "CRPS / physics"}
+    assert gap == {"z500": True, "u500": False, "v500": False}
+    assert all(c.passed for c in FULL.checks(scores(physics_ratio=1.05)))
+    assert sum(c.target == "CRPS / physics" for c in FULL.checks(scores(physics_ratio=1.05))) == len(CHANNELS)
 
 
 @pytest.mark.parametrize(
@@ -78,6 +90,9 @@ def test_quick_expectations_pass_and_fail_with_exit_status():
     [
         (BeatsBaseline("persistence"), scores(crps_ratio=0.99), True, 0.99, 0.99),
         (BeatsBaseline("persistence"), scores(crps_ratio=1.0), False, 1.0, 1.0),  # a tie is not beating it
+        (NearBaseline("physics", 1.3), scores(physics_ratio=1.29), True, 1.29, 1.29),
+        (NearBaseline("physics", 1.3), scores(physics_ratio=lambda h: 1.31 if h == 72 else 1.0), False, 1.0, 1.31),
+        (NearBaseline("physics", 1.3), scores(physics_ratio=lambda h: 2.0 if h < 24 else 1.1), True, 1.1, 1.1),
         (SSRBand("ssr", 0.6, 1.4), scores(ssr=1.4), True, 1.4, 1.4),  # bounds included
         (SSRBand("ssr", 0.6, 1.4), scores(ssr=0.59), False, 0.59, 0.59),
         (SpectrumRatio(3.0, 1, 16), scores(psd_factor=lambda h, l: 0.34 if l == 16 else 1.0), True, 0.34, 1),
@@ -106,8 +121,9 @@ def test_spectrum_at_one_lead_or_over_a_window():
     assert not ok and "no lead time" in report
 
 
-def test_full_demo_targets_unchanged():
-    """The full demo keeps its skill targets: three baselines, SSR and corrected SSR in [0.7, 1.3], x2 power."""
+def test_full_demo_targets():
+    """The full demo's skill targets: three baselines beaten, within x1.30 (z500) and x1.08 (winds) of the
+    perfect-model ensemble at 1-5 days, SSR and corrected SSR in [0.8, 1.2], x2 power."""
     assert FULL_DEMO.expectations is FULL
     crit = FULL.criteria
     assert [c.baseline for c in crit if isinstance(c, BeatsBaseline)] == [
@@ -115,9 +131,13 @@ def test_full_demo_targets_unchanged():
         "climatology",
         "climatology_ensemble",
     ]
+    near = [
+        (c.baseline, c.factor, c.channels, c.first_hours, c.last_hours) for c in crit if isinstance(c, NearBaseline)
+    ]
+    assert near == [("physics", 1.30, ("z500",), 24.0, 120.0), ("physics", 1.08, ("u500", "v500"), 24.0, 120.0)]
     assert [(c.key, c.low, c.high) for c in crit if isinstance(c, SSRBand)] == [
-        ("ssr", 0.7, 1.3),
-        ("ssr_corrected", 0.7, 1.3),
+        ("ssr", 0.8, 1.2),
+        ("ssr_corrected", 0.8, 1.2),
     ]
     (spec,) = [c for c in crit if isinstance(c, SpectrumRatio)]
     assert (spec.factor, spec.l_min, spec.l_max, spec.last_hours) == (2.0, 1, None, 120.0)

@@ -532,12 +532,20 @@ def test_forecast_experiment_variants_are_valid_configs():
     bench, path = _forecast_bench()
     variants = bench.load_variants(path.with_name("forecast_variants.yaml"))
     assert "demo" in variants and variants["demo"]["set"] == {}
+    shipped = load_train_config("demo", {})
     for name, v in variants.items():
         cfg = load_train_config("demo", v["set"])
-        # the same training budget for every variant, except training-length levers, named for their factor
+        if name == "demo":
+            continue
+        # the same training budget for every variant, except training-length levers, named for their factor; the
+        # seed and model of the variants' base (demo-s5), whatever demo.yaml says
         kx = re.fullmatch(r".*-(\d+)x", name)
         factor = int(kx.group(1)) if kx else 1
-        assert cfg.total_steps == 540 * factor, name
+        assert cfg.total_steps == 540 * factor and cfg.seed == 1, name
+        overrides = v["set"].get("model.overrides", {})
+        assert cfg.model.overrides.get("input_steps", 1) == overrides.get("input_steps", 1), name
+    # the shipped config is the two-state, degree-1, twice-as-long recipe with seed 2
+    assert shipped == load_train_config("demo", {**variants["two-steps-degree-one-2x"]["set"], "seed": 2})
     row = {
         "variant": "x",
         "checks": [
@@ -564,8 +572,8 @@ def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
     assert runs == ["a", "a-seed-1", "a-seed-2"]
     assert swept["a-seed-2"]["set"] == {"x": 1, "seed": 2} and swept["a"] == variants["a"]
     assert bench.with_seeds(variants, ["a"], []) == (variants, ["a"])
-    with pytest.raises(SystemExit, match="sets its own seed"):
-        bench.with_seeds(variants, ["s"], [0, 1])
+    swept, runs = bench.with_seeds(variants, ["s"], [0, 1])  # a variant's own seed is its seed 0
+    assert runs == ["s", "s-seed-1"] and swept["s"]["set"] == {"seed": 3} and swept["s-seed-1"]["set"] == {"seed": 1}
     rows = [{"variant": "a", "passed": True}, {"variant": "a-seed-1", "passed": False}, {"variant": "a-seed-2"}]
     assert bench.seed_summary(rows, ["a"], [0, 1, 2]) == ["a: 1 of 3 seeds meet every target (seeds 0)"]
     path = tmp_path / "results.json"
