@@ -16,7 +16,7 @@ def register_demo(subparsers: argparse._SubParsersAction) -> None:
         "the demo config on the built-in year-long dataset (make demo-forecast).",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo/forecast"), help="output folder")
-    p.add_argument("--full", action="store_true", help="full demo config (about 10+ minutes of training)")
+    p.add_argument("--full", action="store_true", help="full demo config (about 26 minutes on 2 cores)")
     p.add_argument("--members", type=int, default=None, help="ensemble size of the forecasts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training config key")
     p.set_defaults(func=cmd_demo)
