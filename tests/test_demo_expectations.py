@@ -6,6 +6,7 @@ Synthetic score sets for the logic; one end-to-end demo run on the tiny config a
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -148,9 +149,10 @@ def test_quick_demo_prints_expectations_and_closing_lines(tmp_path, capsys):
     """The demo pipeline end to end (tiny config and data), summary printed and exit status from the checks."""
     from sciml.forecasting.demo import run_demo
 
-    spec = dataclasses.replace(QUICK_DEMO, config="tiny", data={}, data_preset="tiny", init_every=1, n_inits=2)
+    spec = dataclasses.replace(QUICK_DEMO, data={}, data_preset="tiny", init_every=1, n_inits=2)
     tiny = {"stages.0.steps": 2, "stages.1.steps": 1, "validation.every": 100}
-    status = run_demo(tmp_path / "demo", members=2, overrides=tiny, spec=spec)
+    # the tiny config trained on the demo's data (--config): the store keeps the demo's name
+    status = run_demo(tmp_path / "demo", members=2, overrides=tiny, spec=spec, config="tiny")
     out = capsys.readouterr().out.rstrip().splitlines()
     assert "quick demo expectations (runs end to end in minutes and gives a sensible ensemble):" in out
     for c in QUICK.criteria:
@@ -162,6 +164,17 @@ def test_quick_demo_prints_expectations_and_closing_lines(tmp_path, capsys):
     assert out[-2] == f"plots: {tmp_path / 'demo' / 'plots'}/ (skill.png, spectra.png, rank_histograms.png, maps.png)"
     assert out[-1] == QUICK_DEMO.next_step
     assert (tmp_path / "demo" / "plots" / "spectra.png").exists()
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["config"] == "tiny" and report["store"] == str(tmp_path / "demo" / "data" / "swe-quick.zarr")
+
+
+def test_demo_refuses_an_unknown_config_before_building_data(tmp_path, capsys):
+    from sciml.cli import main
+
+    assert main(["forecast", "demo", "--config", "no-such", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no config file no-such and no built-in config 'no-such'" in err[0]
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_inits_skip_initial_times_without_the_earlier_held_out_states():

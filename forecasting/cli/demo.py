@@ -17,6 +17,11 @@ def register_demo(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo/forecast"), help="output folder")
     p.add_argument("--full", action="store_true", help="full demo config (about 26 minutes on 2 cores)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="train this config (built-in name or YAML path) instead of the demo's: quick, or demo with --full",
+    )
     p.add_argument("--members", type=int, default=None, help="ensemble size of the forecasts")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a training config key")
     p.set_defaults(func=cmd_demo)
@@ -25,4 +30,5 @@ def register_demo(subparsers: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sciml.forecasting.demo import run_demo
 
-    return run_demo(args.out, full=args.full, members=args.members, overrides=parse_set(args.set))
+    overrides = parse_set(args.set)
+    return run_demo(args.out, full=args.full, members=args.members, overrides=overrides, config=args.config)
