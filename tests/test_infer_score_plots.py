@@ -539,9 +539,12 @@ def test_forecast_experiment_variants_are_valid_configs():
             continue
         # the same training budget for every variant, except training-length levers, named for their factor; the
         # seed and model of the variants' base (demo-s5), whatever demo.yaml says
-        kx = re.fullmatch(r".*-(\d+)x", name)
-        factor = int(kx.group(1)) if kx else 1
-        assert cfg.total_steps == 540 * factor and cfg.seed == 1, name
+        kx = re.fullmatch(r".*?(-pretrain)?-(\d+)x", name)
+        factor = int(kx.group(2)) if kx else 1
+        if kx and kx.group(1):  # only the two pretraining stages (300 + 100 steps) longer
+            assert cfg.total_steps == 540 + 400 * (factor - 1) and cfg.seed == 1, name
+        else:
+            assert cfg.total_steps == 540 * factor and cfg.seed == 1, name
         overrides = v["set"].get("model.overrides", {})
         assert cfg.model.overrides.get("input_steps", 1) == overrides.get("input_steps", 1), name
     # the shipped config is the two-state, degree-1, twice-as-long recipe with seed 2
