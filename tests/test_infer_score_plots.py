@@ -5,6 +5,7 @@ One tiny model is trained for a few steps on a tiny shallow-water store per modu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -549,6 +550,9 @@ def test_forecast_experiment_variants_are_valid_configs():
         assert cfg.model.overrides.get("input_steps", 1) == overrides.get("input_steps", 1), name
     # the shipped config is the two-state, degree-1, twice-as-long recipe with seed 2
     assert shipped == load_train_config("demo", {**variants["two-steps-degree-one-2x"]["set"], "seed": 2})
+    # and the longer `full` config is the four-times variant with seed 2
+    four = load_train_config("demo", {**variants["two-steps-degree-one-4x"]["set"], "seed": 2})
+    assert load_train_config("full") == dataclasses.replace(four, name="full")
     row = {
         "variant": "x",
         "checks": [

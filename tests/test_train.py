@@ -45,12 +45,16 @@ def tiny_config(store: Path, **changes):
 
 # ------------------------------------------------------------------------------------------------ config
 def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
-    for name in ("tiny", "quick", "demo"):
+    for name in ("tiny", "quick", "demo", "full"):
         cfg = load_train_config(name)
         assert cfg.total_steps == sum(s.steps for s in cfg.stages)
     demo = load_train_config("demo")
     assert demo.stages[0].members == 4 and demo.stages[-1].crps == "fair" and demo.stages[-1].rollout == 16
     assert demo.stages[0].betas == (0.9, 0.95) and demo.stages[0].clip == 32.0
+    # `full` is demo.yaml trained twice as long, nothing else
+    full = load_train_config("full")
+    longer = tuple(dataclasses.replace(s, steps=2 * s.steps) for s in demo.stages)
+    assert full == dataclasses.replace(demo, name="full", stages=longer) and full.total_steps == 2160
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages: [{name: a, steps: 1, lern_rate: 1}]\n")
     with pytest.raises(ConfigError, match="lern_rate"):
