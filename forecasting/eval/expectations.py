@@ -7,8 +7,8 @@ per channel:
 * :class:`BeatsBaseline`: the fair CRPS below a baseline's at every lead of a window,
   :math:`\mathrm{CRPS}(\tau) / \mathrm{CRPS}_\mathrm{base}(\tau) < 1`;
 * :class:`NearBaseline`: the fair CRPS at most :math:`f` times a reference ensemble's at every lead of a window,
-  :math:`\mathrm{CRPS}(\tau) / \mathrm{CRPS}_\mathrm{ref}(\tau) \le f` (the perfect-model ensemble, which cannot
-  be beaten by a model that sees what it sees, bounds the gap instead);
+  :math:`\mathrm{CRPS}(\tau) / \mathrm{CRPS}_\mathrm{ref}(\tau) \le f` (the perfect-model ensemble is a bound to
+  come close to, not a baseline to beat);
 * :class:`SSRBand`: the spread-skill ratio in ``[low, high]`` at every lead of a window;
 * :class:`SpectrumRatio`: the members' angular power within a factor :math:`f` of the truth's,
   :math:`1/f \le P_\mathrm{member}(l) / P_\mathrm{truth}(l) \le f`, for a band of degrees at one lead or every
