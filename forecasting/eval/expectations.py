@@ -73,6 +73,28 @@ def _span(scores: xr.Dataset, win: np.ndarray) -> str:
     return f"{h[0]:g}-{h[-1]:g} h"
 
 
+def _crps_ratio_check(
+    scores: xr.Dataset,
+    channel: str,
+    baseline: str,
+    first_hours: float,
+    last_hours: float,
+    factor: float,
+    strict: bool = False,
+) -> TargetCheck | None:
+    """CRPS over ``baseline``'s CRPS at every lead of the window: passes below ``factor`` (``strict``) or at most
+    ``factor``; ``None`` where the scores lack that baseline."""
+    win = _window(scores, first_hours, last_hours)
+    s = scores.sel(channel=channel)
+    key = f"crps_{baseline}"
+    if key not in s:
+        return None
+    ratio = s["crps"].values[win] / s[key].values[win]
+    passed = np.all(ratio < factor) if strict else np.all(ratio <= factor)
+    where = f"over {_span(scores, win)}" + ("" if strict else f" (at most x{factor:g})")
+    return TargetCheck(channel, f"CRPS / {baseline}", float(ratio.min()), float(ratio.max()), bool(passed), where)
+
+
 @dataclass(frozen=True)
 class BeatsBaseline:
     """Fair CRPS below the ``baseline`` CRPS (``persistence``, ``climatology``, ``climatology_ensemble``) at
@@ -87,20 +109,7 @@ class BeatsBaseline:
         return f"CRPS below {base}'s at every lead {self.first_hours:g}-{self.last_hours:g} h"
 
     def check(self, scores: xr.Dataset, channel: str) -> TargetCheck | None:
-        win = _window(scores, self.first_hours, self.last_hours)
-        s = scores.sel(channel=channel)
-        key = f"crps_{self.baseline}"
-        if key not in s:
-            return None
-        ratio = s["crps"].values[win] / s[key].values[win]
-        return TargetCheck(
-            channel,
-            f"CRPS / {self.baseline}",
-            float(ratio.min()),
-            float(ratio.max()),
-            bool(np.all(ratio < 1)),
-            f"over {_span(scores, win)}",
-        )
+        return _crps_ratio_check(scores, channel, self.baseline, self.first_hours, self.last_hours, 1.0, strict=True)
 
 
 @dataclass(frozen=True)
@@ -125,20 +134,7 @@ class NearBaseline:
     def check(self, scores: xr.Dataset, channel: str) -> TargetCheck | None:
         if self.channels is not None and channel not in self.channels:
             return None
-        s = scores.sel(channel=channel)
-        key = f"crps_{self.baseline}"
-        if key not in s:
-            return None
-        win = _window(scores, self.first_hours, self.last_hours)
-        ratio = s["crps"].values[win] / s[key].values[win]
-        return TargetCheck(
-            channel,
-            f"CRPS / {self.baseline}",
-            float(ratio.min()),
-            float(ratio.max()),
-            bool(np.all(ratio <= self.factor)),
-            f"over {_span(scores, win)} (at most x{self.factor:g})",
-        )
+        return _crps_ratio_check(scores, channel, self.baseline, self.first_hours, self.last_hours, self.factor)
 
 
 @dataclass(frozen=True)
