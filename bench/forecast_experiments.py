@@ -97,11 +97,19 @@ def merge_rows(path: Path, rows: list[dict]) -> list[dict]:
 
     Each row keeps the thread count it ran at: an old row without its own takes the file's (the thread count of
     the run that wrote it), since the file's is replaced by this run's. A failed run (``rc`` not 0) does not
-    replace a row of the same variant: the scores of the last run that worked are kept."""
+    replace a row of the same variant: the scores of the last run that worked are kept. A row whose scores were
+    only re-read keeps the cost and thread count of the run that made them (the re-read took no time)."""
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}
     old = [r if "threads" in r or "threads" not in data else {**r, "threads": data["threads"]} for r in data["rows"]]
-    have = {r["variant"] for r in old}
+    have = {r["variant"]: r for r in old}
     rows = [r for r in rows if r.get("rc", 0) == 0 or r["variant"] not in have]
+    cost = ("threads", "wall_s", "cpu_s")
+    rows = [
+        {**r, **{k: have[r["variant"]][k] for k in cost if k in have[r["variant"]]}}
+        if r.get("reused") and r["variant"] in have
+        else r
+        for r in rows
+    ]
     new = {r["variant"]: r for r in rows}
     merged = [new.pop(r["variant"], r) for r in old]
     return merged + [r for r in rows if r["variant"] in new]

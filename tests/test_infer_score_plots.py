@@ -540,12 +540,16 @@ def test_forecast_experiment_variants_are_valid_configs():
             continue
         # the same training budget for every variant, except training-length levers, named for their factor; the
         # seed and model of the variants' base (demo-s5), whatever demo.yaml says
-        kx = re.fullmatch(r".*?(-pretrain)?-(\d+)x", name)
+        # (-Kx: every stage K times; -pretrain-Kx: the two pretraining stages, 300 + 100 steps; -ft-half: the three
+        # fine-tuning stages, 50 + 60 + 30 steps, halved)
+        kx = re.fullmatch(r".*?(-pretrain)?-(\d+)x(-ft-half)?", name)
         factor = int(kx.group(2)) if kx else 1
-        if kx and kx.group(1):  # only the two pretraining stages (300 + 100 steps) longer
-            assert cfg.total_steps == 540 + 400 * (factor - 1) and cfg.seed == 1, name
-        else:
-            assert cfg.total_steps == 540 * factor and cfg.seed == 1, name
+        pretrain, finetune = 400 * factor, 140 * factor
+        if kx and kx.group(1):
+            finetune = 140
+        if kx and kx.group(3):
+            finetune //= 2
+        assert cfg.total_steps == pretrain + finetune and cfg.seed == 1, name
         overrides = v["set"].get("model.overrides", {})
         assert cfg.model.overrides.get("input_steps", 1) == overrides.get("input_steps", 1), name
     # the shipped config is the two-state, degree-1, twice-as-long recipe with seed 2
@@ -602,6 +606,10 @@ def test_forecast_experiment_seed_sweeps_and_results_merge(tmp_path):
         {"variant": "b", "threads": 2},
         failed[1],
     ]
+    # scores only re-read: the row keeps what the run that made them cost, and at how many threads
+    path.write_text(json.dumps({"rows": [{"variant": "b", "threads": 1, "wall_s": 900.0, "cpu_s": 850.0}]}))
+    reread = {"variant": "b", "rc": 0, "reused": True, "threads": 2, "wall_s": 0.0, "passed": True}
+    assert bench.merge_rows(path, [reread]) == [{**reread, "threads": 1, "wall_s": 900.0, "cpu_s": 850.0}]
 
 
 def _wind_bench():
