@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,10 @@ import yaml
 
 from sciml.errors import UsageError, explain
 from sciml.io import atomic_write_text
+
+# PyYAML reads YAML 1.1, where a float needs a dot: `lr: 1e-3` and `--set lr=5e-05` arrive as strings. Scientific
+# notation without one is still unmistakably a number, so float fields accept it (other strings stay errors).
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 T = TypeVar("T")
 
@@ -102,6 +107,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             "-.inf",
         ):
             return float(value.strip().lower().replace(".inf", "inf"))
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            return float(value)
         raise ConfigError(f"{_fmt(path)}: expected a number, got {value!r}")
     if tp is str:
         if not isinstance(value, str):

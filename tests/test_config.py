@@ -55,6 +55,16 @@ def test_defaults_and_int_to_float():
     assert from_dict(Train, None) == Train()
 
 
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3'; a user writing it means the number
+    path = tmp_path / "c.yaml"
+    path.write_text("c: 1e-3\nweights: {a: 5E+2, b: 1.5e3, c: -2.5e-05}\n")
+    cfg = from_yaml(Train, path)
+    assert cfg.c == 1e-3 and cfg.weights == {"a": 500.0, "b": 1500.0, "c": -2.5e-05}
+    with pytest.raises(ConfigError, match=r"c: expected a number, got '1e'"):
+        from_dict(Train, {"c": "1e"})
+
+
 def test_frozen():
     with pytest.raises(AttributeError):
         Train().seed = 3  # type: ignore[misc]

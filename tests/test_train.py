@@ -55,6 +55,10 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
     full = load_train_config("full")
     longer = tuple(dataclasses.replace(s, steps=2 * s.steps) for s in demo.stages)
     assert full == dataclasses.replace(demo, name="full", stages=longer) and full.total_steps == 2160
+    # `--set` values are YAML: 5e-05 (no dot) is a string to YAML 1.1 and still a learning rate here
+    from sciml.forecasting.cli.common import parse_set
+
+    assert load_train_config("demo", parse_set(["stages.2.lr=5e-05"])).stages[2].lr == 5e-05
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages: [{name: a, steps: 1, lern_rate: 1}]\n")
     with pytest.raises(ConfigError, match="lern_rate"):
