@@ -7,7 +7,7 @@
 
 Each variant is ``sciml forecast demo --full`` with ``--set`` overrides of forecasting/configs/forecast/demo.yaml
 (one process per variant, one thread each, ``--jobs`` at a time), so it trains the steps its variant sets (540 for
-most, 1080 for the shipped demo), infers the demo's initial
+most, 870 for the shipped demo), infers the demo's initial
 times (48 weekly ones of the held-out year; the rows in bench/results/forecast_experiments.json were run with the
 earlier 12) x 8 members x 5 days and scores them exactly as the demo does, the physics baseline included (about 3
 CPU minutes per variant; the same numbers for every variant). A variant with scores is only

@@ -552,8 +552,10 @@ def test_forecast_experiment_variants_are_valid_configs():
         assert cfg.total_steps == pretrain + finetune and cfg.seed == 1, name
         overrides = v["set"].get("model.overrides", {})
         assert cfg.model.overrides.get("input_steps", 1) == overrides.get("input_steps", 1), name
-    # the shipped config is the two-state, degree-1, twice-as-long recipe with seed 2
-    assert shipped == load_train_config("demo", {**variants["two-steps-degree-one-2x"]["set"], "seed": 2})
+    # the shipped config is the two-state, degree-1 recipe with twice the pretraining, half the fine-tuning at half
+    # the rates, and seed 2
+    lr_half = variants["two-steps-degree-one-lr-half-pretrain-2x-ft-half"]["set"]
+    assert shipped == load_train_config("demo", {**lr_half, "seed": 2})
     # and the longer `full` config is the four-times variant with seed 2
     four = load_train_config("demo", {**variants["two-steps-degree-one-4x"]["set"], "seed": 2})
     assert load_train_config("full") == dataclasses.replace(four, name="full")

@@ -51,9 +51,13 @@ def test_builtin_configs_load_and_unknown_keys_fail(tmp_path):
     demo = load_train_config("demo")
     assert demo.stages[0].members == 4 and demo.stages[-1].crps == "fair" and demo.stages[-1].rollout == 16
     assert demo.stages[0].betas == (0.9, 0.95) and demo.stages[0].clip == 32.0
-    # `full` is demo.yaml trained twice as long, nothing else
+    # `full` is demo.yaml trained longer, nothing else: pretraining x2, fine-tuning x8 at twice the rates
     full = load_train_config("full")
-    longer = tuple(dataclasses.replace(s, steps=2 * s.steps) for s in demo.stages)
+    pretrain, finetune = {"steps": 2}, {"steps": 8, "lr": 2}
+    longer = tuple(
+        dataclasses.replace(s, **{k: f * getattr(s, k) for k, f in (pretrain if i < 2 else finetune).items()})
+        for i, s in enumerate(demo.stages)
+    )
     assert full == dataclasses.replace(demo, name="full", stages=longer) and full.total_steps == 2160
     # `--set` values are YAML: 5e-05 (no dot) is a string to YAML 1.1 and still a learning rate here
     from sciml.forecasting.cli.common import parse_set
