@@ -77,8 +77,8 @@ QUICK_DEMO = DemoSpec(
     init_every=5,
     n_inits=5,
     expectations=QUICK,
-    next_step="full demo: sciml forecast demo --full (make demo-forecast), about 26 min on an idle 2-core machine "
-    "plus 5 min to build its year of data the first time",
+    next_step="full demo: sciml forecast demo --full (make demo-forecast), about 18 min on an idle 2-core machine "
+    "plus 3 min to build its year of data the first time",
 )
 #: 48 weekly cases (2004-01-01 .. 2004-11-25): bootstrap intervals over cases need tens of them; the physics
 #: baseline's 48 x 9 five-day generator runs cost about 3 CPU minutes (bench/results/physics_baseline.json).

@@ -16,7 +16,7 @@ def register_demo(subparsers: argparse._SubParsersAction) -> None:
         "the demo config on the built-in year-long dataset (make demo-forecast).",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo/forecast"), help="output folder")
-    p.add_argument("--full", action="store_true", help="full demo config (about 26 minutes on 2 cores)")
+    p.add_argument("--full", action="store_true", help="full demo config (about 18 minutes on 2 cores)")
     p.add_argument(
         "--config",
         default=None,
