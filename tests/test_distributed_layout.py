@@ -1,4 +1,4 @@
-"""Process-free tests of the distributed layout math and of the launcher-environment parsing (issue 8)."""
+"""Process-free tests of the distributed layout math and of the launcher-environment parsing."""
 
 from __future__ import annotations
 
